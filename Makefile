@@ -1,0 +1,42 @@
+# The course's commands. `make lab` and `make test` are the two a student needs;
+# both create .venv and install everything on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test data base-model exercises execute clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## Start JupyterLab on the course (prints the URL; no browser needed).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=.
+
+## Run the whole test suite: unit tests, library equivalence, exercise sync, notebooks.
+test: $(STAMP)
+	$(PY) -m pytest
+
+## Regenerate every dataset in data/ (byte-identical).
+data: $(STAMP)
+	$(PY) -m course_lib.data
+
+## Pretrain the base model from scratch into data/base_model/ (about 20 min on 2 cores).
+base-model: $(STAMP)
+	$(PY) -m course_lib.base_model
+
+## Regenerate exercises/ from solutions/.
+exercises: $(STAMP)
+	$(PY) -m course_lib.exercises
+
+## Re-execute notebooks and solutions in place (outputs and measured runtimes).
+execute: $(STAMP)
+	$(PY) -m course_lib.run_notebooks notebooks/*.ipynb solutions/*.ipynb
+
+clean-venv:
+	rm -rf $(VENV)
