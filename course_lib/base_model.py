@@ -57,25 +57,22 @@ def generator_entropy(docs: list[dict], tokenizer) -> float:
 
 def fact_recall(model, tokenizer) -> float:
     """Share of corpus facts for which the model ranks the true value first."""
-    from .evaluation import choose
+    from .evaluation import choose_many
     from .text import fact_statement
     from .world import FACT_ATTRIBUTES, make_world
     w = make_world()
-    hits, n = 0, 0
-    for p in w.people:
-        for attr in FACT_ATTRIBUTES:
-            prefix, _ = fact_statement(p, attr, 0)
-            cands = sorted({getattr(q, attr) for q in w.people + w.new_people})
-            hits += choose(model, tokenizer, prefix, cands) == p.fact(attr)
-            n += 1
-    return hits / n
+    facts = [(p, a) for p in w.people for a in FACT_ATTRIBUTES]
+    prompts = [fact_statement(p, a, 0)[0] for p, a in facts]
+    cands = [sorted({getattr(q, a) for q in w.people + w.new_people}) for _, a in facts]
+    picks = choose_many(model, tokenizer, prompts, cands)
+    return sum(pick == p.fact(a) for pick, (p, a) in zip(picks, facts)) / len(facts)
 
 
 def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: bool = True) -> dict:
     """Train tokenizer and model from scratch, measure them, and save both with a model card."""
     from .data import corpus_documents
     from .environment import set_seed
-    from .evaluation import cross_entropy, generate, unigram_cross_entropy
+    from .evaluation import cross_entropy, unigram_cross_entropy
     from .tokenizer import train_tokenizer
     from .training import TrainConfig, lm_batches, pack_tokens, train
 
@@ -111,15 +108,23 @@ def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: b
         "settings": s,
     }
     report["val_perplexity"] = round(math.exp(report["val_cross_entropy"]), 3)
-    prompts = ["Mira Holt lives in", "On Monday morning,", "A customer wrote about the",
-               "The people of Brookmere include"]
-    report["samples_greedy"] = {p: generate(model, tok, p, 40) for p in prompts}
-    report["samples_sampled"] = {p: generate(model, tok, p, 40, temperature=0.8, top_p=0.95)
-                                 for p in prompts}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
+    return write_card(out_dir, report, model, tok)
+
+
+def write_card(out_dir: Path, report: dict, model, tok) -> dict:
+    """Add sample generations to the report; write metrics.json and the model card README.md."""
+    from .evaluation import generate
+    from .world import make_world
+    person = make_world().people[0]
+    prompts = [f"{person.name} lives in", "On Monday morning,", "A customer wrote about the",
+               f"The people of {person.town} include"]
+    report["samples_greedy"] = {p: generate(model, tok, p, 40) for p in prompts}
+    report["samples_sampled"] = {p: generate(model, tok, p, 40, temperature=0.8, top_p=0.95)
+                                 for p in prompts}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "README.md").write_text(model_card(report, model.config))
     return report
@@ -177,9 +182,11 @@ The model's loss is {r['val_cross_entropy'] / r['unigram_cross_entropy']:.0%} of
 model's. The floor is the generator's own uncertainty: the course knows the probability of
 every random choice that produced a document, so -log p(document) summed over the split
 and divided by its tokens is the entropy rate no model can beat (an upper bound on it,
-strictly: two derivations of the same text are counted apart). Part of the gap to the floor
-is the world's facts the model has not memorised: it ranks the true value first for
-**{r['fact_recall']:.0%}** of the {4 * 30} (person, attribute) facts of the corpus.
+strictly: two derivations of the same text are counted apart). The model is
+{r['val_cross_entropy'] - r['generator_entropy']:.3f} nats/token above the floor. What it had to
+memorise to get there: the world's facts. It ranks the true value first for
+**{r['fact_recall']:.0%}** of the {4 * 30} (person, attribute) facts of the corpus (prompt
+"<name> lives in", etc., all candidate values ranked by log-probability).
 
 ## Samples
 Greedy:
@@ -201,7 +208,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BASE_MODEL_DIR)
     ap.add_argument("--steps", type=int, default=PRETRAIN["max_steps"],
                     help="optimizer steps (fewer for a quick smoke run)")
+    ap.add_argument("--card-only", action="store_true",
+                    help="only regenerate samples, metrics.json and README.md of an existing model")
     args = ap.parse_args()
+    if args.card_only:
+        model, tok = load_base_model(args.out)
+        report = json.loads((Path(args.out) / "metrics.json").read_text())
+        write_card(Path(args.out), report, model, tok)
+        print(f"rewrote the model card in {args.out}")
+        return
     report = build(args.out, dict(PRETRAIN, max_steps=args.steps,
                                   warmup_steps=min(PRETRAIN["warmup_steps"], args.steps // 10)))
     print(json.dumps({k: v for k, v in report.items() if not k.startswith("samples")}, indent=1))

@@ -34,6 +34,7 @@ def quiet() -> None:
     import datasets
     import transformers
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

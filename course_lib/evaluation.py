@@ -69,29 +69,69 @@ def unigram_cross_entropy(train_ids: Sequence[Sequence[int]], eval_ids: Sequence
 
 
 @torch.no_grad()
+def continuation_logprobs(model, tokenizer, prompts: Sequence[str], continuations: Sequence[str],
+                          batch_size: int = 64) -> list[float]:
+    """log p(continuation | prompt) for many pairs at once, summed over the continuation's tokens.
+
+    The prompt is tokenized with <bos>, the continuation without: a candidate
+    answer usually needs its leading space (" Brookmere"), as in running text.
+    """
+    prompts, continuations = _check_texts(prompts, "prompts"), _check_texts(continuations, "continuations")
+    if len(prompts) != len(continuations):
+        raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations")
+    device = next(model.parameters()).device
+    p_ids = tokenizer(prompts)["input_ids"]
+    c_ids = tokenizer(continuations, add_special_tokens=False)["input_ids"]
+    if any(len(c) == 0 for c in c_ids):
+        raise ValueError("a continuation is empty")
+    scores: list[float] = []
+    model.eval()
+    for i in range(0, len(prompts), batch_size):
+        seqs = [p + c for p, c in zip(p_ids[i:i + batch_size], c_ids[i:i + batch_size])]
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), tokenizer.pad_token_id, device=device)
+        mask = torch.zeros_like(ids)
+        for row, seq in enumerate(seqs):
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        for row, (p, c) in enumerate(zip(p_ids[i:i + batch_size], c_ids[i:i + batch_size])):
+            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1, device=device)
+            scores.append(logp[row, pos, torch.tensor(c, device=device)].sum().item())
+    return scores
+
+
 def continuation_logprob(model, tokenizer, prompt: str, continuation: str) -> float:
     """log p(continuation | prompt) under the model, summed over its tokens."""
-    device = next(model.parameters()).device
-    p_ids = tokenizer(prompt)["input_ids"]
-    c_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-    if not c_ids:
-        raise ValueError("the continuation is empty")
-    ids = torch.tensor([p_ids + c_ids], device=device)
-    logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
-    pos = torch.arange(len(p_ids) - 1, ids.shape[1] - 1, device=device)
-    return logp[pos, ids[0, len(p_ids):]].sum().item()
+    return continuation_logprobs(model, tokenizer, [prompt], [continuation])[0]
 
 
 def rank_candidates(model, tokenizer, prompt: str, candidates: Sequence[str]) -> list[float]:
     """The log-probability of each candidate (with a leading space) after the prompt."""
     candidates = _check_texts(candidates, "candidates")
-    return [continuation_logprob(model, tokenizer, prompt, " " + c) for c in candidates]
+    return continuation_logprobs(model, tokenizer, [prompt] * len(candidates),
+                                 [" " + c for c in candidates])
 
 
 def choose(model, tokenizer, prompt: str, candidates: Sequence[str]) -> str:
     """The candidate the model finds most likely after the prompt."""
-    scores = rank_candidates(model, tokenizer, prompt, candidates)
-    return list(candidates)[max(range(len(scores)), key=scores.__getitem__)]
+    return choose_many(model, tokenizer, [prompt], [candidates])[0]
+
+
+def choose_many(model, tokenizer, prompts: Sequence[str],
+                candidate_lists: Sequence[Sequence[str]]) -> list[str]:
+    """For each prompt, the most likely of its candidates (all scored in batches)."""
+    if len(prompts) != len(candidate_lists):
+        raise ValueError(f"got {len(prompts)} prompts but {len(candidate_lists)} candidate lists")
+    flat_p = [p for p, cands in zip(prompts, candidate_lists) for _ in cands]
+    flat_c = [" " + c for cands in candidate_lists for c in cands]
+    scores = continuation_logprobs(model, tokenizer, flat_p, flat_c)
+    out, k = [], 0
+    for cands in candidate_lists:
+        best = max(range(len(cands)), key=lambda j: scores[k + j])
+        out.append(list(cands)[best])
+        k += len(cands)
+    return out
 
 
 def normalize_answer(text: str) -> str:

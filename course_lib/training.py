@@ -194,3 +194,31 @@ def lm_batches(blocks: torch.Tensor, batch_size: int, seed: int = 0) -> Iterable
                 yield {"input_ids": x, "labels": x.clone()}
 
     return _Batches()
+
+
+def text_batches(tokenizer, texts: list[str], batch_size: int, max_length: int = 128,
+                 seed: int = 0, add_eos: bool = True) -> Iterable[dict]:
+    """Shuffled, padded causal-LM batches of whole texts; padding is masked out of the loss."""
+    if isinstance(texts, str) or not texts:
+        raise ValueError("texts must be a non-empty list of strings")
+    if not 1 <= batch_size <= len(texts):
+        raise ValueError(f"batch_size must be in [1, {len(texts)}] (the number of texts), got {batch_size}")
+    suffix = tokenizer.eos_token if add_eos else ""
+
+    class _Batches:
+        def __init__(self):
+            self.epoch = 0
+
+        def __iter__(self):
+            g = torch.Generator().manual_seed(seed + self.epoch)
+            self.epoch += 1
+            order = torch.randperm(len(texts), generator=g).tolist()
+            for i in range(0, len(order) - batch_size + 1, batch_size):
+                enc = tokenizer([texts[j] + suffix for j in order[i:i + batch_size]],
+                                return_tensors="pt", padding=True, truncation=True,
+                                max_length=max_length)
+                labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+                yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                       "labels": labels}
+
+    return _Batches()
