@@ -6,7 +6,9 @@ log-probability of every document is known exactly.
 """
 from __future__ import annotations
 
-from .world import WORKPLACE, TOWN_FEATURES, Chooser, Person, Product, World
+from .world import (FEMALE_NAMES, FOODS, PETS, PET_NAMES, PROFESSIONS, TOWN_FEATURES,
+                    VISITOR_FIRST_NAMES, VISITOR_SURNAMES, WORKPLACE, Chooser, Person, Product,
+                    World)
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 PARTS = ["morning", "afternoon", "evening"]
@@ -95,6 +97,26 @@ def story_doc(ch: Chooser, w: World) -> str:
     return " ".join(s)
 
 
+def visitor_doc(ch: Chooser, w: World) -> str:
+    """A one-off visitor: facts stated, then some restated in another phrasing.
+
+    The restated values can only be predicted from the document itself, so the model
+    learns to look facts up in its context (used by retrieval prompts in chapter 01).
+    """
+    first = ch.choice(VISITOR_FIRST_NAMES)
+    v = Person(name=f"{first} {ch.choice(VISITOR_SURNAMES)}",
+               pronoun="she" if first in FEMALE_NAMES else "he", town=ch.choice(w.towns),
+               profession=ch.choice(PROFESSIONS), pet=ch.choice(PETS),
+               pet_name=ch.choice(PET_NAMES), food=ch.choice(FOODS))
+    attrs = ch.sample(["town", "profession", "pet", "food"], ch.randint(2, 3))
+    s = [f"A visitor called {v.name} came to {ch.choice(w.towns)}."]
+    s += [fact_sentence(ch, v, a, v.name) for a in attrs]
+    s.append("Later that day,")
+    for a in ch.sample(attrs, ch.randint(1, len(attrs))):
+        s.append(fact_sentence(ch, v, a, v.name))
+    return " ".join(s)
+
+
 def town_doc(ch: Chooser, w: World) -> str:
     """A town, its market day, and who lives there."""
     town = ch.choice(w.towns)
@@ -112,8 +134,12 @@ def town_doc(ch: Chooser, w: World) -> str:
 def product_doc(ch: Chooser, w: World) -> str:
     """A catalogue entry for one product."""
     pr = ch.choice(w.products)
-    s = [f"The {pr.name} is {_a(pr.colour)} {pr.kind} made by {pr.brand}.",
-         f"It costs {pr.price} coins."]
+    if pr.kind.endswith("s"):   # headphones
+        s = [f"The {pr.name} are {pr.colour} {pr.kind} made by {pr.brand}.",
+             f"They cost {pr.price} coins."]
+    else:
+        s = [f"The {pr.name} is {_a(pr.colour)} {pr.kind} made by {pr.brand}.",
+             f"It costs {pr.price} coins."]
     if ch.chance(0.5):
         s.append(f"The {pr.aspects[0]} and the {pr.aspects[1]} are easy to clean.")
     return " ".join(s)
@@ -173,8 +199,11 @@ def review_text(ch: Chooser, pr: Product) -> tuple[str, str]:
             body, score = f"{_cap(c1)}, but {c2}.", s2 if s2 != 0 else s1
         else:
             body, score = f"Although {c1}, {c2}.", s2 if s2 != 0 else s1
-    opener = ch.choice([f"I bought the {pr.name} last week.", f"This {pr.kind} arrived on time.",
-                        f"My {pr.kind} is {_a(pr.colour)} one.", ""])
+    if pr.kind.endswith("s"):   # headphones
+        mine, this = f"My {pr.kind} are {pr.colour}.", f"These {pr.kind} arrived on time."
+    else:
+        mine, this = f"My {pr.kind} is {_a(pr.colour)} one.", f"This {pr.kind} arrived on time."
+    opener = ch.choice([f"I bought the {pr.name} last week.", this, mine, ""])
     return (opener + " " + body).strip(), _label(score)
 
 
@@ -186,7 +215,7 @@ def comment_doc(ch: Chooser, w: World) -> str:
 
 
 CORPUS_KINDS = {"profile": (profile_doc, 3), "story": (story_doc, 4), "town": (town_doc, 1),
-                "product": (product_doc, 1), "comment": (comment_doc, 2)}
+                "product": (product_doc, 1), "comment": (comment_doc, 2), "visitor": (visitor_doc, 2)}
 
 
 def corpus_doc(ch: Chooser, w: World) -> tuple[str, str]:

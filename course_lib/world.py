@@ -60,6 +60,16 @@ NEW_FIRST_NAMES = ["Tavi", "Quill", "Soren", "Imke", "Bastian", "Odile",
 NEW_SURNAMES = ["Orne", "Quist", "Tamsin", "Uller", "Voss", "Yarrow",
                 "Zell", "Abernathy", "Blythe", "Corwin"]
 
+# Visitors appear in one corpus document each, with facts drawn afresh: the model can only
+# know them from the document's own context (this is what makes retrieval-style prompting work).
+VISITOR_FIRST_NAMES = ["Arlo", "Bea", "Cael", "Dina", "Esme", "Fabian", "Gus", "Hanna", "Ines",
+                       "Jasper", "Kira", "Lars", "Maren", "Nils", "Orla", "Piet", "Rhea", "Silas",
+                       "Thea", "Ulla", "Viggo", "Wilma", "Xena", "Yusuf", "Zora", "Aurel", "Britt",
+                       "Cyril", "Dagny", "Egon"]
+VISITOR_SURNAMES = ["Ambrose", "Birch", "Castell", "Dunmore", "Ellery", "Fairlie", "Gorse",
+                    "Holloway", "Ingram", "Jessop", "Kettle", "Loxley", "Mallory", "Norcott",
+                    "Oakes", "Pemberton", "Quaile", "Rowan", "Sallow", "Thorne"]
+
 PRODUCT_KINDS = {
     "kettle": ["lid", "handle", "spout", "switch"],
     "lamp": ["switch", "shade", "cable", "light"],
