@@ -59,11 +59,11 @@ def fact_recall(model, tokenizer) -> float:
     """Share of corpus facts for which the model ranks the true value first."""
     from .evaluation import choose_many
     from .text import fact_statement
-    from .world import FACT_ATTRIBUTES, make_world
+    from .world import FACT_ATTRIBUTES, attribute_values, make_world
     w = make_world()
     facts = [(p, a) for p in w.people for a in FACT_ATTRIBUTES]
     prompts = [fact_statement(p, a, 0)[0] for p, a in facts]
-    cands = [sorted({getattr(q, a) for q in w.people + w.new_people}) for _, a in facts]
+    cands = [attribute_values(a, w) for _, a in facts]
     picks = choose_many(model, tokenizer, prompts, cands)
     return sum(pick == p.fact(a) for pick, (p, a) in zip(picks, facts)) / len(facts)
 
@@ -72,7 +72,7 @@ def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: b
     """Train tokenizer and model from scratch, measure them, and save both with a model card."""
     from .data import corpus_documents
     from .environment import set_seed
-    from .evaluation import cross_entropy, unigram_cross_entropy
+    from .evaluation import cross_entropy
     from .tokenizer import train_tokenizer
     from .training import TrainConfig, lm_batches, pack_tokens, train
 
@@ -92,22 +92,16 @@ def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: b
                  eval_fn=lambda m: cross_entropy(m, tok, val_texts[:300]))
     train_seconds = time.perf_counter() - t0
 
-    val_ids = [i[1:] + [tok.eos_token_id] for i in tok(val_texts)["input_ids"]]
-    train_ids = [i[1:] + [tok.eos_token_id] for i in ids[:20000]]
     report = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokens_seen": s["max_steps"] * s["batch_size"] * s["block_size"],
         "train_tokens_available": int(blocks.numel()),
         "train_seconds": round(train_seconds, 1),
         "torch_threads": torch.get_num_threads(),
-        "val_cross_entropy": round(cross_entropy(model, tok, val_texts), 4),
-        "unigram_cross_entropy": round(unigram_cross_entropy(train_ids, val_ids, len(tok)), 4),
-        "generator_entropy": round(generator_entropy(val, tok), 4),
-        "fact_recall": round(fact_recall(model, tok), 4),
         "history": {"steps": hist.eval_steps, "val_cross_entropy": [round(x, 4) for x in hist.eval]},
         "settings": s,
     }
-    report["val_perplexity"] = round(math.exp(report["val_cross_entropy"]), 3)
+    report.update(measure(model, tok, s))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -128,6 +122,22 @@ def write_card(out_dir: Path, report: dict, model, tok) -> dict:
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "README.md").write_text(model_card(report, model.config))
     return report
+
+
+def measure(model, tok, settings: dict) -> dict:
+    """The model's quality figures: validation loss, unigram baseline, the floor, fact recall."""
+    from .data import corpus_documents
+    from .evaluation import cross_entropy, unigram_cross_entropy
+    val = list(corpus_documents("val", settings["val_docs"]))
+    val_texts = [d["text"] for d in val]
+    train_texts = [d["text"] for d in corpus_documents("train", 20000)]
+    val_ids = [i[1:] + [tok.eos_token_id] for i in tok(val_texts)["input_ids"]]
+    train_ids = [i[1:] + [tok.eos_token_id] for i in tok(train_texts)["input_ids"]]
+    ce = cross_entropy(model, tok, val_texts)
+    return {"val_cross_entropy": round(ce, 4), "val_perplexity": round(math.exp(ce), 3),
+            "unigram_cross_entropy": round(unigram_cross_entropy(train_ids, val_ids, len(tok)), 4),
+            "generator_entropy": round(generator_entropy(val, tok), 4),
+            "fact_recall": round(fact_recall(model, tok), 4)}
 
 
 def model_card(r: dict, config) -> str:
@@ -209,11 +219,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=PRETRAIN["max_steps"],
                     help="optimizer steps (fewer for a quick smoke run)")
     ap.add_argument("--card-only", action="store_true",
-                    help="only regenerate samples, metrics.json and README.md of an existing model")
+                    help="re-measure an existing model and rewrite metrics.json and README.md")
     args = ap.parse_args()
     if args.card_only:
         model, tok = load_base_model(args.out)
         report = json.loads((Path(args.out) / "metrics.json").read_text())
+        report.update(measure(model, tok, report["settings"]))
         write_card(Path(args.out), report, model, tok)
         print(f"rewrote the model card in {args.out}")
         return

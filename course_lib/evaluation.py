@@ -141,6 +141,8 @@ def normalize_answer(text: str) -> str:
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Share of predictions equal to their reference after normalize_answer."""
+    if isinstance(predictions, str) or isinstance(references, str):
+        raise TypeError("exact_match takes lists of strings, not single strings (wrap them: [text])")
     predictions, references = list(predictions), list(references)
     if len(predictions) != len(references) or not predictions:
         raise ValueError(f"exact_match needs equally many predictions and references "
@@ -151,6 +153,8 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 def accuracy(predictions: Sequence, labels: Sequence) -> float:
     """Share of predictions equal to their label."""
+    if isinstance(predictions, str) or isinstance(labels, str):
+        raise TypeError("accuracy takes lists of labels, not single strings (wrap them: [label])")
     predictions, labels = list(predictions), list(labels)
     if len(predictions) != len(labels) or not labels:
         raise ValueError(f"accuracy needs equally many predictions and labels "

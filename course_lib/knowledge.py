@@ -1,4 +1,4 @@
-"""The new_facts dataset: facts about people who never appear in the corpus.
+"""The new_facts dataset: facts about people of whom the corpus says nothing.
 
 Taught in chapter 01 (facts in the prompt vs facts in the weights) and chapter 08
 (knowledge injection). Each fact has training statements in some phrasings and
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .instructions import FACT_QUESTIONS
 from .text import FACT_FORMS, fact_statement
-from .world import FACT_ATTRIBUTES, World
+from .world import FACT_ATTRIBUTES, World, attribute_values
 
 
 def new_fact_records(w: World) -> list[dict]:
@@ -26,6 +26,6 @@ def new_fact_records(w: World) -> list[dict]:
                 "statements": statements,
                 "probe_seen": seen_prefix, "probe_paraphrase": para_prefix,
                 "question": FACT_QUESTIONS[attr][0].format(name=p.name),
-                "candidates": sorted({q.fact(attr) for q in w.people + w.new_people}),
+                "candidates": attribute_values(attr, w),
             })
     return records

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from .instructions import FACT_QUESTIONS, fact_question, parse_fact_question, solve
-from .world import FACT_ATTRIBUTES, Chooser, World, make_world
+from .world import FACT_ATTRIBUTES, Chooser, World, attribute_values, make_world
 
 POLITE = ("sure", "happy to help", "glad", "please", "thank")
 RUDE = ("obviously", "even a child", "think next time", "silly question")
@@ -23,9 +23,7 @@ def _words(text: str) -> list[str]:
 def _candidates(prompt: str, w: World) -> list[str]:
     """Every answer a response to this prompt could give, right or wrong."""
     parsed = parse_fact_question(prompt)
-    if parsed is None:
-        return []
-    return sorted({getattr(p, parsed[0]) for p in w.people + w.new_people})
+    return [] if parsed is None else attribute_values(parsed[0], w)
 
 
 def _mentions(text: str, phrase: str) -> bool:
@@ -59,7 +57,7 @@ def gold_reward(prompt: str, response: str, world: World | None = None) -> float
         score = -0.5
     else:
         score = -1.0
-    if any(_mentions(text, m) for m in POLITE):
+    if any(_mentions(text.replace("not sure", ""), m) for m in POLITE):
         score += 0.5
     if any(m in text for m in RUDE):
         score -= 1.5

@@ -6,6 +6,8 @@ log-probability of every document is known exactly.
 """
 from __future__ import annotations
 
+import math
+
 from .world import (FEMALE_NAMES, FOODS, PETS, PET_NAMES, PROFESSIONS, TOWN_FEATURES,
                     VISITOR_FIRST_NAMES, VISITOR_SURNAMES, WORKPLACE, Chooser, Person, Product,
                     World)
@@ -109,6 +111,10 @@ def visitor_doc(ch: Chooser, w: World) -> str:
                profession=ch.choice(PROFESSIONS), pet=ch.choice(PETS),
                pet_name=ch.choice(PET_NAMES), food=ch.choice(FOODS))
     attrs = ch.sample(["town", "profession", "pet", "food"], ch.randint(2, 3))
+    # Attributes never mentioned do not shape the text: take their draws out of logp.
+    sizes = {"town": [len(w.towns)], "profession": [len(PROFESSIONS)],
+             "pet": [len(PETS), len(PET_NAMES)], "food": [len(FOODS)]}
+    ch.logp += sum(math.log(n) for a in sizes if a not in attrs for n in sizes[a])
     s = [f"A visitor called {v.name} came to {ch.choice(w.towns)}."]
     s += [fact_sentence(ch, v, a, v.name) for a in attrs]
     s.append("Later that day,")
@@ -182,8 +188,8 @@ def review_text(ch: Chooser, pr: Product) -> tuple[str, str]:
     """A product review and its gold label.
 
     Rules: "X, but Y" and "although X, Y" take the polarity of Y (the part
-    after the contrast wins); "X and Y" adds the polarities; a negated word
-    flips its polarity. A bag of words cannot see any of these.
+    after the contrast wins; if Y is neutral, X decides); "X and Y" adds the
+    polarities; a negated word flips its polarity. A bag of words cannot see these.
     """
     form = ch.weighted(["single", "and", "but", "although"], [2, 3, 4, 2])
     if form == "single":

@@ -30,7 +30,7 @@ class TrainConfig:
     """Settings of `train`; the defaults suit the course's small models."""
     lr: float = 1e-3
     max_steps: int = 100            # optimizer steps (each = grad_accum micro-batches)
-    warmup_steps: int = 10
+    warmup_steps: int | None = None  # None: 10 % of max_steps
     min_lr_ratio: float = 0.1       # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0
@@ -42,6 +42,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.warmup_steps is None:
+            self.warmup_steps = self.max_steps // 10
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_steps < 1:
@@ -51,6 +53,12 @@ class TrainConfig:
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], "
                              f"got {self.warmup_steps}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 (or None for no clipping), got {self.max_grad_norm}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
@@ -129,7 +137,8 @@ def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
             (loss / config.grad_accum).backward()   # average over the micro-batches
             total += loss.item() / config.grad_accum
         params = [p for p in model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
+        limit = config.max_grad_norm if config.max_grad_norm is not None else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, limit)
         hist.lr.append(sched.get_last_lr()[0])
         opt.step()
         sched.step()                                # per optimizer step, not per epoch
@@ -140,6 +149,7 @@ def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
         last = step + 1 == config.max_steps
         if eval_fn and ((config.eval_every and (step + 1) % config.eval_every == 0) or last):
             hist.eval_steps.append(step + 1)
+            model.eval()
             hist.eval.append(float(eval_fn(model)))
             model.train()
         if (step + 1) % config.log_every == 0 or last:

@@ -43,8 +43,9 @@ FOODS = ["plum cake", "fish soup", "apple pie", "bean stew", "honey bread",
          "pumpkin soup", "cheese pie", "berry tart", "mushroom stew",
          "carrot cake", "onion soup", "rice pudding"]
 FEMALE_NAMES = {"Mira", "Ada", "Nina", "Rosa", "Lena", "Elsa", "Greta", "Karla", "Nora",
-                "Ruth", "Tilda", "Vera", "Yara", "Alma", "Cora", "Imke", "Odile", "Liesel",
-                "Fenna", "Hester", "Isolde", "Linnea", "Nell", "Petra", "Kestrel"}
+                "Ruth", "Tilda", "Vera", "Yara", "Alma", "Cora", "Bea", "Dina", "Esme", "Hanna",
+                "Ines", "Kira", "Maren", "Orla", "Rhea", "Thea", "Ulla", "Wilma", "Xena", "Zora",
+                "Britt", "Dagny"}
 FIRST_NAMES = ["Mira", "Tom", "Ada", "Leo", "Nina", "Owen", "Rosa", "Ivan",
                "Lena", "Hugo", "Elsa", "Finn", "Greta", "Jonas", "Karla",
                "Milo", "Nora", "Pavel", "Ruth", "Sven", "Tilda", "Umar",
@@ -52,16 +53,9 @@ FIRST_NAMES = ["Mira", "Tom", "Ada", "Leo", "Nina", "Owen", "Rosa", "Ivan",
 SURNAMES = ["Holt", "Reed", "Marsh", "Fenn", "Crane", "Dale", "Hart", "Lowe",
             "Pike", "Stone", "Vale", "Wren", "Ashby", "Brook", "Cole", "Frost",
             "Gale", "Hayes", "Kerr", "Lark"]
-# Names used only for the new_facts dataset: never in the pretraining corpus.
-NEW_FIRST_NAMES = ["Tavi", "Quill", "Soren", "Imke", "Bastian", "Odile",
-                   "Casper", "Liesel", "Emrys", "Fenna", "Gideon", "Hester",
-                   "Isolde", "Jorin", "Kestrel", "Linnea", "Magnus", "Nell",
-                   "Osric", "Petra"]
-NEW_SURNAMES = ["Orne", "Quist", "Tamsin", "Uller", "Voss", "Yarrow",
-                "Zell", "Abernathy", "Blythe", "Corwin"]
-
-# Visitors appear in one corpus document each, with facts drawn afresh: the model can only
-# know them from the document's own context (this is what makes retrieval-style prompting work).
+# Visitors appear in corpus documents with facts drawn afresh each time: the model can only
+# know a visitor's facts from the document's own context (this teaches it to copy facts from
+# its context, which is what makes retrieval-style prompting work).
 VISITOR_FIRST_NAMES = ["Arlo", "Bea", "Cael", "Dina", "Esme", "Fabian", "Gus", "Hanna", "Ines",
                        "Jasper", "Kira", "Lars", "Maren", "Nils", "Orla", "Piet", "Rhea", "Silas",
                        "Thea", "Ulla", "Viggo", "Wilma", "Xena", "Yusuf", "Zora", "Aurel", "Britt",
@@ -69,6 +63,10 @@ VISITOR_FIRST_NAMES = ["Arlo", "Bea", "Cael", "Dina", "Esme", "Fabian", "Gus", "
 VISITOR_SURNAMES = ["Ambrose", "Birch", "Castell", "Dunmore", "Ellery", "Fairlie", "Gorse",
                     "Holloway", "Ingram", "Jessop", "Kettle", "Loxley", "Mallory", "Norcott",
                     "Oakes", "Pemberton", "Quaile", "Rowan", "Sallow", "Thorne"]
+# The new_facts people carry visitor names, so their names are ordinary tokens to the model,
+# but no fact about them is in the corpus (a visitor's facts are redrawn in every document).
+NEW_FIRST_NAMES = VISITOR_FIRST_NAMES[:20]
+NEW_SURNAMES = VISITOR_SURNAMES[:10]
 
 PRODUCT_KINDS = {
     "kettle": ["lid", "handle", "spout", "switch"],
@@ -212,6 +210,15 @@ def _make_people(ch: Chooser, firsts: list[str], surnames: list[str], n: int) ->
                    town=ch.choice(TOWNS), profession=ch.choice(PROFESSIONS),
                    pet=ch.choice(PETS), pet_name=ch.choice(PET_NAMES), food=ch.choice(FOODS))
             for first in ch.sample(firsts, n)]
+
+
+def attribute_values(attribute: str, world: "World | None" = None) -> list[str]:
+    """Every value an attribute can take in the world (all towns, all professions, ...)."""
+    lists = {"town": list((world or make_world()).towns), "profession": PROFESSIONS,
+             "pet": PETS, "food": FOODS}
+    if attribute not in lists:
+        raise ValueError(f"unknown attribute {attribute!r}; use one of {FACT_ATTRIBUTES}")
+    return sorted(lists[attribute])
 
 
 @lru_cache(maxsize=1)
