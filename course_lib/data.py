@@ -61,7 +61,7 @@ def clinic_notes(split: str, n: int) -> list[dict]:
 
 
 def reviews(split: str, n: int, w: World) -> list[dict]:
-    """Labelled reviews, balanced over the three labels."""
+    """Labelled reviews, balanced over the three labels, in random order."""
     ch = Chooser(seed_for(f"reviews_{split}"))
     quota = {lab: n // 3 + (1 if i < n % 3 else 0) for i, lab in enumerate(LABELS)}
     out: list[dict] = []
@@ -71,7 +71,8 @@ def reviews(split: str, n: int, w: World) -> list[dict]:
         if quota[label] > 0:
             quota[label] -= 1
             out.append({"text": text, "label": label, "product": pr.name})
-    return out
+    # Shuffled, so that any prefix (reviews[:300]) is balanced too, not only the whole file.
+    return ch.shuffled(out)
 
 
 def _fact_split(w: World) -> dict[str, list]:
