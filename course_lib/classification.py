@@ -16,13 +16,15 @@ from .paths import BASE_MODEL_DIR
 LABELS = ("negative", "neutral", "positive")
 
 
-def load_classifier(path: str | Path = BASE_MODEL_DIR, num_labels: int = len(LABELS), seed: int = 0):
-    """The pretrained base model with a fresh linear head over its last token (LlamaForSequenceClassification)."""
+def load_classifier(path: str | Path = BASE_MODEL_DIR, num_labels: int = len(LABELS), seed: int = 0, **kwargs):
+    """The pretrained base model with a fresh linear head over its last token (LlamaForSequenceClassification);
+    extra keyword arguments (e.g. quantization_config) go to `from_pretrained`."""
     if num_labels < 2:
         raise ValueError(f"num_labels must be >= 2, got {num_labels}")
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=num_labels, id2label=dict(enumerate(LABELS[:num_labels])) if num_labels == 3 else None)
+        path, num_labels=num_labels, id2label=dict(enumerate(LABELS[:num_labels])) if num_labels == 3 else None,
+        **kwargs)
     if model.config.pad_token_id is None:
         raise ValueError("the model config has no pad_token_id; the head needs it to find the last token")
     return model

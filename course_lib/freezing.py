@@ -31,8 +31,9 @@ def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
 def freeze_all_but_top(model: torch.nn.Module, n_layers: int) -> torch.nn.Module:
     """Freeze everything except the top `n_layers` blocks, the final norm and the task head (in place).
 
-    The head is every parameter outside `model.base_model` (e.g. `score`, `classifier`);
-    the final norm is `base_model.norm` when the model has one (Llama). n_layers=0: head only.
+    The head is every parameter outside `model.base_model` (e.g. `score`, `classifier`) plus the
+    output embeddings of a language model (`lm_head`; when tied, that is also the input embedding
+    table); the final norm is `base_model.norm` when the model has one (Llama). n_layers=0: head only.
     """
     layers = layer_stack(model)
     if not isinstance(n_layers, int) or not 0 <= n_layers <= len(layers):
@@ -47,6 +48,8 @@ def freeze_all_but_top(model: torch.nn.Module, n_layers: int) -> torch.nn.Module
     norm = getattr(body, "norm", None)
     keep += list(norm.parameters()) if isinstance(norm, torch.nn.Module) else []
     keep += [p for p in model.parameters() if id(p) not in body_ids]     # the head
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    keep += list(out_emb.parameters()) if isinstance(out_emb, torch.nn.Module) else []  # lm_head, even if tied
     keep_ids = {id(p) for p in keep}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep_ids)

@@ -113,11 +113,14 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
           eval_fn: Callable[[torch.nn.Module], float] | None = None,
-          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None) -> History:
+          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None,
+          on_step: Callable[[torch.nn.Module, int], None] | None = None) -> History:
     """Train `model` on `batches` (re-iterated as needed) and return the history.
 
     By default the loss is `model(**batch).loss` (HF models); pass `loss_fn`
     for anything else. `eval_fn(model)` returns one number, e.g. validation loss.
+    `on_step(model, step)` runs after each optimizer step, before the gradients are
+    cleared (AdaLoRA's rank update needs them).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError("config must be a course_lib.training.TrainConfig")
@@ -142,6 +145,8 @@ def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
         hist.lr.append(sched.get_last_lr()[0])
         opt.step()
         sched.step()                                # per optimizer step, not per epoch
+        if on_step:
+            on_step(model, step + 1)
         opt.zero_grad(set_to_none=True)
         hist.steps.append(step + 1)
         hist.loss.append(total)

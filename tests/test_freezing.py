@@ -92,3 +92,14 @@ def test_freeze_rejects_a_bare_backbone_and_non_models():
         layer_stack(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="torch.nn.Module"):
         count_parameters("model")
+
+
+def test_tied_lm_head_stays_trainable():
+    from transformers import LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    model = freeze_all_but_top(LlamaForCausalLM(cfg), 1)
+    names = trainable_names(model)
+    assert model.lm_head.weight.requires_grad, "the (tied) output layer is the LM's head: it must stay trainable"
+    assert "model.layers.2.mlp.up_proj.weight" in names and "model.layers.1.mlp.up_proj.weight" not in names, names

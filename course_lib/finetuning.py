@@ -1,0 +1,126 @@
+"""Full fine-tuning helpers: gradient accumulation, fixed batch lists for the HF Trainer, early stopping.
+
+Taught in chapter 03 (full fine-tuning): accumulation over micro-batches gives the
+large batch's gradient (when each micro-batch loss is weighted by its share of the
+tokens); the Trainer is fed exactly the loop's batches; early stopping watches the
+validation loss.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+
+def first_batches(batches: Iterable[dict], n: int) -> list[dict]:
+    """The first `n` batches of an iterable of batches, re-iterating it (new epochs) as needed."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    out: list[dict] = []
+    while len(out) < n:
+        before = len(out)
+        for batch in batches:
+            out.append(batch)
+            if len(out) == n:
+                break
+        if len(out) == before:
+            raise ValueError("batches yielded nothing: pass a non-empty iterable of batches")
+    return out
+
+
+def rows_of(batches: Sequence[dict]) -> list[dict]:
+    """Split batches into one dict per example, in order (a Trainer dataset that,
+    read sequentially with the same batch size, gives back the same batches)."""
+    rows: list[dict] = []
+    for batch in batches:
+        if not isinstance(batch, dict) or "input_ids" not in batch:
+            raise TypeError("each batch must be a dict of tensors with input_ids")
+        size = len(batch["input_ids"])
+        rows += [{k: v[i] for k, v in batch.items()} for i in range(size)]
+    return rows
+
+
+def split_batch(batch: dict, n_micro: int) -> list[dict]:
+    """Cut a batch into `n_micro` equal micro-batches along the first dimension."""
+    size = len(batch["input_ids"])
+    if not isinstance(n_micro, int) or n_micro < 1 or size % n_micro:
+        raise ValueError(f"n_micro must divide the batch size {size}, got {n_micro!r}")
+    step = size // n_micro
+    return [{k: v[i:i + step] for k, v in batch.items()} for i in range(0, size, step)]
+
+
+def predicted_tokens(batch: dict) -> int:
+    """How many tokens a causal-LM batch predicts: labels after the shift that are not -100."""
+    if "labels" not in batch:
+        raise ValueError("the batch has no labels: nothing is predicted")
+    return int((batch["labels"][:, 1:] != -100).sum())
+
+
+def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every trainable parameter's .grad (zeros where it is None)."""
+    return {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+def accumulated_gradients(model: torch.nn.Module, micro_batches: Sequence[dict],
+                          weighting: str = "mean") -> dict[str, torch.Tensor]:
+    """The gradient after backward() on every micro-batch, each loss scaled before backward.
+
+    weighting="mean": loss / k (right when every micro-batch has the same number of tokens);
+    "tokens": loss * tokens_i / total_tokens (right always: the large batch's per-token mean);
+    "none": the loss as is (the classic bug: a gradient k times too large).
+    """
+    if weighting not in ("mean", "tokens", "none"):
+        raise ValueError(f"weighting must be 'mean', 'tokens' or 'none', got {weighting!r}")
+    if not micro_batches:
+        raise ValueError("micro_batches is empty")
+    k = len(micro_batches)
+    total = sum(predicted_tokens(b) for b in micro_batches) if weighting == "tokens" else 0
+    model.zero_grad(set_to_none=True)
+    for batch in micro_batches:
+        loss = model(**batch).loss
+        if weighting == "tokens":
+            scale = predicted_tokens(batch) / total
+        else:
+            scale = 1 / k if weighting == "mean" else 1.0
+        (loss * scale).backward()
+    grads = gradients(model)
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def batch_gradients(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+    """The gradient of the model's loss on one (large) batch."""
+    model.zero_grad(set_to_none=True)
+    model(**batch).loss.backward()
+    grads = gradients(model)
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest |a - b| over all entries of two gradient dicts with the same keys."""
+    if a.keys() != b.keys():
+        raise ValueError("the two gradient dicts name different parameters")
+    return max(float((a[n] - b[n]).abs().max()) for n in a)
+
+
+def should_stop(eval_losses: Sequence[float], patience: int, min_delta: float = 0.0) -> bool:
+    """Early stopping: True when the last `patience` evaluations all failed to beat the best
+    earlier one by more than `min_delta`."""
+    if not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+    if min_delta < 0:
+        raise ValueError(f"min_delta must be >= 0, got {min_delta}")
+    losses = list(eval_losses)
+    if len(losses) <= patience:
+        return False
+    best_before = min(losses[:-patience])
+    return all(x > best_before - min_delta for x in losses[-patience:])
+
+
+def decay_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the trainable parameters that get weight decay: matrices (ndim >= 2), not biases or norms."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"need a torch.nn.Module, got {type(model).__name__}")
+    return [n for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
