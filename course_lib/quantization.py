@@ -74,7 +74,8 @@ def quantize_blockwise(x: torch.Tensor, values: torch.Tensor, blocksize: int = 6
     if values.abs().max() > 1 + 1e-6:
         raise ValueError("the table must be normalised to [-1, 1] (divide by its largest magnitude)")
     flat = x.reshape(-1).float()
-    absmax = torch.stack([b.abs().max() for b in flat.split(blocksize)])
+    padded = torch.cat([flat, flat.new_zeros((-len(flat)) % blocksize)])
+    absmax = padded.view(-1, blocksize).abs().amax(dim=1)
     scale = absmax.clamp(min=1e-38).repeat_interleave(blocksize)[: len(flat)]
     scaled = (flat / scale).clamp(-1, 1)
     order = torch.argsort(values, stable=True)
