@@ -38,7 +38,8 @@ def quiet() -> None:
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    for msg in (".*kernels.*", ".*TypedStorage.*", ".*pin_memory.*", ".*generation flags.*"):
+    for msg in (".*kernels.*", ".*TypedStorage.*", ".*pin_memory.*", ".*generation flags.*",
+                ".*is_gradient_checkpointing.*"):       # peft calls a transformers API deprecated in v5
         warnings.filterwarnings("ignore", message=msg)
 
 
