@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test data base-model exercises execute clean-venv
+.PHONY: lab test data base-model exercises execute grade clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ base-model: $(STAMP)
 ## Regenerate exercises/ from solutions/.
 exercises: $(STAMP)
 	$(PY) -m course_lib.exercises
+
+## Grade students' exercise notebooks: make grade SUBMISSIONS=folder (one sub-folder per student).
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder [TIMEOUT=300]"; exit 2)
+	$(PY) -m course_lib.grading $(SUBMISSIONS) --timeout $(or $(TIMEOUT),300)
 
 ## Re-execute notebooks and solutions in place (outputs and measured runtimes).
 execute: $(STAMP)
