@@ -30,9 +30,10 @@ data: $(STAMP)
 base-model: $(STAMP)
 	$(PY) -m course_lib.base_model
 
-## Regenerate exercises/ from solutions/.
+## Regenerate exercises/ and the question bank QUESTIONS.md from solutions/.
 exercises: $(STAMP)
 	$(PY) -m course_lib.exercises
+	$(PY) -m course_lib.question_bank
 
 ## Grade students' exercise notebooks: make grade SUBMISSIONS=folder (one sub-folder per student).
 grade: $(STAMP)
