@@ -1,0 +1,107 @@
+"""Reward models: a scalar head on the base model, trained on preference pairs with the Bradley–Terry loss.
+
+Taught in chapter 09 (RLHF). The learned reward is compared with the programmatic gold reward
+(`course_lib.preferences.gold_reward`), which is what the course's preference labels came from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+
+from .paths import BASE_MODEL_DIR
+
+
+def load_reward_model(path: str | Path = BASE_MODEL_DIR, seed: int = 0):
+    """The base model with a fresh one-output linear head on its last token: r(prompt, response)."""
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    if model.config.pad_token_id is None:
+        raise ValueError("the model config has no pad_token_id; the head needs it to find the last token")
+    return model
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """−log σ(r_chosen − r_rejected), averaged: the negative log-likelihood of the annotators' choices."""
+    if not isinstance(r_chosen, torch.Tensor) or not isinstance(r_rejected, torch.Tensor):
+        raise TypeError("bradley_terry_loss takes two tensors of rewards (chosen, rejected)")
+    if r_chosen.shape != r_rejected.shape:
+        raise ValueError(f"chosen and rejected rewards must have the same shape, got "
+                         f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}")
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def chat_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
+    """Each (prompt, response) rendered by the chat template as a user turn and an assistant turn."""
+    if isinstance(prompts, str) or isinstance(responses, str):
+        raise TypeError("prompts and responses must be lists of strings, not single strings")
+    if len(prompts) != len(responses) or not prompts:
+        raise ValueError(f"need equally many prompts and responses, at least one "
+                         f"(got {len(prompts)} and {len(responses)})")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                          tokenize=False) for p, r in zip(prompts, responses)]
+
+
+def pair_batches(tokenizer, records: Sequence[dict], batch_size: int, seed: int = 0) -> Iterable[dict]:
+    """Shuffled batches {chosen: encoding, rejected: encoding} from {prompt, chosen, rejected} records."""
+    if not records or not 1 <= batch_size <= len(records):
+        raise ValueError(f"batch_size must be in [1, {len(records)}] (the number of pairs), got {batch_size}")
+    missing = {"prompt", "chosen", "rejected"} - set(records[0])
+    if missing:
+        raise ValueError(f"preference records need prompt, chosen and rejected; missing {sorted(missing)}")
+
+    class _Batches:
+        def __init__(self):
+            self.epoch = 0
+
+        def __iter__(self):
+            g = torch.Generator().manual_seed(seed + self.epoch)
+            self.epoch += 1
+            order = torch.randperm(len(records), generator=g).tolist()
+            for i in range(0, len(order) - batch_size + 1, batch_size):
+                chunk = [records[j] for j in order[i:i + batch_size]]
+                prompts = [r["prompt"] for r in chunk]
+                yield {side: dict(tokenizer(chat_texts(tokenizer, prompts, [r[side] for r in chunk]),
+                                            add_special_tokens=False, return_tensors="pt", padding=True))
+                       for side in ("chosen", "rejected")}
+
+    return _Batches()
+
+
+def pair_loss(model, batch: dict) -> torch.Tensor:
+    """The Bradley–Terry loss of a reward model on one batch from `pair_batches`."""
+    device = next(model.parameters()).device
+    r = {side: model(**{k: v.to(device) for k, v in batch[side].items()}).logits.squeeze(-1)
+         for side in ("chosen", "rejected")}
+    return bradley_terry_loss(r["chosen"], r["rejected"])
+
+
+@torch.no_grad()
+def score(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """The reward model's scalar score of each (prompt, response), as a CPU tensor."""
+    texts = chat_texts(tokenizer, prompts, responses)
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[i:i + batch_size], add_special_tokens=False, return_tensors="pt", padding=True)
+        out.append(model(**enc.to(device)).logits.squeeze(-1).float().cpu())
+    return torch.cat(out)
+
+
+def pair_accuracy(model, tokenizer, records: Sequence[dict], against: str = "labels") -> float:
+    """Share of pairs the reward model orders like the annotators (`against="labels"`) or like the gold reward
+    (`against="gold"`, using the records' gold_chosen/gold_rejected)."""
+    if against not in ("labels", "gold"):
+        raise ValueError(f"against must be 'labels' or 'gold', got {against!r}")
+    prompts = [r["prompt"] for r in records]
+    chosen = score(model, tokenizer, prompts, [r["chosen"] for r in records])
+    rejected = score(model, tokenizer, prompts, [r["rejected"] for r in records])
+    agree = chosen > rejected
+    if against == "gold":
+        gold_order = torch.tensor([r["gold_chosen"] > r["gold_rejected"] for r in records])
+        agree = agree == gold_order
+    return agree.float().mean().item()
