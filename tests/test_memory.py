@@ -1,0 +1,75 @@
+"""course_lib.memory: parameter counts and the weights/gradients/optimizer bytes, checked against real tensors."""
+import pytest
+import torch
+
+from course_lib import memory
+from course_lib.base_model import load_base_model
+from course_lib.lora import inject_lora, trainable_share
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_base_model()[0]
+
+
+def test_param_count_matches_course_model(lm):
+    shape = memory.LlamaShape.from_config(lm.config)
+    real = sum(p.numel() for p in lm.parameters())
+    assert shape.n_params() == real, f"formula {shape.n_params():,} vs model {real:,} (tied embeddings counted once?)"
+
+
+def test_param_count_matches_published_llama2():
+    published = {"Llama-2-7B": 6_738_415_616, "Llama-2-13B": 13_015_864_320, "Llama-2-70B": 68_976_648_192}
+    for name, n in published.items():
+        assert memory.KNOWN[name].n_params() == n, f"{name}: {memory.KNOWN[name].n_params():,} vs {n:,}"
+
+
+def test_lora_count_matches_injected_model(lm):
+    import copy
+    shape = memory.LlamaShape.from_config(lm.config)
+    model = inject_lora(copy.deepcopy(lm), list(memory.ALL_LINEAR), r=8, alpha=16)
+    assert trainable_share(model)[0] == memory.lora_params(shape, 8), "r·(in + out) per targeted layer"
+
+
+def test_full_fp32_matches_measured_tensors(lm):
+    import copy
+    model = copy.deepcopy(lm)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = torch.randint(3, 100, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    params = list(model.parameters())
+    measured = {"weights": sum(p.nbytes for p in params), "gradients": sum(p.grad.nbytes for p in params),
+                "optimizer": sum(s[k].nbytes for s in opt.state.values() for k in ("exp_avg", "exp_avg_sq"))}
+    est = memory.training_memory(sum(p.numel() for p in params), "full", "fp32")
+    for part, value in measured.items():
+        assert getattr(est, part) == value, f"{part}: calculator {getattr(est, part):,} B vs measured {value:,} B"
+
+
+def test_sixteen_bytes_per_parameter_for_full_finetuning():
+    n = 1_000_000
+    for precision in ("fp32", "mixed"):
+        est = memory.training_memory(n, "full", precision)
+        assert est.total == 16 * n, f"{precision}: AdamW full fine-tuning needs 16 B/param, got {est.total / n}"
+    assert memory.training_memory(n, "full", "bf16").total == 12 * n, "bf16 weights+grads (4) + fp32 moments (8)"
+
+
+def test_qlora_base_costs_about_half_a_byte():
+    shape = memory.KNOWN["Llama-2-7B"]
+    n, r = shape.n_params(), memory.lora_params(shape, 16)
+    q = memory.training_memory(n, "qlora", "mixed", trainable=r)
+    lo = memory.training_memory(n, "lora", "mixed", trainable=r)
+    assert abs(q.weights / n - 0.516) < 0.01 + 4 * r / n, "NF4 + double quantization ≈ 4.127 bits per weight"
+    assert lo.weights > 3.5 * q.weights, "a 16-bit base is ~4× the NF4 base"
+    assert q.gib()["total"] < 6, f"QLoRA 7B states should fit in ~4-5 GiB before activations, got {q.gib()}"
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="method"):
+        memory.training_memory(10, "prefix")
+    with pytest.raises(ValueError, match="trainable"):
+        memory.training_memory(10, "lora")
+    with pytest.raises(ValueError, match="precision"):
+        memory.training_memory(10, "full", "fp8")
+    with pytest.raises(ValueError, match="unknown target"):
+        memory.lora_params(memory.KNOWN["Llama-2-7B"], 8, ("qproj",))
