@@ -1,0 +1,45 @@
+"""One call that scores a causal language model (or a peft-wrapped one) on every course task.
+
+Taught in chapter 10 (evaluation); chapter 12 uses it to put every method in one table.
+Tasks: general-text and clinic cross-entropy (lower is better), exact match on held-out
+instructions per skill, new-fact recall in the trained and a paraphrased phrasing (multiple
+choice by log-probability), and the mean gold reward of greedy answers to preference prompts.
+"""
+from __future__ import annotations
+
+from .data import load_jsonl
+from .evaluation import accuracy, choose_many, cross_entropy
+from .preferences import gold_reward
+from .sft import answer, exact_match_by_skill
+
+
+def fact_recall(model, tokenizer, facts: list[dict], phrasing: str = "seen") -> float:
+    """Share of new facts whose answer the model ranks first after the probe ('seen' or 'paraphrase')."""
+    if phrasing not in ("seen", "paraphrase"):
+        raise ValueError(f"phrasing must be 'seen' or 'paraphrase', got {phrasing!r}")
+    prompts = [f[f"probe_{phrasing}"] for f in facts]
+    return accuracy(choose_many(model, tokenizer, prompts, [f["candidates"] for f in facts]),
+                    [f["answer"] for f in facts])
+
+
+def mean_gold_reward(model, tokenizer, prompts: list[str], max_new_tokens: int = 24) -> float:
+    """The gold reward of the model's greedy answers, averaged over the prompts."""
+    replies = answer(model, tokenizer, prompts, max_new_tokens)
+    return sum(gold_reward(p, r) for p, r in zip(prompts, replies)) / len(prompts)
+
+
+def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
+    """Every course task on the first `n` held-out examples of each (`n` ≥ 5); returns a flat dict of scores."""
+    if not isinstance(n, int) or n < 5:
+        raise ValueError(f"n must be an int >= 5 (examples per task), got {n!r}")
+    scores = {
+        "general CE": cross_entropy(model, tokenizer, [r["text"] for r in load_jsonl("corpus_val")[:n]]),
+        "clinic CE": cross_entropy(model, tokenizer, [r["text"] for r in load_jsonl("clinic_val")[:n]]),
+    }
+    em = exact_match_by_skill(model, tokenizer, load_jsonl("instructions_test")[:n])
+    scores.update({f"EM {skill}": value for skill, value in em.items()})
+    facts = load_jsonl("new_facts")[:n]
+    scores["facts seen"] = fact_recall(model, tokenizer, facts, "seen")
+    scores["facts paraphrase"] = fact_recall(model, tokenizer, facts, "paraphrase")
+    scores["gold reward"] = mean_gold_reward(model, tokenizer, [r["prompt"] for r in load_jsonl("preferences_test")[:n]])
+    return scores
