@@ -1,0 +1,39 @@
+"""course_lib.distributed: DDP over 2 CPU processes (torchrun, gloo) takes the same steps as one process."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from course_lib.paths import ROOT
+
+
+def _run(cmd, out: Path) -> list[float]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd + ["-m", "course_lib.distributed", "--out", str(out), "--steps", "4"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}"
+    return json.loads(out.read_text())["losses"]
+
+
+def test_ddp_matches_single_process(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    ddp = _run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29531"], tmp_path / "ddp.json")
+    single = _run([sys.executable], tmp_path / "single.json")
+    assert len(ddp) == len(single) == 4
+    worst = max(abs(a - b) for a, b in zip(ddp, single))
+    assert worst < 1e-4, f"DDP losses {ddp} drift from single-process {single} (max diff {worst:.2e}): " \
+                         "are gradients averaged (not summed) and does each rank take its own rows?"
+    assert single[-1] < single[0] - 1, "training should lower the clinic loss within 4 steps"
+
+
+def test_uneven_split_is_refused():
+    from course_lib import distributed
+    os.environ["WORLD_SIZE"] = "3"
+    try:
+        with pytest.raises(ValueError, match="split evenly"):
+            distributed.run(steps=1, batch_size=8)
+    finally:
+        del os.environ["WORLD_SIZE"]
