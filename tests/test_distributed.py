@@ -1,6 +1,7 @@
 """course_lib.distributed: DDP over 2 CPU processes (torchrun, gloo) takes the same steps as one process."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +11,31 @@ import pytest
 from course_lib.paths import ROOT
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _clean_env() -> dict:
+    """The environment without launcher variables other tests (accelerate, TRL) may have left behind."""
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(launcher) and not k.startswith("ACCELERATE_")}
+    return dict(env, OMP_NUM_THREADS="1")
+
+
 def _run(cmd, out: Path) -> list[float]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd + ["-m", "course_lib.distributed", "--out", str(out), "--steps", "4"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}"
     return json.loads(out.read_text())["losses"]
 
 
 def test_ddp_matches_single_process(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
-    ddp = _run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29531"], tmp_path / "ddp.json")
+    ddp = _run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port())], tmp_path / "ddp.json")
     single = _run([sys.executable], tmp_path / "single.json")
     assert len(ddp) == len(single) == 4
     worst = max(abs(a - b) for a, b in zip(ddp, single))
