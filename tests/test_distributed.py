@@ -25,22 +25,28 @@ def _clean_env() -> dict:
     return dict(env, OMP_NUM_THREADS="1")
 
 
-def _run(cmd, out: Path) -> list[float]:
-    proc = subprocess.run(cmd + ["-m", "course_lib.distributed", "--out", str(out), "--steps", "4"],
+def _run(cmd, out: Path, extra=()) -> list[float]:
+    proc = subprocess.run(cmd + ["-m", "course_lib.distributed", "--out", str(out), "--steps", "4", *extra],
                           cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}"
     return json.loads(out.read_text())["losses"]
 
 
-def test_ddp_matches_single_process(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    ddp = _run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                "--master_port", str(_free_port())], tmp_path / "ddp.json")
+def _torchrun() -> list[str]:
+    return [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(_free_port())]
+
+
+def test_ddp_and_accelerate_match_single_process(tmp_path):
+    ddp = _run(_torchrun(), tmp_path / "ddp.json")
+    acc = _run(_torchrun(), tmp_path / "acc.json", ["--accelerate"])
     single = _run([sys.executable], tmp_path / "single.json")
     assert len(ddp) == len(single) == 4
     worst = max(abs(a - b) for a, b in zip(ddp, single))
     assert worst < 1e-4, f"DDP losses {ddp} drift from single-process {single} (max diff {worst:.2e}): " \
                          "are gradients averaged (not summed) and does each rank take its own rows?"
+    worst_acc = max(abs(a - b) for a, b in zip(acc, single))
+    assert worst_acc < 1e-4, f"Accelerate under torchrun drifts from one process: {acc} vs {single}"
     assert single[-1] < single[0] - 1, "training should lower the clinic loss within 4 steps"
 
 
