@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from .paths import BASE_MODEL_DIR
+from .training import EpochBatches
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -39,21 +40,13 @@ def label_batches(tokenizer, records: Sequence[dict], batch_size: int, seed: int
     if bad:
         raise ValueError(f"unknown labels {sorted(map(str, bad))}; expected one of {list(labels)}")
 
-    class _Batches:
-        def __init__(self):
-            self.epoch = 0
+    def make(rows: list[int]) -> dict:
+        chunk = [records[j] for j in rows]
+        enc = tokenizer([r["text"] for r in chunk], return_tensors="pt", padding=True)
+        enc["labels"] = torch.tensor([labels.index(r["label"]) for r in chunk])
+        return dict(enc)
 
-        def __iter__(self):
-            g = torch.Generator().manual_seed(seed + self.epoch)
-            self.epoch += 1
-            order = torch.randperm(len(records), generator=g).tolist()
-            for i in range(0, len(order) - batch_size + 1, batch_size):
-                chunk = [records[j] for j in order[i:i + batch_size]]
-                enc = tokenizer([r["text"] for r in chunk], return_tensors="pt", padding=True)
-                enc["labels"] = torch.tensor([labels.index(r["label"]) for r in chunk])
-                yield dict(enc)
-
-    return _Batches()
+    return EpochBatches(len(records), batch_size, seed, make)
 
 
 @torch.no_grad()

@@ -92,28 +92,27 @@ def _peft_prompt_weight(peft_model: nn.Module, adapter: str) -> torch.Tensor:
     return encoders[adapter].embedding.weight
 
 
-@torch.no_grad()
-def copy_prompt_from_peft(soft: SoftPromptLM, peft_model: nn.Module, adapter: str = "default") -> None:
-    """Copy peft's virtual-token embeddings into soft.prompt (same n_virtual and hidden size)."""
+def _matching_peft_weight(soft: SoftPromptLM, peft_model: nn.Module, adapter: str) -> torch.Tensor:
+    """peft's virtual-token embedding matrix, checked to have the shape of soft.prompt."""
     if not isinstance(soft, SoftPromptLM):
         raise TypeError(f"soft must be a SoftPromptLM, got {type(soft).__name__}")
     weight = _peft_prompt_weight(peft_model, adapter)
     if weight.shape != soft.prompt.shape:
         raise ValueError(f"peft's prompt is {tuple(weight.shape)}, ours {tuple(soft.prompt.shape)}: "
                          "use the same num_virtual_tokens")
-    soft.prompt.copy_(weight)
+    return weight
+
+
+@torch.no_grad()
+def copy_prompt_from_peft(soft: SoftPromptLM, peft_model: nn.Module, adapter: str = "default") -> None:
+    """Copy peft's virtual-token embeddings into soft.prompt (same n_virtual and hidden size)."""
+    soft.prompt.copy_(_matching_peft_weight(soft, peft_model, adapter))
 
 
 @torch.no_grad()
 def copy_prompt_to_peft(soft: SoftPromptLM, peft_model: nn.Module, adapter: str = "default") -> None:
     """Copy soft.prompt into peft's virtual-token embeddings."""
-    if not isinstance(soft, SoftPromptLM):
-        raise TypeError(f"soft must be a SoftPromptLM, got {type(soft).__name__}")
-    weight = _peft_prompt_weight(peft_model, adapter)
-    if weight.shape != soft.prompt.shape:
-        raise ValueError(f"peft's prompt is {tuple(weight.shape)}, ours {tuple(soft.prompt.shape)}: "
-                         "use the same num_virtual_tokens")
-    weight.copy_(soft.prompt)
+    _matching_peft_weight(soft, peft_model, adapter).copy_(soft.prompt)
 
 
 def prefix_param_count(n_virtual: int, n_layers: int, n_kv_heads: int, head_dim: int) -> int:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 from .paths import BASE_MODEL_DIR
+from .training import EpochBatches
 
 
 def load_reward_model(path: str | Path = BASE_MODEL_DIR, seed: int = 0):
@@ -53,22 +54,14 @@ def pair_batches(tokenizer, records: Sequence[dict], batch_size: int, seed: int 
     if missing:
         raise ValueError(f"preference records need prompt, chosen and rejected; missing {sorted(missing)}")
 
-    class _Batches:
-        def __init__(self):
-            self.epoch = 0
+    def make(rows: list[int]) -> dict:
+        chunk = [records[j] for j in rows]
+        prompts = [r["prompt"] for r in chunk]
+        return {side: dict(tokenizer(chat_texts(tokenizer, prompts, [r[side] for r in chunk]),
+                                     add_special_tokens=False, return_tensors="pt", padding=True))
+                for side in ("chosen", "rejected")}
 
-        def __iter__(self):
-            g = torch.Generator().manual_seed(seed + self.epoch)
-            self.epoch += 1
-            order = torch.randperm(len(records), generator=g).tolist()
-            for i in range(0, len(order) - batch_size + 1, batch_size):
-                chunk = [records[j] for j in order[i:i + batch_size]]
-                prompts = [r["prompt"] for r in chunk]
-                yield {side: dict(tokenizer(chat_texts(tokenizer, prompts, [r[side] for r in chunk]),
-                                            add_special_tokens=False, return_tensors="pt", padding=True))
-                       for side in ("chosen", "rejected")}
-
-    return _Batches()
+    return EpochBatches(len(records), batch_size, seed, make)
 
 
 def pair_loss(model, batch: dict) -> torch.Tensor:

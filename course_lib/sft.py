@@ -12,6 +12,7 @@ import torch
 
 from .evaluation import exact_match
 from .formats import IGNORE_INDEX, alpaca_to_messages, response_labels
+from .training import EpochBatches
 
 
 def sft_example(tokenizer, record: dict, mask_prompt: bool = True) -> dict[str, list[int]]:
@@ -38,19 +39,8 @@ def sft_batches(tokenizer, records: Sequence[dict], batch_size: int, mask_prompt
     if not records or not 1 <= batch_size <= len(records):
         raise ValueError(f"batch_size must be in [1, {len(records)}] (the number of records), got {batch_size}")
     examples = [sft_example(tokenizer, r, mask_prompt) for r in records]
-
-    class _Batches:
-        def __init__(self):
-            self.epoch = 0
-
-        def __iter__(self):
-            g = torch.Generator().manual_seed(seed + self.epoch)
-            self.epoch += 1
-            order = torch.randperm(len(examples), generator=g).tolist()
-            for i in range(0, len(order) - batch_size + 1, batch_size):
-                yield pad_examples([examples[j] for j in order[i:i + batch_size]], tokenizer.pad_token_id)
-
-    return _Batches()
+    return EpochBatches(len(examples), batch_size, seed,
+                        lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id))
 
 
 def user_text(record: dict) -> str:

@@ -189,6 +189,23 @@ def pack_tokens(token_lists: Iterable[list[int]], block_size: int, bos_id: int |
     return torch.tensor(flat[: n * block_size]).view(n, block_size)
 
 
+class EpochBatches:
+    """Batches over n items in a new shuffled order each pass (seed + pass number), the last partial batch
+    dropped; `make(indices)` builds one batch. Every batch iterator of the course is one of these."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, make: Callable[[list[int]], dict]):
+        if not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}")
+        self.n, self.batch_size, self.seed, self.make, self.epoch = n, batch_size, seed, make, 0
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(self.n, generator=g).tolist()
+        for i in range(0, self.n - self.batch_size + 1, self.batch_size):
+            yield self.make(order[i:i + self.batch_size])
+
+
 def lm_batches(blocks: torch.Tensor, batch_size: int, seed: int = 0) -> Iterable[dict]:
     """Shuffled causal-LM batches {input_ids, labels} from packed blocks, reshuffled each pass."""
     if blocks.ndim != 2:
@@ -196,19 +213,11 @@ def lm_batches(blocks: torch.Tensor, batch_size: int, seed: int = 0) -> Iterable
     if not 1 <= batch_size <= len(blocks):
         raise ValueError(f"batch_size must be in [1, {len(blocks)}] (the number of blocks), got {batch_size}")
 
-    class _Batches:
-        def __init__(self):
-            self.epoch = 0
+    def make(rows: list[int]) -> dict:
+        x = blocks[rows]
+        return {"input_ids": x, "labels": x.clone()}
 
-        def __iter__(self):
-            g = torch.Generator().manual_seed(seed + self.epoch)
-            self.epoch += 1
-            order = torch.randperm(len(blocks), generator=g)
-            for i in range(0, len(order) - batch_size + 1, batch_size):
-                x = blocks[order[i:i + batch_size]]
-                yield {"input_ids": x, "labels": x.clone()}
-
-    return _Batches()
+    return EpochBatches(len(blocks), batch_size, seed, make)
 
 
 def text_batches(tokenizer, texts: list[str], batch_size: int, max_length: int = 128,
@@ -220,20 +229,10 @@ def text_batches(tokenizer, texts: list[str], batch_size: int, max_length: int =
         raise ValueError(f"batch_size must be in [1, {len(texts)}] (the number of texts), got {batch_size}")
     suffix = tokenizer.eos_token if add_eos else ""
 
-    class _Batches:
-        def __init__(self):
-            self.epoch = 0
+    def make(rows: list[int]) -> dict:
+        enc = tokenizer([texts[j] + suffix for j in rows], return_tensors="pt", padding=True,
+                        truncation=True, max_length=max_length)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
-        def __iter__(self):
-            g = torch.Generator().manual_seed(seed + self.epoch)
-            self.epoch += 1
-            order = torch.randperm(len(texts), generator=g).tolist()
-            for i in range(0, len(order) - batch_size + 1, batch_size):
-                enc = tokenizer([texts[j] + suffix for j in order[i:i + batch_size]],
-                                return_tensors="pt", padding=True, truncation=True,
-                                max_length=max_length)
-                labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-                yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                       "labels": labels}
-
-    return _Batches()
+    return EpochBatches(len(texts), batch_size, seed, make)

@@ -402,3 +402,15 @@ def test_short_training_run_works_offline(tok, blocks):
     hist = train(tiny_model(len(tok), seed=1), lm_batches(blocks, 4), quiet(max_steps=10, warmup_steps=2))
     assert hist.steps == list(range(1, 11)), "a 10-step run under the network guard should complete"
     assert socket.socket.connect is netguard._guarded_connect, "training must not switch the network guard off"
+
+
+def test_epoch_batches_reshuffle_each_pass_and_drop_the_remainder():
+    from course_lib.training import EpochBatches
+    batches = EpochBatches(10, 3, seed=0, make=lambda rows: rows)
+    first, second = list(batches), list(batches)
+    assert [len(b) for b in first] == [3, 3, 3], "10 items in batches of 3: three full batches, remainder dropped"
+    assert first != second, "each pass should use a new order (seed + pass number)"
+    assert list(EpochBatches(10, 3, seed=0, make=lambda rows: rows)) == first, "same seed, same first pass"
+    import pytest
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        EpochBatches(2, 3, seed=0, make=list)
