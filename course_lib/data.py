@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .instructions import FACT_QUESTIONS, SKILLS, fact_pairs, instruction_example, make_record
-from .knowledge import new_fact_records
+from .knowledge import context_qa_records, new_fact_records
 from .paths import DATA_DIR
 from .preferences import preference_pair
 from .text import clinic_note, corpus_doc, review_text
@@ -25,6 +25,7 @@ SIZES = {
     "reviews_train": 3000, "reviews_val": 500, "reviews_test": 1000,
     "instructions_train": 1000, "instructions_val": 100, "instructions_test": 250,
     "preferences_train": 2000, "preferences_test": 500,
+    "context_qa_train": 400,
 }
 LABELS = ("negative", "neutral", "positive")
 ANNOTATOR_NOISE = 0.1
@@ -154,6 +155,8 @@ def build_all() -> dict[str, list]:
         files[f"instructions_{split}"] = instructions(split, SIZES[f"instructions_{split}"], w, seen)
     for split in ("train", "test"):
         files[f"preferences_{split}"] = preferences(split, SIZES[f"preferences_{split}"], w)
+    files["context_qa_train"] = context_qa_records(Chooser(seed_for("context_qa_train")), w,
+                                                   SIZES["context_qa_train"])
     return files
 
 

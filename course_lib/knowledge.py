@@ -7,8 +7,9 @@ probes in a seen phrasing, an unseen paraphrase, and a question.
 from __future__ import annotations
 
 from .instructions import FACT_QUESTIONS
-from .text import FACT_FORMS, fact_statement
-from .world import FACT_ATTRIBUTES, World, attribute_values
+from .text import FACT_FORMS, fact_sentence, fact_statement
+from .world import (FACT_ATTRIBUTES, FEMALE_NAMES, FOODS, PET_NAMES, PETS, PROFESSIONS,
+                    VISITOR_FIRST_NAMES, VISITOR_SURNAMES, Chooser, Person, World, attribute_values)
 
 
 def new_fact_records(w: World) -> list[dict]:
@@ -29,3 +30,40 @@ def new_fact_records(w: World) -> list[dict]:
                 "candidates": attribute_values(attr, w),
             })
     return records
+
+
+def random_visitor(ch: Chooser, w: World, taken: set[str]) -> Person:
+    """A visitor with freshly drawn facts and a name that is not in `taken`."""
+    while True:
+        first = ch.choice(VISITOR_FIRST_NAMES)
+        name = f"{first} {ch.choice(VISITOR_SURNAMES)}"
+        if name not in taken:
+            break
+    return Person(name=name, pronoun="she" if first in FEMALE_NAMES else "he", town=ch.choice(w.towns),
+                  profession=ch.choice(PROFESSIONS), pet=ch.choice(PETS),
+                  pet_name=ch.choice(PET_NAMES), food=ch.choice(FOODS))
+
+
+def context_qa_records(ch: Chooser, w: World, n: int) -> list[dict]:
+    """Reading-comprehension chat records: a note on two visitors, then a question on one of them.
+
+    The facts are drawn afresh, so the answer is only in the note: SFT on these teaches the model
+    to use facts given in the prompt (chapter 08, knowledge injection). The new_facts people's
+    names are never used, so these records leak nothing about them.
+    """
+    taken = {p.name for p in w.new_people}
+    out = []
+    for _ in range(n):
+        target = random_visitor(ch, w, taken)
+        other = random_visitor(ch, w, taken | {target.name})
+        attrs = ch.sample(list(FACT_ATTRIBUTES), 2)
+        sentences = [fact_sentence(ch, target, a) for a in attrs]
+        sentences.append(fact_sentence(ch, other, ch.choice(list(FACT_ATTRIBUTES))))
+        note = " ".join(ch.shuffled(sentences))
+        attr = ch.choice(attrs)
+        question = ch.choice(FACT_QUESTIONS[attr]).format(name=target.name)
+        answer = target.fact(attr)
+        out.append({"skill": "context", "context": note, "question": question, "output": answer,
+                    "messages": [{"role": "user", "content": f"{note}\n{question}"},
+                                 {"role": "assistant", "content": answer}]})
+    return out

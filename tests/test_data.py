@@ -478,3 +478,18 @@ def test_load_jsonl_in_an_empty_folder_raises(tmp_path):
 def test_load_jsonl_non_string_name_raises_type_error(bad):
     with pytest.raises(TypeError):
         load_jsonl(bad)
+
+
+def test_context_qa_answers_only_in_the_note():
+    """Each context-QA record's answer is stated in its note, about the asked person, and no
+    new_facts person appears (so the records cannot leak the knowledge-injection facts)."""
+    from course_lib.world import make_world
+    w = make_world()
+    new_names = {p.name for p in w.new_people}
+    records = load_jsonl("context_qa_train")
+    for r in records:
+        assert r["output"] in r["context"], f"answer {r['output']!r} is not in the note {r['context']!r}"
+        assert r["messages"][0]["content"] == r["context"] + "\n" + r["question"]
+        assert not any(n in r["context"] for n in new_names), f"a new_facts person is in {r['context']!r}"
+    distinct = {r["output"] for r in records}
+    assert len(distinct) > 30, f"only {len(distinct)} distinct answers: the generator draws too few values"
