@@ -1,8 +1,10 @@
 """A training-memory calculator: weights, gradients, optimizer state and master weights per method and precision.
 
 Taught in chapter 11 (scaling out); chapter 12 uses it for the method table. Activations depend on
-batch, sequence length and kernels, so they are passed in (measured with
-`activation_memory.saved_activation_bytes`, or estimated) rather than guessed here.
+batch, sequence length and kernels, so `training_memory` takes them as a number: measured with
+`activation_memory.saved_activation_bytes`, or counted for a Llama shape with `activation_bytes`.
+`measure_step` counts the same parts on a real model after one optimizer step, `zero_memory` gives
+the model-state bytes per GPU under ZeRO stages 0-3 (Rajbhandari et al. 2020, §5, Figure 1).
 
 Bytes per parameter, the usual accounting (Rajbhandari et al. 2020, ZeRO, §3.1):
 full fine-tuning with AdamW in fp32: 4 (weights) + 4 (gradients) + 8 (two moments) = 16;
@@ -97,13 +99,15 @@ class MemoryEstimate:
 
 
 def training_memory(n_params: int, method: str = "full", precision: str = "fp32", trainable: int | None = None,
-                    optimizer: str = "adamw", activations: float = 0.0) -> MemoryEstimate:
+                    optimizer: str = "adamw", activations: float = 0.0, unquantized: int = 0) -> MemoryEstimate:
     """Memory to train a model of `n_params` parameters.
 
     method: "full" (every parameter trained), "lora" (frozen base, `trainable` adapter parameters) or
     "qlora" (base stored in NF4 with double quantization). precision: "fp32", "mixed" (16-bit weights and
     gradients plus fp32 master weights) or "bf16" (everything in bf16 except the optimizer moments, which
     stay fp32 unless the optimizer is 8-bit). Adapters are trained in fp32 for "fp32"/"mixed", bf16 for "bf16".
+    unquantized (qlora only): how many of the `n_params` stay in the compute precision instead of NF4
+    (bitsandbytes quantizes nn.Linear layers only: embeddings, norms and the output head stay as they are).
     """
     if method not in ("full", "lora", "qlora"):
         raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {method!r}")
@@ -113,6 +117,9 @@ def training_memory(n_params: int, method: str = "full", precision: str = "fp32"
         raise ValueError(f"optimizer must be one of {list(OPTIMIZER_BYTES)}, got {optimizer!r}")
     if n_params <= 0 or activations < 0:
         raise ValueError("n_params must be positive and activations (bytes) non-negative")
+    if not 0 <= unquantized < n_params or (unquantized and method != "qlora"):
+        raise ValueError(f"unquantized must be in [0, n_params) and is only meaningful for method='qlora', "
+                         f"got {unquantized} with method={method!r}")
     if method == "full":
         trained = n_params
     elif trainable is None or not 0 < trainable < n_params:
@@ -126,5 +133,103 @@ def training_memory(n_params: int, method: str = "full", precision: str = "fp32"
         return MemoryEstimate(compute * n_params, compute * n_params, opt, master, activations)
     base = STORAGE_BYTES["nf4"] if method == "qlora" else compute
     adapter = 2.0 if precision == "bf16" else 4.0
-    notes = [f"frozen base {n_params:,} × {base:.3g} B; adapters {trained:,} × {adapter:.0f} B"]
-    return MemoryEstimate(base * n_params + adapter * trained, adapter * trained, opt, 0.0, activations, notes)
+    frozen = base * (n_params - unquantized) + compute * unquantized
+    notes = [f"frozen base {n_params - unquantized:,} × {base:.3g} B" + (f" + {unquantized:,} × {compute:.0f} B"
+             if unquantized else "") + f"; adapters {trained:,} × {adapter:.0f} B"]
+    return MemoryEstimate(frozen + adapter * trained, adapter * trained, opt, 0.0, activations, notes)
+
+
+def _positive(**values: int) -> None:
+    """Raise ValueError unless every value is a positive int."""
+    for name, v in values.items():
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def layer_activation_bytes(shape: LlamaShape, batch: int, seq: int, value_bytes: int = 4) -> int:
+    """Bytes autograd saves for one decoder block of a transformers Llama (sdpa attention, no dropout).
+
+    Per token: 4 intermediate-size tensors (gate, up, SiLU(gate), their product), 4 hidden-size tensors
+    in the compute dtype plus the 2 RMSNorm inputs upcast to fp32, q/k/v/attention output, 2 fp32 RMSNorm
+    scales and one fp32 log-sum-exp per head (sdpa keeps it instead of the seq × seq attention matrix).
+    """
+    _positive(batch=batch, seq=seq, value_bytes=value_bytes)
+    h, i, hd = shape.hidden, shape.intermediate, shape.head_dim
+    attention = (2 * shape.heads + 2 * shape.kv_heads) * hd
+    per_token = value_bytes * (4 * i + 4 * h + attention) + 4 * (2 * h + 2 + shape.heads)
+    return batch * seq * per_token
+
+
+def activation_bytes(shape: LlamaShape, batch: int, seq: int, value_bytes: int = 4,
+                     checkpointing: bool = False) -> int:
+    """Bytes autograd holds after the forward pass of a transformers Llama causal LM with labels.
+
+    Without checkpointing: every block (`layer_activation_bytes`), the rotary cos/sin tables, the final norm
+    and the fp32 logits kept for the loss, and the int64 input ids and labels. With per-block checkpointing
+    (non-reentrant) each block keeps only its input; backward then recomputes one block at a time, so the
+    peak adds one block's activations on top of this number.
+    """
+    _positive(batch=batch, seq=seq, value_bytes=value_bytes)
+    h, tokens = shape.hidden, batch * seq
+    head = tokens * (value_bytes * 2 * h + 4 * (h + 1 + shape.vocab)) + tokens * 2 * 8 + 4
+    if checkpointing:
+        return shape.layers * tokens * value_bytes * h + head
+    rope = 2 * seq * shape.head_dim * value_bytes
+    return shape.layers * layer_activation_bytes(shape, batch, seq, value_bytes) + rope + head
+
+
+ZERO_STAGES = {0: "DDP: everything replicated", 1: "optimizer states sharded",
+               2: "optimizer states and gradients sharded", 3: "parameters, gradients and optimizer states sharded"}
+
+
+def zero_memory(n_params: float, n_gpus: int, stage: int, optimizer_bytes: float = 12.0) -> float:
+    """Model-state bytes per GPU for mixed-precision training under ZeRO stage 0-3 (ZeRO paper, Figure 1).
+
+    Each parameter costs 2 bytes (fp16/bf16 weights) + 2 (gradients) + K = `optimizer_bytes` (Adam: fp32
+    master weights, momentum and variance = 12). Stage 1 divides K by N, stage 2 also the gradients,
+    stage 3 everything. Activations, buffers and fragmentation are not included.
+    """
+    if stage not in ZERO_STAGES:
+        raise ValueError(f"stage must be 0, 1, 2 or 3 (0 = plain data parallelism), got {stage!r}")
+    if not isinstance(n_gpus, int) or n_gpus < 1:
+        raise ValueError(f"n_gpus must be a positive integer, got {n_gpus!r}")
+    if n_params <= 0 or optimizer_bytes < 0:
+        raise ValueError("n_params must be positive and optimizer_bytes non-negative")
+    weights, grads, opt = 2.0 * n_params, 2.0 * n_params, optimizer_bytes * n_params
+    if stage >= 1:
+        opt /= n_gpus
+    if stage >= 2:
+        grads /= n_gpus
+    if stage == 3:
+        weights /= n_gpus
+    return weights + grads + opt
+
+
+def _unique_bytes(tensors, seen: set[int]) -> int:
+    """Bytes of the tensors' storages, each storage counted once (tied weights, views)."""
+    total = 0
+    for t in tensors:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+    return total
+
+
+def measure_step(model, optimizer, batch: dict) -> MemoryEstimate:
+    """Count the real tensors of one training step: parameters (plus 4-bit quantization state; buffers such as
+    the rotary table are left out), gradients, optimizer state after `optimizer.step()` (the 0-d step
+    counters left out) and the activations saved during the forward pass."""
+    import torch
+    from .activation_memory import saved_activation_bytes
+    from .qlora import model_bytes
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    activations = saved_activation_bytes(model, batch)       # forward only, graph discarded
+    model(**batch).loss.backward()
+    optimizer.step()
+    grads = _unique_bytes([p.grad for p in model.parameters() if p.grad is not None], set())
+    state = _unique_bytes([v for s in optimizer.state.values() for v in s.values()
+                           if torch.is_tensor(v) and v.dim() > 0], set())
+    weights = _unique_bytes(model.parameters(), set()) + model_bytes(model)["quant_state"]
+    return MemoryEstimate(weights, grads, state, 0.0, activations)

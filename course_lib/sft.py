@@ -1,5 +1,5 @@
 """Supervised fine-tuning (instruction tuning): chat-formatted batches with the loss on the response,
-batched greedy answers, and exact match per skill.
+packing, replay of general text, batched greedy (or sampled) answers, and exact match per skill.
 
 Taught in chapter 08 (instruction tuning); the masking itself is introduced in chapter 02 (`formats`).
 """
@@ -43,6 +43,21 @@ def sft_batches(tokenizer, records: Sequence[dict], batch_size: int, mask_prompt
                         lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id))
 
 
+def mixed_batches(tokenizer, records: Sequence[dict], texts: Sequence[str], batch_size: int,
+                  max_length: int = 128, seed: int = 0) -> Iterable[dict]:
+    """SFT batches with plain `texts` (e.g. corpus documents, loss on every token) shuffled in: replay."""
+    if isinstance(texts, str) or not texts:
+        raise ValueError("texts must be a non-empty list of strings (the general documents to mix in)")
+    examples = [sft_example(tokenizer, r) for r in records]
+    for t in texts:
+        ids = tokenizer(t + tokenizer.eos_token, truncation=True, max_length=max_length)["input_ids"]
+        examples.append({"input_ids": ids, "labels": list(ids)})
+    if not 1 <= batch_size <= len(examples):
+        raise ValueError(f"batch_size must be in [1, {len(examples)}] (records + texts), got {batch_size}")
+    return EpochBatches(len(examples), batch_size, seed,
+                        lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id))
+
+
 def user_text(record: dict) -> str:
     """The user turn of an instruction record (instruction, then the input on a new line if any)."""
     return (record.get("messages") or alpaca_to_messages(record))[0]["content"]
@@ -50,13 +65,21 @@ def user_text(record: dict) -> str:
 
 @torch.no_grad()
 def answer(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 64,
-           context: Sequence[str] | None = None) -> list[str]:
-    """Greedy replies to user prompts through the chat template (batched, left padding).
+           context: Sequence[str] | None = None, temperature: float = 0.0, top_p: float = 1.0,
+           seed: int = 0) -> list[str]:
+    """Replies to user prompts through the chat template (batched, left padding); greedy by default.
 
     `context`, if given, is one text per prompt placed before it in the user turn (retrieval-style).
+    temperature > 0 samples instead (with nucleus filtering at `top_p`), seeded by `seed`.
     """
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 (0 = greedy) and 0 < top_p <= 1, got {temperature}, {top_p}")
+    decoding = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 \
+        else dict(do_sample=False)
+    if temperature > 0:
+        torch.manual_seed(seed)
     if context is not None and len(context) != len(prompts):
         raise ValueError(f"context needs one text per prompt ({len(prompts)}), got {len(context)}")
     users = [f"{c}\n{p}" for c, p in zip(context, prompts)] if context is not None else list(prompts)
@@ -70,13 +93,39 @@ def answer(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, b
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(texts[i:i + batch_size], add_special_tokens=False, return_tensors="pt",
                             padding=True).to(device)
-            out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+            out = model.generate(**enc, **decoding, max_new_tokens=max_new_tokens,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
             new = out[:, enc["input_ids"].shape[1]:]
             replies += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = side
     return replies
+
+
+def pack_examples(examples: Sequence[dict], max_length: int) -> list[dict[str, list[int]]]:
+    """Pack {input_ids, labels} examples into rows of at most max_length tokens (first fit, longest first).
+
+    Each row also gets `position_ids` that restart at 0 for every example and `lengths` (one per
+    example), from which `formats.packed_attention` builds the block-diagonal mask.
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    too_long = [len(e["input_ids"]) for e in examples if len(e["input_ids"]) > max_length]
+    if too_long:
+        raise ValueError(f"{len(too_long)} examples are longer than max_length={max_length} "
+                         f"(longest {max(too_long)}): raise max_length or truncate them first")
+    rows: list[dict[str, list[int]]] = []
+    for e in sorted(examples, key=lambda e: -len(e["input_ids"])):
+        n = len(e["input_ids"])
+        row = next((r for r in rows if len(r["input_ids"]) + n <= max_length), None)
+        if row is None:
+            row = {"input_ids": [], "labels": [], "position_ids": [], "lengths": []}
+            rows.append(row)
+        row["input_ids"] += e["input_ids"]
+        row["labels"] += e["labels"]
+        row["position_ids"] += list(range(n))
+        row["lengths"].append(n)
+    return rows
 
 
 def exact_match_by_skill(model, tokenizer, records: Sequence[dict], max_new_tokens: int = 32) -> dict[str, float]:

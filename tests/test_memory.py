@@ -73,3 +73,64 @@ def test_bad_input():
         memory.training_memory(10, "full", "fp8")
     with pytest.raises(ValueError, match="unknown target"):
         memory.lora_params(memory.KNOWN["Llama-2-7B"], 8, ("qproj",))
+
+
+@pytest.fixture(scope="module")
+def clinic_batch(lm):
+    from course_lib.data import load_jsonl
+    from course_lib.base_model import load_base_model
+    from course_lib.training import pack_tokens
+    tok = load_base_model()[1]
+    ids = [tok(r["text"])["input_ids"] for r in load_jsonl("clinic_train")[:60]]
+    blocks = pack_tokens(ids, 32, eos_id=tok.eos_token_id)[:4].clone()
+    return {"input_ids": blocks, "labels": blocks}
+
+
+def test_activation_formula_matches_saved_tensors(lm, clinic_batch):
+    import copy
+    from course_lib.activation_memory import saved_activation_bytes
+    shape = memory.LlamaShape.from_config(lm.config)
+    b, s = clinic_batch["input_ids"].shape
+    for value_bytes, model in ((4, lm), (2, copy.deepcopy(lm).to(torch.bfloat16))):
+        got, want = saved_activation_bytes(model, clinic_batch), memory.activation_bytes(shape, b, s, value_bytes)
+        assert got == want, f"{value_bytes}-byte model: measured {got:,} B vs formula {want:,} B"
+    ck = copy.deepcopy(lm)
+    ck.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    ck.train()
+    got, want = saved_activation_bytes(ck, clinic_batch), memory.activation_bytes(shape, b, s, 4, checkpointing=True)
+    assert got == want, f"checkpointing: measured {got:,} B vs formula {want:,} B (only block inputs kept?)"
+
+
+def test_measure_step_equals_calculator_for_full_finetuning(lm, clinic_batch):
+    import copy
+    model = copy.deepcopy(lm)
+    shape = memory.LlamaShape.from_config(lm.config)
+    got = memory.measure_step(model, torch.optim.AdamW(model.parameters(), lr=1e-4), clinic_batch)
+    b, s = clinic_batch["input_ids"].shape
+    want = memory.training_memory(shape.n_params(), "full", "fp32", activations=memory.activation_bytes(shape, b, s))
+    for part in ("weights", "gradients", "optimizer", "activations", "total"):
+        assert getattr(got, part) == getattr(want, part), f"{part}: measured {getattr(got, part):,} vs {getattr(want, part):,}"
+    with pytest.raises(TypeError, match="Optimizer"):
+        memory.measure_step(model, "adamw", clinic_batch)
+
+
+def test_zero_memory_reproduces_the_paper_example():
+    """ZeRO paper, Figure 1: Psi = 7.5 B, N = 64, K = 12 -> 120 / 31.4 / 16.6 / 1.9 GB per GPU."""
+    got = [memory.zero_memory(7.5e9, 64, stage) / 1e9 for stage in range(4)]
+    for g, w in zip(got, (120.0, 31.4, 16.6, 1.9)):
+        assert abs(g - w) < 0.05, f"per-GPU GB by stage {[round(x, 2) for x in got]} vs the paper's 120/31.4/16.6/1.9"
+    assert memory.zero_memory(1e9, 1, 3) == memory.zero_memory(1e9, 1, 0) == 16e9, "one GPU: nothing to shard"
+    with pytest.raises(ValueError, match="stage"):
+        memory.zero_memory(1e9, 8, 4)
+    with pytest.raises(ValueError, match="n_gpus"):
+        memory.zero_memory(1e9, 0, 1)
+
+
+def test_qlora_unquantized_part_costs_compute_bytes():
+    n, t = 1_000_000, 10_000
+    q = memory.training_memory(n, "qlora", "fp32", trainable=t, unquantized=200_000)
+    assert q.weights == pytest.approx(800_000 * memory.STORAGE_BYTES["nf4"] + 200_000 * 4 + 4 * t)
+    with pytest.raises(ValueError, match="unquantized"):
+        memory.training_memory(n, "lora", "fp32", trainable=t, unquantized=5)
+    with pytest.raises(ValueError, match="positive integer"):
+        memory.activation_bytes(memory.KNOWN["Llama-2-7B"], 0, 128)

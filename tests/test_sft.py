@@ -57,3 +57,38 @@ def test_bad_input(lm_and_tok):
         sft.answer(lm, tok, ["a", "b"], context=["c"])
     with pytest.raises(ValueError, match="skill"):
         sft.exact_match_by_skill(lm, tok, [{"text": "x"}])
+
+
+def test_pack_examples_keeps_every_example(lm_and_tok):
+    _, tok = lm_and_tok
+    examples = [sft.sft_example(tok, r) for r in load_jsonl("instructions_val")[:20]]
+    rows = sft.pack_examples(examples, max_length=128)
+    assert all(len(r["input_ids"]) <= 128 for r in rows), "rows must not exceed max_length"
+    assert sum(len(r["lengths"]) for r in rows) == len(examples), "every example is packed exactly once"
+    assert sorted(t for r in rows for t in r["input_ids"]) == sorted(t for e in examples for t in e["input_ids"])
+    for r in rows:
+        starts = [i for i, p in enumerate(r["position_ids"]) if p == 0]
+        assert len(starts) == len(r["lengths"]), "position ids restart at 0 for every example"
+    assert len(rows) < len(examples), "packing puts several examples in a row"
+    with pytest.raises(ValueError, match="longer than max_length"):
+        sft.pack_examples(examples, max_length=8)
+
+
+def test_mixed_batches_add_general_text(lm_and_tok):
+    _, tok = lm_and_tok
+    batches = sft.mixed_batches(tok, load_jsonl("instructions_val")[:8], ["Ada lives in Fernwick."] * 8, 16)
+    batch = next(iter(batches))
+    full_rows = ((batch["labels"] == batch["input_ids"]) | (batch["attention_mask"] == 0)).all(1)
+    assert full_rows.sum() == 8, "the general texts are learnt on every token, the chats only on the reply"
+    with pytest.raises(ValueError, match="texts"):
+        sft.mixed_batches(tok, load_jsonl("instructions_val")[:8], "one string", 4)
+
+
+def test_sampled_answers_are_seeded(lm_and_tok):
+    lm, tok = lm_and_tok
+    prompts = ["What is 2 plus 3?"] * 3
+    a = sft.answer(lm, tok, prompts, max_new_tokens=6, temperature=1.0, seed=3)
+    b = sft.answer(lm, tok, prompts, max_new_tokens=6, temperature=1.0, seed=3)
+    assert a == b, "the same seed must give the same samples"
+    with pytest.raises(ValueError, match="temperature"):
+        sft.answer(lm, tok, prompts, temperature=-1.0)
