@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 import torch
 
 from .evaluation import exact_match
-from .formats import IGNORE_INDEX, alpaca_to_messages, response_labels
+from .formats import IGNORE_INDEX, alpaca_to_messages, packed_attention, response_labels
 from .training import EpochBatches
 
 
@@ -126,6 +126,31 @@ def pack_examples(examples: Sequence[dict], max_length: int) -> list[dict[str, l
         row["position_ids"] += list(range(n))
         row["lengths"].append(n)
     return rows
+
+
+def packed_batches(tokenizer, records: Sequence[dict], rows_per_batch: int, max_length: int = 128,
+                   mask_prompt: bool = True, seed: int = 0) -> Iterable[dict]:
+    """Shuffled batches of packed rows (`pack_examples`), each with reset positions and a block-diagonal mask."""
+    if not records:
+        raise ValueError("records must be a non-empty list of chat records")
+    rows = pack_examples([sft_example(tokenizer, r, mask_prompt) for r in records], max_length)
+    if not 1 <= rows_per_batch <= len(rows):
+        raise ValueError(f"rows_per_batch must be in [1, {len(rows)}] (the packed rows), got {rows_per_batch}")
+
+    def make(indices: list[int]) -> dict:
+        width = max(len(rows[i]["input_ids"]) for i in indices)
+        out: dict[str, list] = {"input_ids": [], "labels": [], "position_ids": [], "attention_mask": []}
+        for i in indices:
+            row, pad = rows[i], width - len(rows[i]["input_ids"])
+            lengths = row["lengths"] + ([pad] if pad else [])   # padding as its own block: no attention row is empty
+            positions, mask = packed_attention(lengths)
+            out["input_ids"].append(torch.tensor(row["input_ids"] + [tokenizer.pad_token_id] * pad))
+            out["labels"].append(torch.tensor(row["labels"] + [IGNORE_INDEX] * pad))
+            out["position_ids"].append(positions[0])
+            out["attention_mask"].append(mask[0])
+        return {k: torch.stack(v) for k, v in out.items()}
+
+    return EpochBatches(len(rows), rows_per_batch, seed, make)
 
 
 def exact_match_by_skill(model, tokenizer, records: Sequence[dict], max_new_tokens: int = 32) -> dict[str, float]:

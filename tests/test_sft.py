@@ -92,3 +92,30 @@ def test_sampled_answers_are_seeded(lm_and_tok):
     assert a == b, "the same seed must give the same samples"
     with pytest.raises(ValueError, match="temperature"):
         sft.answer(lm, tok, prompts, temperature=-1.0)
+
+
+def test_packed_batches_give_the_padded_loss(lm_and_tok):
+    lm, tok = lm_and_tok
+    records = load_jsonl("instructions_val")[:12]
+    batches = sft.packed_batches(tok, records, rows_per_batch=1, max_length=512)
+    batch = next(iter(batches))
+    n = batch["input_ids"].shape[1]
+    assert batch["attention_mask"].shape == (1, 1, n, n), "one block-diagonal [L, L] mask per row"
+    assert (batch["labels"] != -100).sum() == sum(
+        (torch.tensor(sft.sft_example(tok, r)["labels"]) != -100).sum() for r in records), "only the replies carry labels"
+    padded = sft.pad_examples([sft.sft_example(tok, r) for r in records], tok.pad_token_id)
+    with torch.no_grad():
+        packed_loss, padded_loss = lm(**batch).loss, lm(**padded).loss
+    assert torch.allclose(packed_loss, padded_loss, atol=1e-5), \
+        f"a packed row must give the padded loss (cross-talk between examples?): {packed_loss:.5f} vs {padded_loss:.5f}"
+    with pytest.raises(ValueError, match="rows_per_batch"):
+        sft.packed_batches(tok, records, rows_per_batch=50)
+
+
+def test_packed_batches_pad_short_rows_safely(lm_and_tok):
+    lm, tok = lm_and_tok
+    batch = next(iter(sft.packed_batches(tok, load_jsonl("instructions_val")[:40], rows_per_batch=4, max_length=96)))
+    assert (batch["labels"][batch["input_ids"] == tok.pad_token_id] == -100).all(), "padding carries label −100"
+    with torch.no_grad():
+        loss = lm(**batch).loss
+    assert torch.isfinite(loss), "a padded tail must not leave an attention row empty (NaN)"
