@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test data base-model exercises execute grade clean-venv
+.PHONY: lab test data base-model rlhf-models exercises execute grade clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ data: $(STAMP)
 ## Pretrain the base model from scratch into data/base_model/ (about 20 min on 2 cores).
 base-model: $(STAMP)
 	$(PY) -m course_lib.base_model
+
+## Rebuild chapter 09's SFT policy and reward model into data/rlhf/ (about 3 min on 2 cores).
+rlhf-models: $(STAMP)
+	$(PY) -m course_lib.rlhf_models
 
 ## Regenerate exercises/ and the question bank QUESTIONS.md from solutions/.
 exercises: $(STAMP)

@@ -6,6 +6,7 @@ Taught in chapter 09 (RLHF). The learned reward is compared with the programmati
 from __future__ import annotations
 
 from pathlib import Path
+import itertools
 from typing import Iterable, Sequence
 
 import torch
@@ -98,3 +99,22 @@ def pair_accuracy(model, tokenizer, records: Sequence[dict], against: str = "lab
         gold_order = torch.tensor([r["gold_chosen"] > r["gold_rejected"] for r in records])
         agree = agree == gold_order
     return agree.float().mean().item()
+
+
+def train_reward_model(model, tokenizer, records: Sequence[dict], steps: int, lr: float = 1e-3,
+                       batch_size: int = 32, seed: int = 0) -> list[float]:
+    """Train a reward model with the Bradley–Terry loss (AdamW, gradient clip 1.0); returns the loss per step."""
+    if steps < 1 or lr <= 0:
+        raise ValueError(f"need steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    epochs = (pair_batches(tokenizer, records, batch_size, seed=seed + e) for e in itertools.count())
+    losses = []
+    for batch in itertools.islice(itertools.chain.from_iterable(epochs), steps):
+        model.train()
+        loss = pair_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    return losses
