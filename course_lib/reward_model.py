@@ -5,8 +5,8 @@ Taught in chapter 09 (RLHF). The learned reward is compared with the programmati
 """
 from __future__ import annotations
 
-from pathlib import Path
 import itertools
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch

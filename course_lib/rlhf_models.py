@@ -1,7 +1,7 @@
 """The two checkpoints chapter 09 starts from: the SFT policy and the reward model, rebuilt by one command.
 
 Trained long enough to be useful (SFT 200 steps on the chosen answers, reward model 150 steps of the
-Bradley–Terry loss), they take about two and a half minutes on a 2-core CPU, more than chapter 09's budget.
+Bradley–Terry loss), they take about three minutes on a 2-core CPU, more than chapter 09's budget.
 `python -m course_lib.rlhf_models` (`make rlhf-models`) builds them with the loops the chapter shows
 (`training.train` on `sft.sft_batches`; `reward_model.train_reward_model`) into data/rlhf/, and the chapter
 loads them. Taught in chapter 09 (RLHF).
