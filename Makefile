@@ -24,29 +24,29 @@ test: $(STAMP)
 
 ## Regenerate every dataset in data/ (byte-identical).
 data: $(STAMP)
-	$(PY) -m course_lib.data
+	$(PY) -m course_lib.world.datasets
 
 ## Pretrain the base model from scratch into data/base_model/ (about 20 min on 2 cores).
 base-model: $(STAMP)
-	$(PY) -m course_lib.base_model
+	$(PY) -m course_lib.build.base_model
 
 ## Rebuild chapter 09's SFT policy and reward model into data/rlhf/ (about 3 min on 2 cores).
 rlhf-models: $(STAMP)
-	$(PY) -m course_lib.rlhf_models
+	$(PY) -m course_lib.build.rlhf_models
 
 ## Regenerate exercises/ and the question bank QUESTIONS.md from solutions/.
 exercises: $(STAMP)
-	$(PY) -m course_lib.exercises
-	$(PY) -m course_lib.question_bank
+	$(PY) -m course_lib.course.exercises
+	$(PY) -m course_lib.course.question_bank
 
 ## Grade students' exercise notebooks: make grade SUBMISSIONS=folder (one sub-folder per student).
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder [TIMEOUT=300]"; exit 2)
-	$(PY) -m course_lib.grading $(SUBMISSIONS) --timeout $(or $(TIMEOUT),300)
+	$(PY) -m course_lib.course.grading $(SUBMISSIONS) --timeout $(or $(TIMEOUT),300)
 
 ## Re-execute notebooks and solutions in place (outputs and measured runtimes).
 execute: $(STAMP)
-	$(PY) -m course_lib.run_notebooks notebooks/*.ipynb solutions/*.ipynb
+	$(PY) -m course_lib.course.run_notebooks notebooks/*.ipynb solutions/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,7 +10,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["COURSE_PLAIN_PROGRESS"] = "1"
 
 from course_lib.environment import set_offline  # noqa: E402
-from course_lib.netguard import block_network  # noqa: E402
+from course_lib.course.netguard import block_network  # noqa: E402
 
 set_offline()
 block_network()

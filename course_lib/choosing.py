@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .memory import GIB, training_memory
+from course_lib.memory import GIB, training_memory
 
 TASKS = ("classification", "instruction", "domain", "knowledge", "preference")
 ACTIVATION_RESERVE = 0.20          # share of GPU memory kept free for activations and the CUDA context

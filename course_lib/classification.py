@@ -11,8 +11,8 @@ from typing import Iterable, Sequence
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from .paths import BASE_MODEL_DIR
-from .training import EpochBatches
+from course_lib.models import BASE_MODEL_DIR
+from course_lib.training import EpochBatches
 
 LABELS = ("negative", "neutral", "positive")
 

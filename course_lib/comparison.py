@@ -20,10 +20,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .activation_memory import saved_activation_bytes
-from .prompt_tuning import real_token_cross_entropy
-from .qlora import model_bytes
-from .training import TrainConfig, make_optimizer, text_batches, train
+from course_lib.activation_memory import saved_activation_bytes
+from course_lib.prompt_tuning import real_token_cross_entropy
+from course_lib.qlora import model_bytes
+from course_lib.training import TrainConfig, make_optimizer, text_batches, train
 
 IGNORE_INDEX = -100
 
@@ -141,7 +141,7 @@ def _full(base):
 
 
 def _freeze(base):
-    from .freezing import freeze_all_but_top
+    from course_lib.freezing import freeze_all_but_top
     return freeze_all_but_top(copy.deepcopy(base), 1)
 
 
@@ -153,7 +153,7 @@ def _lora(base):
 
 def _qlora(base):
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from .qlora import load_4bit
+    from course_lib.qlora import load_4bit
     device = next(base.parameters()).device
     q4 = prepare_model_for_kbit_training(load_4bit(device=device), use_gradient_checkpointing=False)
     torch.manual_seed(0)
@@ -161,7 +161,7 @@ def _qlora(base):
 
 
 def _adapters(base):
-    from .adapters import add_adapter
+    from course_lib.adapters import add_adapter
     torch.manual_seed(0)
     return add_adapter(copy.deepcopy(base), "clinic", "houlsby", bottleneck=8)
 
@@ -177,7 +177,7 @@ PROMPT_INIT_TEXT = "Clinic note. Patient presents with symptoms; assessment and 
 
 def _prompt(base):
     from peft import PromptTuningConfig, get_peft_model
-    from .paths import BASE_MODEL_DIR
+    from course_lib.models import BASE_MODEL_DIR
     return get_peft_model(copy.deepcopy(base), PromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=20, prompt_tuning_init="TEXT",
         prompt_tuning_init_text=PROMPT_INIT_TEXT, tokenizer_name_or_path=str(BASE_MODEL_DIR)))

@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .base_model import load_base_model
-from .data import load_jsonl
-from .training import pack_tokens
+from course_lib.models import load_base_model
+from course_lib.data import load_jsonl
+from course_lib.training import pack_tokens
 
 
 def global_batches(tokenizer, steps: int, batch_size: int, block_size: int = 64) -> list[torch.Tensor]:
@@ -176,7 +176,7 @@ def launch(*flags: str, nproc: int = 2, steps: int = 3, timeout: float = 60, tri
 
     A run that does not finish within `timeout` seconds is killed with all its workers and started again
     (up to `tries` times): on a heavily loaded machine a gloo rendezvous has been seen to hang."""
-    from .paths import ROOT
+    from course_lib.data import ROOT
     if tries < 1:
         raise ValueError(f"tries must be >= 1, got {tries}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARS)}

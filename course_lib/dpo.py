@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-from .formats import IGNORE_INDEX, response_labels
+from course_lib.formats import IGNORE_INDEX, response_labels
 
 
 class DPOOutput(NamedTuple):

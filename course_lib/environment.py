@@ -61,7 +61,7 @@ def setup(seed: int = 0, verbose: bool = True):
     """Seeds, device (CUDA if present, else CPU), offline mode, quiet logs; returns the device."""
     set_offline()
     if os.environ.get("COURSE_BLOCK_NETWORK") == "1":
-        from .netguard import block_network
+        from course_lib.course.netguard import block_network
         block_network()
     import torch
     quiet()

@@ -7,10 +7,10 @@ choice by log-probability), and the mean gold reward of greedy answers to prefer
 """
 from __future__ import annotations
 
-from .data import load_jsonl
-from .evaluation import accuracy, choose_many, cross_entropy
-from .preferences import gold_reward
-from .sft import answer, exact_match_by_skill
+from course_lib.data import load_jsonl
+from course_lib.evaluation import accuracy, choose_many, cross_entropy
+from course_lib.world.preferences import gold_reward
+from course_lib.sft import answer, exact_match_by_skill
 
 
 def fact_recall(model, tokenizer, facts: list[dict], phrasing: str = "seen") -> float:

@@ -221,8 +221,8 @@ def measure_step(model, optimizer, batch: dict) -> MemoryEstimate:
     the rotary table are left out), gradients, optimizer state after `optimizer.step()` (the 0-d step
     counters left out) and the activations saved during the forward pass."""
     import torch
-    from .activation_memory import saved_activation_bytes
-    from .qlora import model_bytes
+    from course_lib.activation_memory import saved_activation_bytes
+    from course_lib.qlora import model_bytes
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     activations = saved_activation_bytes(model, batch)       # forward only, graph discarded

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import evaluate
 
-from course_lib.paths import METRICS_DIR
+from pathlib import Path
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 
 def available_metrics() -> list[str]:

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 
-from .training import History
+from course_lib.training import History
 
 
 def plot_losses(histories: Mapping[str, History], title: str = "training loss",

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .paths import BASE_MODEL_DIR
-from .quantization import dequantize_blockwise, quantize_blockwise
+from course_lib.models import BASE_MODEL_DIR
+from course_lib.quantization import dequantize_blockwise, quantize_blockwise
 
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -39,7 +39,7 @@ def load_4bit(path: str | Path = BASE_MODEL_DIR, quant_type: str = "nf4", double
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no model in {path.name}/ (config.json missing). Rebuild the base "
-                                "model with `make base-model` (python -m course_lib.base_model).")
+                                "model with `make base-model` (python -m course_lib.build.base_model).")
     config = bnb_config(quant_type, double_quant, compute_dtype)
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=config, device_map={"": str(device)})
     return model.eval()

@@ -1,7 +1,7 @@
 """Reward models: a scalar head on the base model, trained on preference pairs with the Bradley–Terry loss.
 
 Taught in chapter 09 (RLHF). The learned reward is compared with the programmatic gold reward
-(`course_lib.preferences.gold_reward`), which is what the course's preference labels came from.
+(`course_lib.world.preferences.gold_reward`), which is what the course's preference labels came from.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from .paths import BASE_MODEL_DIR
-from .training import EpochBatches
+from course_lib.models import BASE_MODEL_DIR
+from course_lib.training import EpochBatches
 
 
 def load_reward_model(path: str | Path = BASE_MODEL_DIR, seed: int = 0):

@@ -10,9 +10,9 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .evaluation import exact_match
-from .formats import IGNORE_INDEX, alpaca_to_messages, packed_attention, response_labels
-from .training import EpochBatches
+from course_lib.evaluation import exact_match
+from course_lib.formats import IGNORE_INDEX, alpaca_to_messages, packed_attention, response_labels
+from course_lib.training import EpochBatches
 
 
 def sft_example(tokenizer, record: dict, mask_prompt: bool = True) -> dict[str, list[int]]:

@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from course_lib.checkers import ch02
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch02
+from course_lib.course.checks import CheckFailed
 from course_lib.dataprep import clean_text, lsh_probability, stratified_split
 from course_lib.formats import packed_attention
 

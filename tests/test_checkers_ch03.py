@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from course_lib.checkers import ch03
-from course_lib.checks import CheckFailed
-from course_lib.finetuning import should_stop
+from course_lib.course.checkers import ch03
+from course_lib.course.checks import CheckFailed
+from course_lib.full_finetuning import should_stop
 from course_lib.training import warmup_cosine
 
 

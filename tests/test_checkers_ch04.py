@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from course_lib.checkers import ch04
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch04
+from course_lib.course.checks import CheckFailed
 
 
 def fails_with(check, fn, words: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.checkers import ch05
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch05
+from course_lib.course.checks import CheckFailed
 from course_lib.quantization import (absmax_quantize, bits_per_parameter, double_quantize, nf4_values, pack_4bit,
                                      quantize_blockwise)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.checkers import ch06
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch06
+from course_lib.course.checks import CheckFailed
 
 
 def fails_with(check, fn, words: str) -> None:

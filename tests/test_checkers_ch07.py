@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.checkers import ch07
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch07
+from course_lib.course.checks import CheckFailed
 from course_lib.prompt_tuning import SoftPromptLM, prepend_soft_prompt, text_init
 
 

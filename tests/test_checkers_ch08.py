@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.checkers import ch08
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch08
+from course_lib.course.checks import CheckFailed
 from course_lib.evaluation import exact_match
 from course_lib.formats import response_labels
 from course_lib.generation import sampling_probs

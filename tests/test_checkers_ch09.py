@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import dpo, ppo, reward_model
-from course_lib.checkers import ch09
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch09
+from course_lib.course.checks import CheckFailed
 
 
 def fails_with(check, fn, words: str) -> None:

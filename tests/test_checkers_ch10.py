@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-from course_lib.checkers import ch10
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch10
+from course_lib.course.checks import CheckFailed
 
 
 def fails_with(check, *fns, words: str) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from course_lib.checkers import ch12
-from course_lib.checks import CheckFailed
+from course_lib.course.checkers import ch12
+from course_lib.course.checks import CheckFailed
 from course_lib.choosing import recommend
 
 

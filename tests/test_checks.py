@@ -1,4 +1,4 @@
-"""Tests of course_lib.checks, the framework behind every exercise check cell."""
+"""Tests of course_lib.course.checks, the framework behind every exercise check cell."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import checks
-from course_lib.checks import (RESULTS, CheckFailed, check, expect, expect_close, expect_equal,
+from course_lib.course import checks
+from course_lib.course.checks import (RESULTS, CheckFailed, check, expect, expect_close, expect_equal,
                                expect_shape)
 
 UNIGRAM_HINTS = {1.0986: "you forgot the add-one smoothing",

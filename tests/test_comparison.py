@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.comparison import (METHODS, artefact_bytes, in_context_cross_entropy, optimizer_state_bytes,
                                    run_method, trainable_parameters, training_memory_counted)
 from course_lib.data import load_jsonl

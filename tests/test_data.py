@@ -1,4 +1,4 @@
-"""Tests of the course datasets (course_lib.data and the generators behind it).
+"""Tests of the course datasets (course_lib.world.datasets and the generators behind it).
 
 Every dataset is generated from one seeded world, so the committed files in data/ must be
 exactly what the generator writes, and every label must follow from the world's rules.
@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.data import (ANNOTATOR_NOISE, HELD_OUT_FACT_SHARE, LABELS, SIZES, build_all,
-                             clinic_notes, corpus_documents, load_jsonl, preferences,
-                             write_all)
-from course_lib.instructions import FACT_QUESTIONS, SKILLS, parse_fact_question, solve
-from course_lib.paths import DATA_DIR
-from course_lib.preferences import gold_reward
-from course_lib.text import NEGATIVE, NEGATORS, NEUTRAL, POSITIVE, SYMPTOMS, TAILS, review_text
-from course_lib.world import (FACT_ATTRIBUTES, GENERIC_ASPECTS, PRODUCT_KINDS,
+from course_lib.world.datasets import ANNOTATOR_NOISE, HELD_OUT_FACT_SHARE, LABELS, SIZES, build_all, clinic_notes, corpus_documents, preferences, write_all
+from course_lib.data import load_jsonl
+from course_lib.world.instructions import FACT_QUESTIONS, SKILLS, parse_fact_question, solve
+from course_lib.data import DATA_DIR
+from course_lib.world.preferences import gold_reward
+from course_lib.world.documents import NEGATIVE, NEGATORS, NEUTRAL, POSITIVE, SYMPTOMS, TAILS, review_text
+from course_lib.world.entities import (FACT_ATTRIBUTES, GENERIC_ASPECTS, PRODUCT_KINDS,
                               Chooser, make_world)
 
 COMMITTED = sorted(p.name for p in DATA_DIR.glob("*.jsonl")) + ["world.json"]
@@ -483,7 +482,7 @@ def test_load_jsonl_non_string_name_raises_type_error(bad):
 def test_context_qa_answers_only_in_the_note():
     """Each context-QA record's answer is stated in its note, about the asked person, and no
     new_facts person appears (so the records cannot leak the knowledge-injection facts)."""
-    from course_lib.world import make_world
+    from course_lib.world.entities import make_world
     w = make_world()
     new_names = {p.name for p in w.new_people}
     records = load_jsonl("context_qa_train")

@@ -8,10 +8,8 @@ import pytest
 from datasketch import MinHash
 
 from course_lib.data import load_jsonl
-from course_lib.dataprep import (balance_classes, canonical_label, clean_records, clean_text, decontaminate,
-                                 dedup_exact, flip_labels, jaccard, lsh_probability, messy_reviews,
-                                 minhash_params, minhash_signature, near_duplicate_pairs,
-                                 near_duplicate_variant, shingles, stratified_split)
+from course_lib.dataprep import balance_classes, canonical_label, clean_records, clean_text, decontaminate, dedup_exact, flip_labels, jaccard, lsh_probability, minhash_params, minhash_signature, near_duplicate_pairs, shingles, stratified_split
+from course_lib.world.messy import messy_reviews, near_duplicate_variant
 
 REVIEWS = load_jsonl("reviews_train")[:600]
 

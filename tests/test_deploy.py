@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
 from course_lib import deploy
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 
 
 @pytest.fixture(scope="module")

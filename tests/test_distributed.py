@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.paths import ROOT
+from course_lib.data import ROOT
 
 
 def _clean_env() -> dict:

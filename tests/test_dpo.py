@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 
 from course_lib import dpo
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
 from course_lib.formats import preference_to_conversations
 

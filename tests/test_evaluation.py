@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib.data import corpus_documents
+from course_lib.world.datasets import corpus_documents
 from course_lib.evaluation import (accuracy, choose, choose_many, continuation_logprob,
                                    continuation_logprobs, cross_entropy, exact_match, generate,
                                    normalize_answer, perplexity, rank_candidates, token_losses,
                                    unigram_cross_entropy)
-from course_lib.tokenizer import train_tokenizer
+from course_lib.build.tokenizer import train_tokenizer
 
 TOWNS = ["Brookmere", "Fernwick", "Saltmarsh", "Redcliff"]
 

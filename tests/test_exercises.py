@@ -1,4 +1,4 @@
-"""Tests of course_lib.exercises, which generates exercises/ from solutions/."""
+"""Tests of course_lib.course.exercises, which generates exercises/ from solutions/."""
 from __future__ import annotations
 
 import io
@@ -9,9 +9,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_lib.exercises import (CODE_PLACEHOLDER, MD_PLACEHOLDER, build, check, exercise_path,
+from course_lib.course.exercises import (CODE_PLACEHOLDER, MD_PLACEHOLDER, build, check, exercise_path,
                                   strip_solutions)
-from course_lib.paths import ROOT
+from course_lib.data import ROOT
 
 RAISE = 'raise NotImplementedError("Exercise: write your solution here")'
 
@@ -241,7 +241,7 @@ def test_cells_without_ids_are_refused(course):
 # --- command line ------------------------------------------------------------------------------
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_lib.exercises", *args],
+    return subprocess.run([sys.executable, "-m", "course_lib.course.exercises", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 

@@ -1,11 +1,11 @@
-"""Tests of course_lib.finetuning: accumulation equals the large batch, Trainer rows, early stopping."""
+"""Tests of course_lib.full_finetuning: accumulation equals the large batch, Trainer rows, early stopping."""
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib.finetuning import (accumulated_gradients, batch_gradients, decay_parameter_names,
+from course_lib.full_finetuning import (accumulated_gradients, batch_gradients, decay_parameter_names,
                                    first_batches, max_abs_difference, predicted_tokens, rows_of,
                                    should_stop, split_batch)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
 from course_lib.formats import (IGNORE_INDEX, alpaca_prompt, alpaca_to_messages, packed_attention, padding_waste,
                                 preference_to_conversations, response_labels)

@@ -1,7 +1,7 @@
 """GLOSSARY.md: a well-formed English ↔ 中文 table, one definition and a real chapter per term."""
 import re
 
-from course_lib.paths import ROOT
+from course_lib.data import ROOT
 
 GLOSSARY = ROOT / "GLOSSARY.md"
 

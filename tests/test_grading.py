@@ -5,8 +5,8 @@ import shutil
 import nbformat
 import pytest
 
-from course_lib import grading
-from course_lib.paths import ROOT
+from course_lib.course import grading
+from course_lib.data import ROOT
 
 CHAPTER = "02_data_preparation"
 EXERCISES = ROOT / "exercises" / f"{CHAPTER}_exercises.ipynb"

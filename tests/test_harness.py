@@ -2,7 +2,7 @@
 import pytest
 
 from course_lib import harness
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
 
 

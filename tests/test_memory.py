@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from course_lib import memory
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.lora import inject_lora, trainable_share
 
 
@@ -78,7 +78,7 @@ def test_bad_input():
 @pytest.fixture(scope="module")
 def clinic_batch(lm):
     from course_lib.data import load_jsonl
-    from course_lib.base_model import load_base_model
+    from course_lib.models import load_base_model
     from course_lib.training import pack_tokens
     tok = load_base_model()[1]
     ids = [tok(r["text"])["input_ids"] for r in load_jsonl("clinic_train")[:60]]

@@ -13,8 +13,9 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from course_lib.metric_modules import available_metrics, load_metric
-from course_lib.netguard import NetworkBlocked, _guarded_connect
-from course_lib.paths import METRICS_DIR, ROOT
+from course_lib.course.netguard import NetworkBlocked, _guarded_connect
+from course_lib.metric_modules import METRICS_DIR
+from course_lib.data import ROOT
 
 NAMES = ["accuracy", "bleu", "exact_match", "f1", "rouge"]
 
@@ -75,7 +76,7 @@ def test_loading_works_with_sockets_blocked_and_offline_env(monkeypatch):
 
 def test_cold_load_in_fresh_process_stays_offline_and_caches_outside_repo(tmp_path):
     """A process with an empty HF cache and the network blocked loads and runs every metric."""
-    script = ("from course_lib.netguard import block_network; block_network()\n"
+    script = ("from course_lib.course.netguard import block_network; block_network()\n"
               "from course_lib.metric_modules import load_metric, available_metrics\n"
               "for n in available_metrics(): load_metric(n)\n"
               "print(load_metric('rouge').compute(predictions=['a b'], references=['a b'])['rouge1'])\n")

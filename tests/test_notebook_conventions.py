@@ -16,7 +16,7 @@ MACHINE_PATHS = re.compile(r"/work/|/tmp/|/root/|/home/")
 
 def _runtime(nb) -> int:
     match = RUNTIME.search(nb.cells[0].source)
-    assert match, "the first cell must state '**Measured runtime:** N s on a 2-core CPU' (run course_lib.run_notebooks)"
+    assert match, "the first cell must state '**Measured runtime:** N s on a 2-core CPU' (run course_lib.course.run_notebooks)"
     return int(match.group(1))
 
 

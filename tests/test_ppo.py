@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from course_lib import ppo
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 import nbformat
 import pytest
 
-from course_lib import question_bank
-from course_lib.exercises import solution_notebooks
+from course_lib.course import question_bank
+from course_lib.course.exercises import solution_notebooks
 
 
 def test_question_bank_in_sync():

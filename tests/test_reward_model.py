@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import reward_model as rm
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
 
 

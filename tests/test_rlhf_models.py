@@ -1,23 +1,24 @@
-"""course_lib.rlhf_models: the shipped SFT policy and reward model of chapter 09, and the command that builds them."""
+"""course_lib.build.rlhf_models: the shipped SFT policy and reward model of chapter 09, and the command that builds them."""
 import json
 
 import pytest
 import torch
 
 from course_lib import reward_model as rm
-from course_lib import rlhf_models
-from course_lib.base_model import load_base_model
+from course_lib import models
+from course_lib.build import rlhf_models
+from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
 
 
 @pytest.fixture(scope="module")
 def info():
-    return json.loads((rlhf_models.RLHF_DIR / "build_info.json").read_text())
+    return json.loads((models.RLHF_DIR / "build_info.json").read_text())
 
 
 def test_shipped_reward_model_matches_its_build_record(info):
     _, tok = load_base_model()
-    model = rlhf_models.load_trained_reward_model()
+    model = models.load_trained_reward_model()
     test = load_jsonl("preferences_test")
     acc = rm.pair_accuracy(model, tok, test, "labels")
     assert abs(acc - info["rm_accuracy_labels"]) < 0.01, \
@@ -29,7 +30,7 @@ def test_shipped_reward_model_matches_its_build_record(info):
 def test_shipped_sft_policy_answers_in_the_chat_format():
     from course_lib.sft import answer
     _, tok = load_base_model()
-    replies = answer(rlhf_models.load_sft_policy(), tok, ["What is 2 plus 3?", "Where does Ada Crane live?"],
+    replies = answer(models.load_sft_policy(), tok, ["What is 2 plus 3?", "Where does Ada Crane live?"],
                      max_new_tokens=12)
     assert all(r and "<|" not in r for r in replies), f"the SFT policy should reply with plain text, got {replies}"
 
@@ -39,12 +40,12 @@ def test_build_runs_end_to_end(tmp_path):
     assert (tmp_path / "sft_policy" / "config.json").exists() and (tmp_path / "reward_model" / "config.json").exists()
     assert info["rm_steps"] == 2 and len(info["rm_first_losses"]) == 2
     assert json.loads((tmp_path / "build_info.json").read_text()) == info
-    assert isinstance(rlhf_models.load_trained_reward_model(tmp_path / "reward_model"), torch.nn.Module)
+    assert isinstance(models.load_trained_reward_model(tmp_path / "reward_model"), torch.nn.Module)
 
 
 def test_missing_checkpoint_says_how_to_rebuild(tmp_path):
     with pytest.raises(FileNotFoundError, match="make rlhf-models"):
-        rlhf_models.load_sft_policy(tmp_path)
+        models.load_sft_policy(tmp_path)
     with pytest.raises(ValueError, match="chosen"):
         rlhf_models.chosen_as_chat([{"prompt": "x"}])
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from course_lib import sft
-from course_lib.base_model import load_base_model
+from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
 
 

@@ -1,4 +1,4 @@
-"""Tests of the course tokenizer (course_lib.tokenizer) and training loop (course_lib.training),
+"""Tests of the course tokenizer (course_lib.build.tokenizer) and training loop (course_lib.training),
 including the check that the whole thing runs with the network blocked.
 
 Everything runs on tiny models and a tokenizer trained on 2000 corpus documents, so the file
@@ -14,11 +14,11 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib import netguard
-from course_lib.data import clinic_notes, corpus_documents
+from course_lib.course import netguard
+from course_lib.world.datasets import clinic_notes, corpus_documents
 from course_lib.environment import OFFLINE_VARS
-from course_lib.netguard import NetworkBlocked
-from course_lib.tokenizer import BOS, EOS, PAD, ROLE_TOKENS, SPECIAL_TOKENS, train_tokenizer
+from course_lib.course.netguard import NetworkBlocked
+from course_lib.build.tokenizer import BOS, EOS, PAD, ROLE_TOKENS, SPECIAL_TOKENS, train_tokenizer
 from course_lib.training import (History, TrainConfig, lm_batches, pack_tokens, train,
                                  warmup_cosine)
 
@@ -357,7 +357,7 @@ def test_lm_batches_validation(blocks, make):
 
 def test_the_network_guard_is_on():
     assert socket.socket.connect is netguard._guarded_connect, (
-        "the test session should run with course_lib.netguard.block_network() on (see conftest.py)")
+        "the test session should run with course_lib.course.netguard.block_network() on (see conftest.py)")
     for key, value in OFFLINE_VARS.items():
         assert os.environ.get(key) == value, f"{key} should be {value!r} during the tests"
 

@@ -1,15 +1,15 @@
-"""Tests of the course world (course_lib.world), the solver (course_lib.instructions.solve) and the
-gold reward that labels the preference data (course_lib.preferences)."""
+"""Tests of the course world (course_lib.world.entities), the solver (course_lib.world.instructions.solve) and the
+gold reward that labels the preference data (course_lib.world.preferences)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from course_lib.instructions import FACT_QUESTIONS, solve
-from course_lib.preferences import (CONCISE_WORDS, STYLES, gold_reward, is_correct,
+from course_lib.world.instructions import FACT_QUESTIONS, solve
+from course_lib.world.preferences import (CONCISE_WORDS, STYLES, gold_reward, is_correct,
                                     styled_response)
-from course_lib.world import (FACT_ATTRIBUTES, FEMALE_NAMES, FIRST_NAMES, NEW_FIRST_NAMES,
+from course_lib.world.entities import (FACT_ATTRIBUTES, FEMALE_NAMES, FIRST_NAMES, NEW_FIRST_NAMES,
                               PROFESSIONS, TOWNS, WORLD_SEED, Chooser, make_world)
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check, expect, expect_close, expect_equal
-from ..memory import KNOWN, lora_params
+from course_lib.course.checks import check, expect, expect_close, expect_equal
+from course_lib.memory import KNOWN, lora_params
 
 GIB = 1024 ** 3
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import CheckFailed, check, expect, expect_close, expect_equal
+from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
 
 IGNORE = -100
 
@@ -16,12 +16,12 @@ _MESSAGES = [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assista
 
 def _tokenizer():
     from transformers import AutoTokenizer
-    from ..paths import BASE_MODEL_DIR
+    from course_lib.models import BASE_MODEL_DIR
     return AutoTokenizer.from_pretrained(BASE_MODEL_DIR)
 
 
 def _reference_example(tok, messages, width: int) -> dict[str, list[int]]:
-    from ..formats import response_labels
+    from course_lib.formats import response_labels
     ex = response_labels(tok, messages)
     pad = width - len(ex["input_ids"])
     return {"input_ids": ex["input_ids"] + [tok.pad_token_id] * pad, "labels": ex["labels"] + [IGNORE] * pad}
@@ -40,7 +40,7 @@ def check_labels(student_fn) -> None:
     expect_equal(len(ids), width, "the length of input_ids (pad to `width`)")
     expect_equal(ids, want["input_ids"], "input_ids (the rendered chat, right-padded with the pad id)")
     ref = want["labels"]
-    from ..formats import response_labels
+    from course_lib.formats import response_labels
     n = len(response_labels(tok, _MESSAGES)["input_ids"])
     start = next(i for i, lab in enumerate(ref) if lab != IGNORE)
     end_pos = max(i for i, lab in enumerate(ref) if lab != IGNORE)

@@ -6,9 +6,9 @@ probes in a seen phrasing, an unseen paraphrase, and a question.
 """
 from __future__ import annotations
 
-from .instructions import FACT_QUESTIONS
-from .text import FACT_FORMS, fact_sentence, fact_statement
-from .world import (FACT_ATTRIBUTES, FEMALE_NAMES, FOODS, PET_NAMES, PETS, PROFESSIONS,
+from course_lib.world.instructions import FACT_QUESTIONS
+from course_lib.world.documents import FACT_FORMS, fact_sentence, fact_statement
+from course_lib.world.entities import (FACT_ATTRIBUTES, FEMALE_NAMES, FOODS, PET_NAMES, PETS, PROFESSIONS,
                     VISITOR_FIRST_NAMES, VISITOR_SURNAMES, Chooser, Person, World, attribute_values)
 
 

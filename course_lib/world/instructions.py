@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from .text import DAYS, review_text
-from .world import FACT_ATTRIBUTES, Chooser, World, make_world
+from course_lib.world.documents import DAYS, review_text
+from course_lib.world.entities import FACT_ATTRIBUTES, Chooser, World, make_world
 
 SKILLS = ("fact", "arithmetic", "rewrite", "classify", "list")
 

@@ -2,7 +2,7 @@
 
 Trained long enough to be useful (SFT 200 steps on the chosen answers, reward model 150 steps of the
 Bradley–Terry loss), they take about three minutes on a 2-core CPU, more than chapter 09's budget.
-`python -m course_lib.rlhf_models` (`make rlhf-models`) builds them with the loops the chapter shows
+`python -m course_lib.build.rlhf_models` (`make rlhf-models`) builds them with the loops the chapter shows
 (`training.train` on `sft.sft_batches`; `reward_model.train_reward_model`) into data/rlhf/, and the chapter
 loads them. Taught in chapter 09 (RLHF).
 """
@@ -18,14 +18,12 @@ from typing import Sequence
 import torch
 from transformers import AutoModelForCausalLM
 
-from . import reward_model as rm
-from .base_model import load_base_model
-from .data import load_jsonl
-from .paths import DATA_DIR
-from .sft import sft_batches
-from .training import TrainConfig, train
+from course_lib import reward_model as rm
+from course_lib.models import RLHF_DIR, load_base_model
+from course_lib.data import load_jsonl
+from course_lib.sft import sft_batches
+from course_lib.training import TrainConfig, train
 
-RLHF_DIR = DATA_DIR / "rlhf"
 SFT_STEPS, RM_STEPS, LR = 200, 150, 1e-3
 
 
@@ -37,21 +35,10 @@ def chosen_as_chat(pairs: Sequence[dict]) -> list[dict]:
             for r in pairs]
 
 
-def _need(path: Path, what: str) -> Path:
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no {what} in {path}: rebuild it with `make rlhf-models` "
-                                "(python -m course_lib.rlhf_models, about 3 minutes)")
-    return path
 
 
-def load_sft_policy(path: str | Path = RLHF_DIR / "sft_policy"):
-    """The shipped SFT policy (a causal LM; the tokenizer is the base model's)."""
-    return AutoModelForCausalLM.from_pretrained(_need(Path(path), "SFT policy")).eval()
 
 
-def load_trained_reward_model(path: str | Path = RLHF_DIR / "reward_model"):
-    """The shipped reward model (sequence classification, one output)."""
-    return rm.load_reward_model(_need(Path(path), "reward model")).eval()
 
 
 def build(out: str | Path = RLHF_DIR, sft_steps: int = SFT_STEPS, rm_steps: int = RM_STEPS, seed: int = 0) -> dict:

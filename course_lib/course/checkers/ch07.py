@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import CheckFailed, check, expect, expect_close, expect_equal
+from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
 
 PAD = 0
 

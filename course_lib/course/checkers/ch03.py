@@ -11,9 +11,9 @@ from functools import lru_cache
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ..checks import check, expect, expect_close, expect_equal
-from ..finetuning import accumulated_gradients, batch_gradients, should_stop
-from ..training import warmup_cosine
+from course_lib.course.checks import check, expect, expect_close, expect_equal
+from course_lib.full_finetuning import accumulated_gradients, batch_gradients, should_stop
+from course_lib.training import warmup_cosine
 
 
 def _tiny_lm(seed: int = 0) -> LlamaForCausalLM:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check, expect, expect_close, expect_equal
+from course_lib.course.checks import check, expect, expect_close, expect_equal
 
 
 @check("06.1 adapter parameter count")

@@ -11,7 +11,7 @@ only source; exercises/NN_*_exercises.ipynb are generated from them (nbgrader co
 - "Solutions" in the title line becomes "Exercises".
 
 Cell ids are the solution's, so a rebuild is byte-identical.
-`python -m course_lib.exercises --check` tells whether exercises/ is in sync (used by the tests).
+`python -m course_lib.course.exercises --check` tells whether exercises/ is in sync (used by the tests).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import ROOT
+from course_lib.data import ROOT
 
 SOLUTIONS_DIR = ROOT / "solutions"
 EXERCISES_DIR = ROOT / "exercises"

@@ -11,9 +11,9 @@ from collections import Counter
 
 import torch
 
-from ..checks import check, expect, expect_close, expect_equal
-from ..dataprep import clean_text, lsh_probability
-from ..formats import IGNORE_INDEX, packed_attention
+from course_lib.course.checks import check, expect, expect_close, expect_equal
+from course_lib.dataprep import clean_text, lsh_probability
+from course_lib.formats import IGNORE_INDEX, packed_attention
 
 
 @check("02.1 clean text")

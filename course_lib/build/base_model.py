@@ -1,7 +1,7 @@
-"""The course's base model: a small LlamaForCausalLM pretrained on the world's corpus.
+"""The recipe that pretrains the course's base model (a small LlamaForCausalLM) and writes its model card.
 
 Taught in chapter 00 (its model card) and chapter 01 (pretraining vs fine-tuning).
-Rebuild from scratch with `make base-model` (python -m course_lib.base_model).
+Rebuild from scratch with `make base-model` (python -m course_lib.build.base_model).
 """
 from __future__ import annotations
 
@@ -14,34 +14,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from .paths import BASE_MODEL_DIR
+from course_lib.models import BASE_MODEL_DIR, MODEL_SETTINGS, load_base_model, new_model
 
-MODEL_SETTINGS = dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                      rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True)
 PRETRAIN = dict(train_docs=200_000, tokenizer_docs=30_000, block_size=128, batch_size=32,
                 max_steps=2400, lr=2e-3, warmup_steps=100, val_docs=2000, seed=0)
 
 
-def load_base_model(path: str | Path = BASE_MODEL_DIR, device: str | torch.device = "cpu"):
-    """Load the shipped base model and its tokenizer (plain transformers, no network)."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no model in {path.name}/ (config.json missing). Rebuild the base "
-                                "model with `make base-model` (python -m course_lib.base_model).")
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(device)
-    model.eval()
-    return model, tok
 
 
-def new_model(tokenizer, seed: int = 0) -> LlamaForCausalLM:
-    """A freshly initialised model of the base model's architecture."""
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                      **MODEL_SETTINGS)
-    return LlamaForCausalLM(cfg)
 
 
 def generator_entropy(docs: list[dict], tokenizer) -> float:
@@ -57,9 +37,9 @@ def generator_entropy(docs: list[dict], tokenizer) -> float:
 
 def fact_recall(model, tokenizer) -> float:
     """Share of corpus facts for which the model ranks the true value first."""
-    from .evaluation import choose_many
-    from .text import fact_statement
-    from .world import FACT_ATTRIBUTES, attribute_values, make_world
+    from course_lib.evaluation import choose_many
+    from course_lib.world.documents import fact_statement
+    from course_lib.world.entities import FACT_ATTRIBUTES, attribute_values, make_world
     w = make_world()
     facts = [(p, a) for p in w.people for a in FACT_ATTRIBUTES]
     prompts = [fact_statement(p, a, 0)[0] for p, a in facts]
@@ -70,11 +50,11 @@ def fact_recall(model, tokenizer) -> float:
 
 def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: bool = True) -> dict:
     """Train tokenizer and model from scratch, measure them, and save both with a model card."""
-    from .data import corpus_documents
-    from .environment import set_seed
-    from .evaluation import cross_entropy
-    from .tokenizer import train_tokenizer
-    from .training import TrainConfig, lm_batches, pack_tokens, train
+    from course_lib.world.datasets import corpus_documents
+    from course_lib.environment import set_seed
+    from course_lib.evaluation import cross_entropy
+    from course_lib.build.tokenizer import train_tokenizer
+    from course_lib.training import TrainConfig, lm_batches, pack_tokens, train
 
     s = dict(settings)
     set_seed(s["seed"])
@@ -111,8 +91,8 @@ def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: b
 
 def write_card(out_dir: Path, report: dict, model, tok) -> dict:
     """Add sample generations to the report; write metrics.json and the model card README.md."""
-    from .evaluation import generate
-    from .world import make_world
+    from course_lib.evaluation import generate
+    from course_lib.world.entities import make_world
     person = make_world().people[0]
     prompts = [f"{person.name} lives in", "On Monday morning,", "A customer wrote about the",
                f"The people of {person.town} include"]
@@ -126,8 +106,8 @@ def write_card(out_dir: Path, report: dict, model, tok) -> dict:
 
 def measure(model, tok, settings: dict) -> dict:
     """The model's quality figures: validation loss, unigram baseline, the floor, fact recall."""
-    from .data import corpus_documents
-    from .evaluation import cross_entropy, unigram_cross_entropy
+    from course_lib.world.datasets import corpus_documents
+    from course_lib.evaluation import cross_entropy, unigram_cross_entropy
     val = list(corpus_documents("val", settings["val_docs"]))
     val_texts = [d["text"] for d in val]
     train_texts = [d["text"] for d in corpus_documents("train", 20000)]

@@ -1,6 +1,6 @@
 """Execute notebooks in place, time them, and write the measured runtime into them.
 
-`make execute` (python -m course_lib.run_notebooks notebooks/*.ipynb solutions/*.ipynb).
+`make execute` (python -m course_lib.course.run_notebooks notebooks/*.ipynb solutions/*.ipynb).
 Used by maintainers before committing notebook outputs.
 """
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Grade a folder of filled-in exercise notebooks: run each offline with a time limit, tabulate the checks.
 
 For instructors (README, "Grading exercises"): `make grade SUBMISSIONS=path/to/folder`, i.e.
-`python -m course_lib.grading path/to/folder`. The folder holds one sub-folder per student with
+`python -m course_lib.course.grading path/to/folder`. The folder holds one sub-folder per student with
 that student's `NN_*_exercises.ipynb` files. Every notebook runs in its own fresh kernel with the
 network blocked and a wall-clock limit; the check cells are restored from the course's own
 `exercises/` notebook first (a student cannot edit a check away), and every check records its
-result through `course_lib.checks` (COURSE_CHECK_LOG). A notebook that is not valid JSON, crashes
+result through `course_lib.course.checks` (COURSE_CHECK_LOG). A notebook that is not valid JSON, crashes
 its kernel or runs out of time is reported as such; the run always goes on to the next one.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import ROOT
+from course_lib.data import ROOT
 
 EXERCISES_DIR = ROOT / "exercises"
 CHECK_CALL = re.compile(r"\b(ch\d\d)\.(check_\w+)\s*\(")
@@ -69,7 +69,7 @@ def expected_checks(reference: Path) -> list[str]:
         if cell.cell_type != "code":
             continue
         for module, fn in CHECK_CALL.findall(cell.source):
-            exercise = getattr(getattr(import_module(f"course_lib.checkers.{module}"), fn), "exercise_id")
+            exercise = getattr(getattr(import_module(f"course_lib.course.checkers.{module}"), fn), "exercise_id")
             if exercise not in ids:
                 ids.append(exercise)
     return ids
@@ -152,7 +152,7 @@ def grade_notebook(path: Path, student: str, out_dir: Path, timeout: int = 300,
                COURSE_PLAIN_PROGRESS="1", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     start = time.perf_counter()
-    returncode, stderr = _run_limited([sys.executable, "-m", "course_lib.grading", "--run-one", str(executed),
+    returncode, stderr = _run_limited([sys.executable, "-m", "course_lib.course.grading", "--run-one", str(executed),
                                        "--workdir", str(path.parent), "--timeout", str(timeout)], env, timeout)
     if returncode is None:
         grade.run, grade.detail = "timeout", f"still running after {timeout} s; stopped"
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         _run_one(Path(args.run_one), Path(args.workdir), args.timeout)
         return
     if not args.folder:
-        ap.error("give the folder of submissions, e.g. python -m course_lib.grading submissions/")
+        ap.error("give the folder of submissions, e.g. python -m course_lib.course.grading submissions/")
     grades = grade_folder(args.folder, args.timeout, args.out)
     print()
     print(table(grades))

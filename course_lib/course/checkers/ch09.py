@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import dpo, ppo
-from ..checks import check, expect, expect_close
+from course_lib import dpo, ppo
+from course_lib.course.checks import check, expect, expect_close
 
 
 def _scalar(value, what: str):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import CheckFailed, check, expect, expect_close, expect_equal
-from ..quantization import (absmax_quantize, bits_per_parameter, double_quantize, fp4_values, nf4_values,
+from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
+from course_lib.quantization import (absmax_quantize, bits_per_parameter, double_quantize, fp4_values, nf4_values,
                             pack_4bit, quantize_blockwise)
 
 

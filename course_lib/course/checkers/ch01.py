@@ -11,12 +11,12 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from ..checks import check, expect, expect_close
+from course_lib.course.checks import check, expect, expect_close
 
 
 @lru_cache(maxsize=1)
 def _base():
-    from ..base_model import load_base_model
+    from course_lib.models import load_base_model
     return load_base_model()
 
 
@@ -93,7 +93,7 @@ def check_greedy(student_fn) -> None:
 @check("01.4 scoring candidate answers")
 def check_pick(student_fn) -> None:
     """The student's answer_logprob(model, tok, prompt, answer) = summed log p of all answer tokens."""
-    from ..evaluation import continuation_logprob
+    from course_lib.evaluation import continuation_logprob
     model, tok = _base()
     prompt, answer = "Yara Marsh loves", "carrot cake"
     right = continuation_logprob(model, tok, prompt, " " + answer)
@@ -112,7 +112,7 @@ def check_pick(student_fn) -> None:
 @check("01.5 the entropy floor of the clinic notes")
 def check_floor(value: float) -> None:
     """The generator entropy of clinic_val in nats per predicted token (eos included)."""
-    from ..data import load_jsonl
+    from course_lib.data import load_jsonl
     _, tok = _base()
     notes = load_jsonl("clinic_val")
     nats = -sum(r["logp"] for r in notes)

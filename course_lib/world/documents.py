@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .world import (FEMALE_NAMES, FOODS, PETS, PET_NAMES, PROFESSIONS, TOWN_FEATURES,
+from course_lib.world.entities import (FEMALE_NAMES, FOODS, PETS, PET_NAMES, PROFESSIONS, TOWN_FEATURES,
                     VISITOR_FIRST_NAMES, VISITOR_SURNAMES, WORKPLACE, Chooser, Person, Product,
                     World)
 

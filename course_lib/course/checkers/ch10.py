@@ -10,7 +10,7 @@ from collections import Counter
 
 import torch
 
-from ..checks import check, expect, expect_close, expect_equal
+from course_lib.course.checks import check, expect, expect_close, expect_equal
 
 
 # --- 10.1 perplexity from token losses -----------------------------------------------------------

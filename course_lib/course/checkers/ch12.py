@@ -9,7 +9,7 @@ import copy
 
 import torch
 
-from ..checks import check, expect, expect_equal
+from course_lib.course.checks import check, expect, expect_equal
 
 LORA_RANK, PROMPT_TOKENS = 8, 20
 
@@ -18,7 +18,7 @@ def _models():
     """A full-trainable copy of the base model and a LoRA q,v r=8 peft model (built once, cached)."""
     if not hasattr(_models, "cache"):
         from peft import LoraConfig, get_peft_model
-        from ..base_model import load_base_model
+        from course_lib.models import load_base_model
         base, _ = load_base_model()
         torch.manual_seed(0)
         lora = get_peft_model(copy.deepcopy(base), LoraConfig(r=LORA_RANK, lora_alpha=16, task_type="CAUSAL_LM",
@@ -114,7 +114,7 @@ def prompt_bytes(hidden: int, n_virtual: int = PROMPT_TOKENS) -> int:
 
 def reference_recommend_with_storage(params_b, gpu_gib, n_examples, task, n_tasks, hidden, layers, budget_kb) -> str:
     """recommend(), plus: many tasks and a LoRA adapter over the per-task budget -> prompt tuning or prompting."""
-    from ..choosing import recommend
+    from course_lib.choosing import recommend
     method = recommend(params_b, gpu_gib, n_examples, task, n_tasks).method
     if n_tasks > 1 and method in ("LoRA", "QLoRA") and lora_bytes(hidden, layers) > budget_kb * 1000:
         return "prompt tuning" if prompt_bytes(hidden) <= budget_kb * 1000 else "prompting (few-shot or retrieval)"
@@ -135,7 +135,7 @@ STORAGE_CASES = [   # (params_b, gpu_gib, n_examples, task, n_tasks, hidden, lay
 @check("12.4 a storage rule for the decision procedure")
 def check_recommend_with_storage(student_fn) -> None:
     """The student's recommend_with_storage(...) -> method name, on the given cases."""
-    from ..choosing import recommend
+    from course_lib.choosing import recommend
     for case in STORAGE_CASES:
         want = reference_recommend_with_storage(*case)
         plain = recommend(*case[:5]).method

@@ -1,6 +1,6 @@
 """The interview question bank: every chapter's interview questions in one file, generated from solutions/.
 
-`make exercises` writes QUESTIONS.md (python -m course_lib.question_bank); `--check` reports
+`make exercises` writes QUESTIONS.md (python -m course_lib.course.question_bank); `--check` reports
 when it is stale (used by the tests). The questions and answers live only in the solution
 notebooks' "Interview questions" sections: `**Qn. question**` followed by an answer between
 `<!-- BEGIN SOLUTION -->` and `<!-- END SOLUTION -->`.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import SOLUTIONS_DIR, solution_notebooks
-from .paths import ROOT
+from course_lib.course.exercises import SOLUTIONS_DIR, solution_notebooks
+from course_lib.data import ROOT
 
 BANK_PATH = ROOT / "QUESTIONS.md"
 QUESTION = re.compile(r"^\*\*Q(\d+)\.\s*(.+?)\*\*\s*$", re.MULTILINE)

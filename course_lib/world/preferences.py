@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from .instructions import FACT_QUESTIONS, fact_question, parse_fact_question, solve
-from .world import FACT_ATTRIBUTES, Chooser, World, attribute_values, make_world
+from course_lib.world.instructions import FACT_QUESTIONS, fact_question, parse_fact_question, solve
+from course_lib.world.entities import FACT_ATTRIBUTES, Chooser, World, attribute_values, make_world
 
 POLITE = ("sure", "happy to help", "glad", "please", "thank")
 RUDE = ("obviously", "even a child", "think next time", "silly question")
@@ -37,7 +37,7 @@ def is_correct(prompt: str, response: str, world: World | None = None) -> bool:
     answer = solve(prompt, w)
     if answer is None:
         raise ValueError(f"gold reward: cannot solve prompt {prompt!r}; "
-                         "it must be a fact or arithmetic question from course_lib.instructions")
+                         "it must be a fact or arithmetic question from course_lib.world.instructions")
     if not _mentions(response, answer):
         return False
     if re.fullmatch(r"-?\d+", answer):

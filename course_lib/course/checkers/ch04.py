@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ..checks import CheckFailed, check, expect, expect_close, expect_equal
+from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
 
 
 @check("04.1 LoRA parameter count")

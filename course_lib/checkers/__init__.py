@@ -1,4 +1,0 @@
-"""Exercise checks, one module per chapter (`from course_lib.checkers import ch01`).
-
-Used by the check cells of solutions/ and exercises/.
-"""
