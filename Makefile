@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test data base-model rlhf-models exercises execute grade clean-venv
+.PHONY: lab test test-fast lint data base-model rlhf-models notebooks lib exercises execute grade clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,18 @@ $(STAMP): requirements.txt pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=.
 
-## Run the whole test suite: unit tests, library equivalence, exercise sync, notebooks.
-test: $(STAMP)
+## Run the whole test suite: the linter, unit tests, library equivalence, exercise sync, notebooks.
+test: lint
 	$(PY) -m pytest
+
+## Only the unit tests (no notebook runs): a few minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not notebook"
+
+## The linter (ruff, pinned): formatting of course_lib and tests, and rules over the text sources.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check --quiet course_lib tests conftest.py
+	$(VENV)/bin/ruff check --quiet course_lib tests conftest.py sources notebooks solutions
 
 ## Regenerate every dataset in data/ (byte-identical).
 data: $(STAMP)
@@ -43,6 +52,16 @@ exercises: $(STAMP)
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder [TIMEOUT=300]"; exit 2)
 	$(PY) -m course_lib.course.grading $(SUBMISSIONS) --timeout $(or $(TIMEOUT),300)
+
+## Build notebooks/ and solutions/ from their text sources in sources/, copy the `#| export` cells
+## into course_lib, and execute the notebooks whose code changed.
+notebooks: $(STAMP)
+	$(PY) -m course_lib.course.notebook_sources lib
+	$(PY) -m course_lib.course.notebook_sources build | xargs -r $(PY) -m course_lib.course.run_notebooks
+
+## Copy the lessons' `#| export` cells into their course_lib modules.
+lib: $(STAMP)
+	$(PY) -m course_lib.course.notebook_sources lib
 
 ## Re-execute notebooks and solutions in place (outputs and measured runtimes).
 execute: $(STAMP)

@@ -3,14 +3,15 @@
 The environment variables reach the notebook kernels that nbval starts, and
 course_lib.setup() blocks the network inside them too.
 """
+
 import os
 
 os.environ["COURSE_BLOCK_NETWORK"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["COURSE_PLAIN_PROGRESS"] = "1"
 
-from course_lib.environment import set_offline  # noqa: E402
 from course_lib.course.netguard import block_network  # noqa: E402
+from course_lib.environment import set_offline  # noqa: E402
 
 set_offline()
 block_network()

@@ -3,6 +3,7 @@
 Importing it switches every Hugging Face library to offline mode, so nothing is
 ever downloaded. Start a notebook with `course_lib.setup()`.
 """
+
 from course_lib.environment import set_offline
 
 set_offline()

@@ -8,6 +8,7 @@ directly: a `saved_tensors_hooks` pack hook sees every tensor autograd keeps for
 backward pass; their storages are summed once each, leaving out the model's own
 parameters and buffers (they exist whether you train or not).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -18,7 +19,9 @@ import torch
 
 def _batch_on(model: torch.nn.Module, batch: dict) -> dict:
     if not isinstance(batch, dict) or "input_ids" not in batch:
-        raise TypeError("batch must be a dict of tensors with at least input_ids (and labels for a loss)")
+        raise TypeError(
+            "batch must be a dict of tensors with at least input_ids (and labels for a loss)"
+        )
     device = next(model.parameters()).device
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -36,16 +39,22 @@ def saved_activation_bytes(model: torch.nn.Module, batch: dict, bf16: bool = Fal
         return t
 
     device = next(model.parameters()).device
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+    ):
         loss = model(**batch).loss
     if loss is None or not loss.requires_grad:
-        raise ValueError("the forward pass built no graph: pass labels in the batch and keep some "
-                         "parameters trainable (requires_grad=True)")
+        raise ValueError(
+            "the forward pass built no graph: pass labels in the batch and keep some "
+            "parameters trainable (requires_grad=True)"
+        )
     return sum(saved.values())
 
 
-def train_step_seconds(model: torch.nn.Module, batch: dict, repeats: int = 5, bf16: bool = False) -> float:
+def train_step_seconds(
+    model: torch.nn.Module, batch: dict, repeats: int = 5, bf16: bool = False
+) -> float:
     """Median wall-clock seconds of one forward + backward pass over `batch` (gradients cleared after)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")

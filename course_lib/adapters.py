@@ -12,6 +12,7 @@ LlamaForCausalLM (each decoder layer has a `self_attn` and an `mlp` sublayer):
 Each sublayer is wrapped in an `AdapterSlot` that holds named adapters; `set_active_adapter`
 switches among them at run time (or turns them all off). Unlike LoRA, nothing can be merged.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -19,7 +20,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
 # placement -> ((sublayer attribute, "sequential" | "parallel"), ...)
 PLACEMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "houlsby": (("self_attn", "sequential"), ("mlp", "sequential")),
@@ -37,16 +43,20 @@ class BottleneckAdapter(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if bottleneck > d_model:
-            raise ValueError(f"bottleneck={bottleneck} is wider than d_model={d_model}: an adapter "
-                             "projects DOWN, choose a bottleneck smaller than the hidden size")
+            raise ValueError(
+                f"bottleneck={bottleneck} is wider than d_model={d_model}: an adapter "
+                "projects DOWN, choose a bottleneck smaller than the hidden size"
+            )
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
+            )
         self.d_model, self.bottleneck, self.scale = d_model, bottleneck, float(scale)
-        self.down = nn.Linear(d_model, bottleneck)          # default (Kaiming-uniform) init
+        self.down = nn.Linear(d_model, bottleneck)  # default (Kaiming-uniform) init
         self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(bottleneck, d_model)
-        nn.init.zeros_(self.up.weight)                      # zero up-projection: the adapter starts
-        nn.init.zeros_(self.up.bias)                        # as the identity map
+        nn.init.zeros_(self.up.weight)  # zero up-projection: the adapter starts
+        nn.init.zeros_(self.up.bias)  # as the identity map
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The adapter's branch without the residual: scale · up(act(down(x)))."""
@@ -61,7 +71,11 @@ class BottleneckAdapter(nn.Module):
 
 def adapter_param_count(d_model: int, bottleneck: int, n_adapters: int = 1) -> int:
     """Parameters of `n_adapters` bottleneck adapters, biases included: n · (2·d·m + d + m)."""
-    for name, value in [("d_model", d_model), ("bottleneck", bottleneck), ("n_adapters", n_adapters)]:
+    for name, value in [
+        ("d_model", d_model),
+        ("bottleneck", bottleneck),
+        ("n_adapters", n_adapters),
+    ]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return n_adapters * (2 * d_model * bottleneck + d_model + bottleneck)
@@ -73,7 +87,9 @@ class AdapterSlot(nn.Module):
     def __init__(self, sublayer: nn.Module):
         super().__init__()
         if isinstance(sublayer, AdapterSlot):
-            raise TypeError("this sublayer is already wrapped in an AdapterSlot: add adapters to that slot")
+            raise TypeError(
+                "this sublayer is already wrapped in an AdapterSlot: add adapters to that slot"
+            )
         self.sublayer = sublayer
         self.adapters = nn.ModuleDict()
         self.modes: dict[str, str] = {}
@@ -89,13 +105,13 @@ class AdapterSlot(nn.Module):
         out = self.sublayer(*args, **kwargs)
         if self.active is None or self.active not in self.adapters:
             return out
-        h = out[0] if isinstance(out, tuple) else out          # attention returns (output, weights)
+        h = out[0] if isinstance(out, tuple) else out  # attention returns (output, weights)
         adapter = self.adapters[self.active]
         if self.modes[self.active] == "sequential":
-            h = adapter(h)                                      # h + delta(h): after the sublayer
+            h = adapter(h)  # h + delta(h): after the sublayer
         else:
             x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-            h = h + adapter.delta(x)                            # beside it, fed the sublayer's input
+            h = h + adapter.delta(x)  # beside it, fed the sublayer's input
         return (h, *out[1:]) if isinstance(out, tuple) else h
 
     def extra_repr(self) -> str:
@@ -105,8 +121,10 @@ class AdapterSlot(nn.Module):
 def _decoder_layers(model: nn.Module) -> list[nn.Module]:
     layers = [m for m in model.modules() if hasattr(m, "self_attn") and hasattr(m, "mlp")]
     if not layers:
-        raise ValueError("no decoder layers with .self_attn and .mlp found: add_adapter expects a "
-                         "Llama-style model such as the course's base model")
+        raise ValueError(
+            "no decoder layers with .self_attn and .mlp found: add_adapter expects a "
+            "Llama-style model such as the course's base model"
+        )
     return layers
 
 
@@ -123,13 +141,21 @@ def adapter_names(model: nn.Module) -> list[str]:
     return names
 
 
-def add_adapter(model: nn.Module, name: str, placement: str = "houlsby", bottleneck: int = 16,
-                activation: str = "relu", scale: float = 1.0) -> nn.Module:
+def add_adapter(
+    model: nn.Module,
+    name: str,
+    placement: str = "houlsby",
+    bottleneck: int = 16,
+    activation: str = "relu",
+    scale: float = 1.0,
+) -> nn.Module:
     """Freeze the base, add adapter `name` at `placement` in every decoder layer, and make it active (in place)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"adapter name must be a word like 'clinic' (letters, digits, _), got {name!r}")
+        raise ValueError(
+            f"adapter name must be a word like 'clinic' (letters, digits, _), got {name!r}"
+        )
     if placement not in PLACEMENTS:
         raise ValueError(f"unknown placement {placement!r}; choose one of {sorted(PLACEMENTS)}")
     if name in adapter_names(model):
@@ -140,8 +166,10 @@ def add_adapter(model: nn.Module, name: str, placement: str = "houlsby", bottlen
     layers = _decoder_layers(model)
     d_model = getattr(getattr(model, "config", None), "hidden_size", None)
     if not isinstance(d_model, int):
-        raise ValueError("the model has no config.hidden_size: add_adapter needs the hidden size of a "
-                         "Hugging Face model such as the course's LlamaForCausalLM")
+        raise ValueError(
+            "the model has no config.hidden_size: add_adapter needs the hidden size of a "
+            "Hugging Face model such as the course's LlamaForCausalLM"
+        )
     for layer in layers:
         for attr, mode in PLACEMENTS[placement]:
             slot = getattr(layer, attr)
@@ -149,7 +177,11 @@ def add_adapter(model: nn.Module, name: str, placement: str = "houlsby", bottlen
                 slot = AdapterSlot(slot)
                 setattr(layer, attr, slot)
             ref = next(slot.sublayer.parameters())
-            slot.add(name, BottleneckAdapter(d_model, bottleneck, activation, scale).to(ref.device, ref.dtype), mode)
+            slot.add(
+                name,
+                BottleneckAdapter(d_model, bottleneck, activation, scale).to(ref.device, ref.dtype),
+                mode,
+            )
     set_active_adapter(model, name)
     return model
 
@@ -171,5 +203,9 @@ def adapter_params(model: nn.Module, name: str) -> int:
     """The number of parameters of adapter `name`, summed over all its slots."""
     if name not in adapter_names(model):
         raise ValueError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
-    return sum(p.numel() for slot in adapter_slots(model).values() if name in slot.adapters
-               for p in slot.adapters[name].parameters())
+    return sum(
+        p.numel()
+        for slot in adapter_slots(model).values()
+        if name in slot.adapters
+        for p in slot.adapters[name].parameters()
+    )

@@ -2,17 +2,20 @@
 
 Taught in chapter 01 (prompting vs fine-tuning) and chapter 02 (data quality).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
 
-def bag_of_words_predict(train: Sequence[dict], texts: Sequence[str], ngram: int = 1,
-                         class_weight: str | None = None) -> list[str]:
+def bag_of_words_predict(
+    train: Sequence[dict], texts: Sequence[str], ngram: int = 1, class_weight: str | None = None
+) -> list[str]:
     """Labels predicted for `texts` by a logistic regression on n-gram counts (n <= `ngram`)
     trained on records {'text', 'label'}; class_weight='balanced' reweights rare classes."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
+
     if not train or not texts:
         raise ValueError("bag_of_words_predict needs non-empty training records and texts")
     if isinstance(texts, str):
@@ -23,7 +26,9 @@ def bag_of_words_predict(train: Sequence[dict], texts: Sequence[str], ngram: int
         raise ValueError(f"ngram must be >= 1, got {ngram}")
     vec = CountVectorizer(ngram_range=(1, ngram))
     x_train = vec.fit_transform([r["text"] for r in train])
-    clf = LogisticRegression(max_iter=3000, class_weight=class_weight).fit(x_train, [r["label"] for r in train])
+    clf = LogisticRegression(max_iter=3000, class_weight=class_weight).fit(
+        x_train, [r["label"] for r in train]
+    )
     return [str(p) for p in clf.predict(vec.transform(list(texts)))]
 
 

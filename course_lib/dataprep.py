@@ -5,6 +5,7 @@ locality-sensitive hashing (Broder 1997; the banding trick of Leskovec, Rajarama
 *Mining of Massive Datasets*, ch. 3), written out so that every step can be read; the chapter
 checks it against brute-force Jaccard similarity and against the `datasketch` library.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,13 +18,20 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 _PUNCT = re.compile(r"[^\w\s]")
-LABEL_SPELLINGS = {"pos": "positive", "positive": "positive", "+": "positive",
-                   "neg": "negative", "negative": "negative", "-": "negative",
-                   "neu": "neutral", "neutral": "neutral", "0": "neutral"}
+LABEL_SPELLINGS = {
+    "pos": "positive",
+    "positive": "positive",
+    "+": "positive",
+    "neg": "negative",
+    "negative": "negative",
+    "-": "negative",
+    "neu": "neutral",
+    "neutral": "neutral",
+    "0": "neutral",
+}
 
 
 # ---------------------------------------------------------------- cleaning
@@ -42,15 +50,24 @@ def canonical_label(label: object) -> str | None:
     return LABEL_SPELLINGS.get(label.strip().lower())
 
 
-def clean_records(records: Sequence[dict], min_words: int = 4, max_words: int = 60) -> tuple[list[dict], Counter]:
+def clean_records(
+    records: Sequence[dict], min_words: int = 4, max_words: int = 60
+) -> tuple[list[dict], Counter]:
     """Clean text and labels; drop records too short, too long or unlabelled. Returns (kept, reasons)."""
     _check_records(records, ("text", "label"))
     kept, dropped = [], Counter()
     for r in records:
         text, label = clean_text(r["text"]), canonical_label(r["label"])
         n = len(text.split())
-        reason = ("unknown label" if label is None else "too short" if n < min_words
-                  else "too long" if n > max_words else None)
+        reason = (
+            "unknown label"
+            if label is None
+            else "too short"
+            if n < min_words
+            else "too long"
+            if n > max_words
+            else None
+        )
         if reason:
             dropped[reason] += 1
         else:
@@ -84,7 +101,7 @@ def shingles(text: str, n: int = 3) -> set[str]:
     words = normalise_for_dedup(text).split()
     if len(words) <= n:
         return {" ".join(words)}
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -106,7 +123,10 @@ def minhash_params(num_perm: int = 128, seed: int = 0) -> tuple[np.ndarray, np.n
     if num_perm < 1:
         raise ValueError(f"num_perm must be >= 1, got {num_perm}")
     rng = np.random.default_rng(seed)
-    return (rng.integers(1, _PRIME, num_perm, dtype=np.uint64), rng.integers(0, _PRIME, num_perm, dtype=np.uint64))
+    return (
+        rng.integers(1, _PRIME, num_perm, dtype=np.uint64),
+        rng.integers(0, _PRIME, num_perm, dtype=np.uint64),
+    )
 
 
 def minhash_signature(items: set[str], params: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -131,7 +151,7 @@ def lsh_candidates(signatures: Sequence[np.ndarray], bands: int) -> set[tuple[in
     for band in range(bands):
         buckets: dict[bytes, list[int]] = defaultdict(list)
         for i, sig in enumerate(signatures):
-            buckets[sig[band * rows:(band + 1) * rows].tobytes()].append(i)
+            buckets[sig[band * rows : (band + 1) * rows].tobytes()].append(i)
         for ids in buckets.values():
             pairs.update((ids[x], ids[y]) for x in range(len(ids)) for y in range(x + 1, len(ids)))
     return pairs
@@ -139,11 +159,17 @@ def lsh_candidates(signatures: Sequence[np.ndarray], bands: int) -> set[tuple[in
 
 def lsh_probability(similarity: float, bands: int, rows: int) -> float:
     """Probability that a pair of Jaccard `similarity` becomes a candidate: 1 - (1 - s^r)^b."""
-    return 1 - (1 - similarity ** rows) ** bands
+    return 1 - (1 - similarity**rows) ** bands
 
 
-def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.5, num_perm: int = 64,
-                         bands: int = 32, n: int = 3, seed: int = 0) -> list[tuple[int, int, float]]:
+def near_duplicate_pairs(
+    texts: Sequence[str],
+    threshold: float = 0.5,
+    num_perm: int = 64,
+    bands: int = 32,
+    n: int = 3,
+    seed: int = 0,
+) -> list[tuple[int, int, float]]:
     """Pairs of texts with Jaccard similarity >= threshold: LSH candidates, verified exactly."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -160,24 +186,31 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.5, num_perm:
     return found
 
 
-def drop_near_duplicates(records: Sequence[dict], threshold: float = 0.5, key: str = "text",
-                         **kwargs) -> tuple[list[dict], list[dict]]:
+def drop_near_duplicates(
+    records: Sequence[dict], threshold: float = 0.5, key: str = "text", **kwargs
+) -> tuple[list[dict], list[dict]]:
     """Keep the first record of each near-duplicate group; returns (kept, dropped)."""
     _check_records(records, (key,))
     drop = {j for _, j, _ in near_duplicate_pairs([r[key] for r in records], threshold, **kwargs)}
-    return ([r for i, r in enumerate(records) if i not in drop],
-            [r for i, r in enumerate(records) if i in drop])
+    return (
+        [r for i, r in enumerate(records) if i not in drop],
+        [r for i, r in enumerate(records) if i in drop],
+    )
 
 
-def decontaminate(test: Sequence[dict], train: Sequence[dict], threshold: float = 0.5,
-                  key: str = "text", **kwargs) -> tuple[list[dict], list[dict]]:
+def decontaminate(
+    test: Sequence[dict], train: Sequence[dict], threshold: float = 0.5, key: str = "text", **kwargs
+) -> tuple[list[dict], list[dict]]:
     """Split `test` into (clean, leaked): leaked rows near-duplicate some training row."""
     _check_records(test, (key,))
     _check_records(train, (key,))
     texts = [r[key] for r in train] + [r[key] for r in test]
     n = len(train)
     leaked = {j - n for i, j, _ in near_duplicate_pairs(texts, threshold, **kwargs) if i < n <= j}
-    return ([r for i, r in enumerate(test) if i not in leaked], [r for i, r in enumerate(test) if i in leaked])
+    return (
+        [r for i, r in enumerate(test) if i not in leaked],
+        [r for i, r in enumerate(test) if i in leaked],
+    )
 
 
 # ---------------------------------------------------------------- balance and split
@@ -193,13 +226,19 @@ def balance_classes(records: Sequence[dict], key: str = "label", seed: int = 0) 
     return out
 
 
-def stratified_split(records: Sequence[dict], ratios: Sequence[float] = (0.8, 0.1, 0.1),
-                     key: str | None = "label", seed: int = 0) -> list[list[dict]]:
+def stratified_split(
+    records: Sequence[dict],
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    key: str | None = "label",
+    seed: int = 0,
+) -> list[list[dict]]:
     """Split into len(ratios) parts with those shares, keeping each class's share (if `key`)."""
     if not records:
         raise ValueError("stratified_split needs at least one record")
     if any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-9:
-        raise ValueError(f"ratios must be non-negative and sum to 1 (e.g. (0.8, 0.1, 0.1)), got {tuple(ratios)}")
+        raise ValueError(
+            f"ratios must be non-negative and sum to 1 (e.g. (0.8, 0.1, 0.1)), got {tuple(ratios)}"
+        )
     if key is not None:
         _check_records(records, (key,))
     groups: dict = defaultdict(list)
@@ -223,8 +262,9 @@ def accuracy_standard_error(accuracy: float, n: int) -> float:
     return float(np.sqrt(accuracy * (1 - accuracy) / n))
 
 
-def flip_labels(records: Sequence[dict], rate: float, labels: Sequence[str], seed: int = 0,
-                key: str = "label") -> list[dict]:
+def flip_labels(
+    records: Sequence[dict], rate: float, labels: Sequence[str], seed: int = 0, key: str = "label"
+) -> list[dict]:
     """Label noise: each record's label replaced, with probability `rate`, by a different label."""
     if not 0 <= rate <= 1:
         raise ValueError(f"rate must be in [0, 1], got {rate}")

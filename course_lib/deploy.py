@@ -5,6 +5,7 @@ per-channel absmax weight quantizer (`quantize_per_channel`, `Int8Linear`, `quan
 PyTorch's dynamic quantization (`torch_dynamic_int8`, which wraps the deprecated but still shipped
 `torch.ao.quantization.quantize_dynamic` with per-channel weights).
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,10 @@ from torch import nn
 def merge_adapter(peft_model) -> nn.Module:
     """A plain transformers model with the active LoRA adapter folded into its weights (peft's merge_and_unload)."""
     if not hasattr(peft_model, "merge_and_unload"):
-        raise TypeError("merge_adapter needs a peft model (peft.get_peft_model / PeftModel.from_pretrained), "
-                        f"got {type(peft_model).__name__}")
+        raise TypeError(
+            "merge_adapter needs a peft model (peft.get_peft_model / PeftModel.from_pretrained), "
+            f"got {type(peft_model).__name__}"
+        )
     return peft_model.merge_and_unload()
 
 
@@ -32,7 +35,9 @@ def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     if not hasattr(model, "save_pretrained"):
         raise TypeError(f"save_model needs a transformers model, got {type(model).__name__}")
     if hasattr(model, "peft_config"):
-        raise ValueError("this is still a peft model: merge it first with merge_adapter (merge_and_unload)")
+        raise ValueError(
+            "this is still a peft model: merge it first with merge_adapter (merge_and_unload)"
+        )
     folder = Path(folder)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -42,10 +47,13 @@ def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
 def load_plain(folder: str | Path):
     """Reload a saved model and tokenizer with plain transformers (no peft import needed)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} has no config.json: save the model there with save_model first")
-    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(
+        folder
+    )
 
 
 def folder_bytes(folder: str | Path, pattern: str = "*") -> int:
@@ -141,7 +149,9 @@ def torch_dynamic_int8(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"torch_dynamic_int8 needs an nn.Module, got {type(model).__name__}")
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")       # torch.ao.quantization is deprecated in favour of torchao
-        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8)
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
+        return quantize_dynamic(
+            copy.deepcopy(model).eval(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )

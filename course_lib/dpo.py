@@ -6,6 +6,7 @@ Taught in chapter 09 (RLHF). With π the policy, π_ref the frozen reference and
 
 where log π(y|x) sums the log-probabilities of the response's tokens only (not the prompt's).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
@@ -18,25 +19,36 @@ from course_lib.formats import IGNORE_INDEX, response_labels
 
 class DPOOutput(NamedTuple):
     """The mean DPO loss and the implicit rewards β·log(π/π_ref) of the chosen and rejected responses."""
+
     loss: torch.Tensor
     chosen_rewards: torch.Tensor
     rejected_rewards: torch.Tensor
 
 
-def response_batch(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
+def response_batch(
+    tokenizer, prompts: Sequence[str], responses: Sequence[str]
+) -> dict[str, torch.Tensor]:
     """Chat-rendered (prompt, response) pairs, right-padded, with labels only on the response tokens."""
     if isinstance(prompts, str) or isinstance(responses, str):
         raise TypeError("prompts and responses must be lists of strings, not single strings")
     if len(prompts) != len(responses) or not prompts:
-        raise ValueError(f"need equally many prompts and responses, at least one "
-                         f"(got {len(prompts)} and {len(responses)})")
-    rows = [response_labels(tokenizer, [{"role": "user", "content": p}, {"role": "assistant", "content": r}])
-            for p, r in zip(prompts, responses)]
+        raise ValueError(
+            f"need equally many prompts and responses, at least one "
+            f"(got {len(prompts)} and {len(responses)})"
+        )
+    rows = [
+        response_labels(
+            tokenizer, [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+        )
+        for p, r in zip(prompts, responses)
+    ]
     width = max(len(r["input_ids"]) for r in rows)
     pad = tokenizer.pad_token_id
     ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows])
     labels = torch.tensor([r["labels"] + [IGNORE_INDEX] * (width - len(r["labels"])) for r in rows])
-    mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows])
+    mask = torch.tensor(
+        [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+    )
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -46,20 +58,29 @@ def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if missing:
         raise ValueError(f"the batch lacks {sorted(missing)}; build it with response_batch()")
     device = next(model.parameters()).device
-    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-    labels = batch["labels"].to(device)[:, 1:]            # token t is predicted from positions < t
+    logits = model(
+        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+    ).logits
+    labels = batch["labels"].to(device)[:, 1:]  # token t is predicted from positions < t
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     keep = labels != IGNORE_INDEX
     token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (token_logp * keep).sum(-1)
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float = 0.1) -> DPOOutput:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> DPOOutput:
     """The DPO loss from the four sequence log-probabilities (Rafailov et al. 2023, eq. 7)."""
     shapes = {tuple(t.shape) for t in (policy_chosen, policy_rejected, ref_chosen, ref_rejected)}
     if len(shapes) != 1:
-        raise ValueError(f"the four log-probability tensors must have one shape, got {sorted(shapes)}")
+        raise ValueError(
+            f"the four log-probability tensors must have one shape, got {sorted(shapes)}"
+        )
     if not beta > 0:
         raise ValueError(f"beta must be > 0 (it scales the log-ratios; typical 0.1), got {beta}")
     chosen_rewards = beta * (policy_chosen - ref_chosen)

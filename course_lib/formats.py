@@ -2,19 +2,24 @@
 
 Taught in chapter 02 (data preparation); chapter 08 (instruction tuning) trains with them.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 
-IGNORE_INDEX = -100        # the label value torch's cross_entropy (and transformers) skip
+IGNORE_INDEX = -100  # the label value torch's cross_entropy (and transformers) skip
 
-ALPACA_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides "
-                     "further context. Write a response that appropriately completes the request.\n\n"
-                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
-ALPACA_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
-                   "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
 
 
 def alpaca_prompt(record: dict) -> str:
@@ -34,9 +39,11 @@ def alpaca_to_messages(record: dict) -> list[dict]:
 def preference_to_conversations(record: dict) -> dict:
     """A {prompt, chosen, rejected} pair in TRL's conversational preference format."""
     _need(record, ("prompt", "chosen", "rejected"))
-    return {"prompt": [{"role": "user", "content": record["prompt"]}],
-            "chosen": [{"role": "assistant", "content": record["chosen"]}],
-            "rejected": [{"role": "assistant", "content": record["rejected"]}]}
+    return {
+        "prompt": [{"role": "user", "content": record["prompt"]}],
+        "chosen": [{"role": "assistant", "content": record["chosen"]}],
+        "rejected": [{"role": "assistant", "content": record["rejected"]}],
+    }
 
 
 def response_labels(tokenizer, messages: Sequence[dict]) -> dict[str, list[int]]:
@@ -47,20 +54,28 @@ def response_labels(tokenizer, messages: Sequence[dict]) -> dict[str, list[int]]
     its end-of-turn token (the model must learn to stop).
     """
     if not messages or messages[-1].get("role") != "assistant":
-        raise ValueError("messages must end with the assistant's reply, e.g. "
-                         "[{'role': 'user', ...}, {'role': 'assistant', ...}]")
-    prompt = tokenizer.apply_chat_template(list(messages[:-1]), tokenize=False, add_generation_prompt=True)
+        raise ValueError(
+            "messages must end with the assistant's reply, e.g. "
+            "[{'role': 'user', ...}, {'role': 'assistant', ...}]"
+        )
+    prompt = tokenizer.apply_chat_template(
+        list(messages[:-1]), tokenize=False, add_generation_prompt=True
+    )
     full = tokenizer.apply_chat_template(list(messages), tokenize=False)
     if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently inside the full chat; "
-                         "response masking by prefix needs a template whose prompt is a prefix")
+        raise ValueError(
+            "the chat template renders the prompt differently inside the full chat; "
+            "response masking by prefix needs a template whose prompt is a prefix"
+        )
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     f_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-    if f_ids[:len(p_ids)] != p_ids:
-        raise ValueError("the prompt's tokens are not a prefix of the full chat's tokens "
-                         "(a token merges across the boundary); tokenize the parts separately")
+    if f_ids[: len(p_ids)] != p_ids:
+        raise ValueError(
+            "the prompt's tokens are not a prefix of the full chat's tokens "
+            "(a token merges across the boundary); tokenize the parts separately"
+        )
     end = tokenizer.convert_tokens_to_ids("<|end|>")
-    labels = [IGNORE_INDEX] * len(p_ids) + f_ids[len(p_ids):]
+    labels = [IGNORE_INDEX] * len(p_ids) + f_ids[len(p_ids) :]
     # Text the template adds after the reply's end-of-turn token (a newline) is not learnt.
     last_end = max((i for i, t in enumerate(f_ids) if t == end), default=len(f_ids) - 1)
     labels = [lab if i <= last_end else IGNORE_INDEX for i, lab in enumerate(labels)]
@@ -73,8 +88,10 @@ def padding_waste(lengths: Sequence[int], batch_size: int) -> float:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not lengths or min(lengths) < 1:
         raise ValueError("lengths must be a non-empty list of positive sequence lengths")
-    padded = sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size])
-                 for i in range(0, len(lengths), batch_size))
+    padded = sum(
+        max(lengths[i : i + batch_size]) * len(lengths[i : i + batch_size])
+        for i in range(0, len(lengths), batch_size)
+    )
     return 1 - sum(lengths) / padded
 
 

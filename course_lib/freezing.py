@@ -3,6 +3,7 @@
 Taught in chapter 03 (full fine-tuning vs freeze-tuning); the parameter counts are
 reused when later chapters compare methods by their trainable parameters.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,10 @@ def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
             module = getattr(module, name, None)
         if isinstance(module, torch.nn.ModuleList):
             return module
-    raise TypeError(f"cannot find the transformer blocks of {type(model).__name__}: expected a "
-                    "ModuleList at .layers, .encoder.layer or .h of model.base_model")
+    raise TypeError(
+        f"cannot find the transformer blocks of {type(model).__name__}: expected a "
+        "ModuleList at .layers, .encoder.layer or .h of model.base_model"
+    )
 
 
 def freeze_all_but_top(model: torch.nn.Module, n_layers: int) -> torch.nn.Module:
@@ -37,19 +40,25 @@ def freeze_all_but_top(model: torch.nn.Module, n_layers: int) -> torch.nn.Module
     """
     layers = layer_stack(model)
     if not isinstance(n_layers, int) or not 0 <= n_layers <= len(layers):
-        raise ValueError(f"n_layers must be an int in [0, {len(layers)}] (the model has "
-                         f"{len(layers)} blocks), got {n_layers!r}")
+        raise ValueError(
+            f"n_layers must be an int in [0, {len(layers)}] (the model has "
+            f"{len(layers)} blocks), got {n_layers!r}"
+        )
     body = model.base_model
     if body is model:
-        raise TypeError("freeze_all_but_top needs a model with a task head on top of base_model "
-                        "(e.g. AutoModelForSequenceClassification), not a bare backbone")
+        raise TypeError(
+            "freeze_all_but_top needs a model with a task head on top of base_model "
+            "(e.g. AutoModelForSequenceClassification), not a bare backbone"
+        )
     body_ids = {id(p) for p in body.parameters()}
-    keep = [p for layer in list(layers)[len(layers) - n_layers:] for p in layer.parameters()]
+    keep = [p for layer in list(layers)[len(layers) - n_layers :] for p in layer.parameters()]
     norm = getattr(body, "norm", None)
     keep += list(norm.parameters()) if isinstance(norm, torch.nn.Module) else []
-    keep += [p for p in model.parameters() if id(p) not in body_ids]     # the head
+    keep += [p for p in model.parameters() if id(p) not in body_ids]  # the head
     out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    keep += list(out_emb.parameters()) if isinstance(out_emb, torch.nn.Module) else []  # lm_head, even if tied
+    keep += (
+        list(out_emb.parameters()) if isinstance(out_emb, torch.nn.Module) else []
+    )  # lm_head, even if tied
     keep_ids = {id(p) for p in keep}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep_ids)

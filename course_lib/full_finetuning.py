@@ -5,6 +5,7 @@ large batch's gradient (when each micro-batch loss is weighted by its share of t
 tokens); the Trainer is fed exactly the loop's batches; early stopping watches the
 validation loss.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -46,7 +47,7 @@ def split_batch(batch: dict, n_micro: int) -> list[dict]:
     if not isinstance(n_micro, int) or n_micro < 1 or size % n_micro:
         raise ValueError(f"n_micro must divide the batch size {size}, got {n_micro!r}")
     step = size // n_micro
-    return [{k: v[i:i + step] for k, v in batch.items()} for i in range(0, size, step)]
+    return [{k: v[i : i + step] for k, v in batch.items()} for i in range(0, size, step)]
 
 
 def predicted_tokens(batch: dict) -> int:
@@ -58,12 +59,16 @@ def predicted_tokens(batch: dict) -> int:
 
 def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every trainable parameter's .grad (zeros where it is None)."""
-    return {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
-            for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
-def accumulated_gradients(model: torch.nn.Module, micro_batches: Sequence[dict],
-                          weighting: str = "mean") -> dict[str, torch.Tensor]:
+def accumulated_gradients(
+    model: torch.nn.Module, micro_batches: Sequence[dict], weighting: str = "mean"
+) -> dict[str, torch.Tensor]:
     """The gradient after backward() on every micro-batch, each loss scaled before backward.
 
     weighting="mean": loss / k (right when every micro-batch has the same number of tokens);

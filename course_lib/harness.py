@@ -5,12 +5,13 @@ Tasks: general-text and clinic cross-entropy (lower is better), exact match on h
 instructions per skill, new-fact recall in the trained and a paraphrased phrasing (multiple
 choice by log-probability), and the mean gold reward of greedy answers to preference prompts.
 """
+
 from __future__ import annotations
 
 from course_lib.data import load_jsonl
 from course_lib.evaluation import accuracy, choose_many, cross_entropy
-from course_lib.world.preferences import gold_reward
 from course_lib.sft import answer, exact_match_by_skill
+from course_lib.world.preferences import gold_reward
 
 
 def fact_recall(model, tokenizer, facts: list[dict], phrasing: str = "seen") -> float:
@@ -18,8 +19,10 @@ def fact_recall(model, tokenizer, facts: list[dict], phrasing: str = "seen") -> 
     if phrasing not in ("seen", "paraphrase"):
         raise ValueError(f"phrasing must be 'seen' or 'paraphrase', got {phrasing!r}")
     prompts = [f[f"probe_{phrasing}"] for f in facts]
-    return accuracy(choose_many(model, tokenizer, prompts, [f["candidates"] for f in facts]),
-                    [f["answer"] for f in facts])
+    return accuracy(
+        choose_many(model, tokenizer, prompts, [f["candidates"] for f in facts]),
+        [f["answer"] for f in facts],
+    )
 
 
 def mean_gold_reward(model, tokenizer, prompts: list[str], max_new_tokens: int = 24) -> float:
@@ -33,13 +36,19 @@ def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
     if not isinstance(n, int) or n < 5:
         raise ValueError(f"n must be an int >= 5 (examples per task), got {n!r}")
     scores = {
-        "general CE": cross_entropy(model, tokenizer, [r["text"] for r in load_jsonl("corpus_val")[:n]]),
-        "clinic CE": cross_entropy(model, tokenizer, [r["text"] for r in load_jsonl("clinic_val")[:n]]),
+        "general CE": cross_entropy(
+            model, tokenizer, [r["text"] for r in load_jsonl("corpus_val")[:n]]
+        ),
+        "clinic CE": cross_entropy(
+            model, tokenizer, [r["text"] for r in load_jsonl("clinic_val")[:n]]
+        ),
     }
     em = exact_match_by_skill(model, tokenizer, load_jsonl("instructions_test")[:n])
     scores.update({f"EM {skill}": value for skill, value in em.items()})
     facts = load_jsonl("new_facts")[:n]
     scores["facts seen"] = fact_recall(model, tokenizer, facts, "seen")
     scores["facts paraphrase"] = fact_recall(model, tokenizer, facts, "paraphrase")
-    scores["gold reward"] = mean_gold_reward(model, tokenizer, [r["prompt"] for r in load_jsonl("preferences_test")[:n]])
+    scores["gold reward"] = mean_gold_reward(
+        model, tokenizer, [r["prompt"] for r in load_jsonl("preferences_test")[:n]]
+    )
     return scores

@@ -5,6 +5,7 @@ PyTorch's `nn.Linear` (weight [out, in]) and peft: A is [r, in], B is [out, r], 
 ΔW = B @ A has the weight's shape [out, in]. B starts at zero, so the adapted model starts
 exactly at the base model (Hu et al. 2021, §4.1).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,15 +18,19 @@ from torch import nn
 class LoRALinear(nn.Module):
     """y = base(x) + scaling · (dropout(x) @ Aᵀ) @ Bᵀ, with the base layer frozen."""
 
-    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0, rslora: bool = False):
+    def __init__(
+        self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0, rslora: bool = False
+    ):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
         if not isinstance(r, int) or r < 1:
             raise ValueError(f"rank r must be a positive integer, got {r!r}")
         if r > min(base.in_features, base.out_features):
-            raise ValueError(f"rank r={r} exceeds min(in, out) = {min(base.in_features, base.out_features)}: "
-                             "a low-rank update must have r < the layer's dimensions")
+            raise ValueError(
+                f"rank r={r} exceeds min(in, out) = {min(base.in_features, base.out_features)}: "
+                "a low-rank update must have r < the layer's dimensions"
+            )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.base, self.r, self.alpha, self.merged = base, r, alpha, False
@@ -34,8 +39,10 @@ class LoRALinear(nn.Module):
         self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
         w = base.weight
         self.lora_A = nn.Parameter(torch.empty(r, base.in_features, dtype=w.dtype, device=w.device))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, dtype=w.dtype, device=w.device))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))      # peft's default for A
+        self.lora_B = nn.Parameter(
+            torch.zeros(base.out_features, r, dtype=w.dtype, device=w.device)
+        )
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # peft's default for A
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def delta_weight(self) -> torch.Tensor:
@@ -67,15 +74,29 @@ class LoRALinear(nn.Module):
 
 
 def _targets(model: nn.Module, target_modules: Iterable[str]) -> list[str]:
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-1] in target_modules]
+    names = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and n.split(".")[-1] in target_modules
+    ]
     if not names:
-        linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"no nn.Linear named {sorted(target_modules)} in the model; its linear layers are {linear}")
+        linear = sorted(
+            {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+        )
+        raise ValueError(
+            f"no nn.Linear named {sorted(target_modules)} in the model; its linear layers are {linear}"
+        )
     return names
 
 
-def inject_lora(model: nn.Module, target_modules: Iterable[str] = ("q_proj", "v_proj"), r: int = 8,
-                alpha: float = 16, dropout: float = 0.0, rslora: bool = False) -> nn.Module:
+def inject_lora(
+    model: nn.Module,
+    target_modules: Iterable[str] = ("q_proj", "v_proj"),
+    r: int = 8,
+    alpha: float = 16,
+    dropout: float = 0.0,
+    rslora: bool = False,
+) -> nn.Module:
     """Freeze every parameter and wrap each target nn.Linear in a LoRALinear (in place)."""
     if isinstance(target_modules, str):
         target_modules = (target_modules,)
@@ -117,12 +138,20 @@ def copy_from_peft(model: nn.Module, peft_model: nn.Module, adapter: str = "defa
     ours = lora_layers(model)
     copied = 0
     for name, module in peft_model.named_modules():
-        if hasattr(module, "lora_A") and isinstance(getattr(module, "lora_A"), nn.ModuleDict) and adapter in module.lora_A:
+        if (
+            hasattr(module, "lora_A")
+            and isinstance(getattr(module, "lora_A"), nn.ModuleDict)
+            and adapter in module.lora_A
+        ):
             key = name.replace("base_model.model.", "", 1)
             if key not in ours:
-                raise ValueError(f"peft adapts {key!r} but the from-scratch model has no LoRA layer there")
+                raise ValueError(
+                    f"peft adapts {key!r} but the from-scratch model has no LoRA layer there"
+                )
             ours[key].lora_A.copy_(module.lora_A[adapter].weight)
             ours[key].lora_B.copy_(module.lora_B[adapter].weight)
             copied += 1
     if copied != len(ours):
-        raise ValueError(f"copied {copied} peft layers into {len(ours)} LoRA layers: target the same modules")
+        raise ValueError(
+            f"copied {copied} peft layers into {len(ours)} LoRA layers: target the same modules"
+        )

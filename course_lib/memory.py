@@ -12,20 +12,22 @@ mixed precision: 2 (bf16/fp16 weights) + 2 (gradients) + 4 (fp32 master weights)
 LoRA/QLoRA: the frozen base costs only its storage (4, 2, or ~0.52 for NF4 with double quantization),
 the small adapters pay the 16.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)      # 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
+NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
 STORAGE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "nf4": NF4_DQ_BITS / 8}
 OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "sgd_momentum": 4.0, "sgd": 0.0}
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
 class LlamaShape:
     """The sizes of a Llama-style decoder that decide its parameter count."""
+
     vocab: int
     hidden: int
     intermediate: int
@@ -42,8 +44,15 @@ class LlamaShape:
         """(in, out) of each linear layer in one decoder block."""
         kv = self.kv_heads * self.head_dim
         h, i = self.hidden, self.intermediate
-        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, h),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (h, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     def n_params(self) -> int:
         """All parameters: embeddings, blocks (linear layers and two RMSNorms each), final norm, LM head."""
@@ -54,9 +63,15 @@ class LlamaShape:
     @classmethod
     def from_config(cls, config) -> "LlamaShape":
         """From a transformers LlamaConfig."""
-        return cls(config.vocab_size, config.hidden_size, config.intermediate_size, config.num_hidden_layers,
-                   config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
-                   bool(config.tie_word_embeddings))
+        return cls(
+            config.vocab_size,
+            config.hidden_size,
+            config.intermediate_size,
+            config.num_hidden_layers,
+            config.num_attention_heads,
+            config.num_key_value_heads or config.num_attention_heads,
+            bool(config.tie_word_embeddings),
+        )
 
 
 # Published configurations (config.json of the Llama 2 releases, Touvron et al. 2023).
@@ -81,6 +96,7 @@ def lora_params(shape: LlamaShape, r: int, targets: tuple[str, ...] = ALL_LINEAR
 @dataclass
 class MemoryEstimate:
     """Bytes for each part of training memory; `total` adds them up."""
+
     weights: float
     gradients: float
     optimizer: float
@@ -90,7 +106,9 @@ class MemoryEstimate:
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.master_weights + self.activations
+        return (
+            self.weights + self.gradients + self.optimizer + self.master_weights + self.activations
+        )
 
     def gib(self) -> dict[str, float]:
         """Every part and the total in GiB, rounded to 0.01."""
@@ -98,8 +116,15 @@ class MemoryEstimate:
         return {p: round(getattr(self, p) / GIB, 2) for p in parts}
 
 
-def training_memory(n_params: int, method: str = "full", precision: str = "fp32", trainable: int | None = None,
-                    optimizer: str = "adamw", activations: float = 0.0, unquantized: int = 0) -> MemoryEstimate:
+def training_memory(
+    n_params: int,
+    method: str = "full",
+    precision: str = "fp32",
+    trainable: int | None = None,
+    optimizer: str = "adamw",
+    activations: float = 0.0,
+    unquantized: int = 0,
+) -> MemoryEstimate:
     """Memory to train a model of `n_params` parameters.
 
     method: "full" (every parameter trained), "lora" (frozen base, `trainable` adapter parameters) or
@@ -118,12 +143,16 @@ def training_memory(n_params: int, method: str = "full", precision: str = "fp32"
     if n_params <= 0 or activations < 0:
         raise ValueError("n_params must be positive and activations (bytes) non-negative")
     if not 0 <= unquantized < n_params or (unquantized and method != "qlora"):
-        raise ValueError(f"unquantized must be in [0, n_params) and is only meaningful for method='qlora', "
-                         f"got {unquantized} with method={method!r}")
+        raise ValueError(
+            f"unquantized must be in [0, n_params) and is only meaningful for method='qlora', "
+            f"got {unquantized} with method={method!r}"
+        )
     if method == "full":
         trained = n_params
     elif trainable is None or not 0 < trainable < n_params:
-        raise ValueError(f"{method} needs trainable = the number of adapter parameters (0 < trainable < n_params)")
+        raise ValueError(
+            f"{method} needs trainable = the number of adapter parameters (0 < trainable < n_params)"
+        )
     else:
         trained = trainable
     compute = 4.0 if precision == "fp32" else 2.0
@@ -134,9 +163,14 @@ def training_memory(n_params: int, method: str = "full", precision: str = "fp32"
     base = STORAGE_BYTES["nf4"] if method == "qlora" else compute
     adapter = 2.0 if precision == "bf16" else 4.0
     frozen = base * (n_params - unquantized) + compute * unquantized
-    notes = [f"frozen base {n_params - unquantized:,} × {base:.3g} B" + (f" + {unquantized:,} × {compute:.0f} B"
-             if unquantized else "") + f"; adapters {trained:,} × {adapter:.0f} B"]
-    return MemoryEstimate(frozen + adapter * trained, adapter * trained, opt, 0.0, activations, notes)
+    notes = [
+        f"frozen base {n_params - unquantized:,} × {base:.3g} B"
+        + (f" + {unquantized:,} × {compute:.0f} B" if unquantized else "")
+        + f"; adapters {trained:,} × {adapter:.0f} B"
+    ]
+    return MemoryEstimate(
+        frozen + adapter * trained, adapter * trained, opt, 0.0, activations, notes
+    )
 
 
 def _positive(**values: int) -> None:
@@ -160,8 +194,9 @@ def layer_activation_bytes(shape: LlamaShape, batch: int, seq: int, value_bytes:
     return batch * seq * per_token
 
 
-def activation_bytes(shape: LlamaShape, batch: int, seq: int, value_bytes: int = 4,
-                     checkpointing: bool = False) -> int:
+def activation_bytes(
+    shape: LlamaShape, batch: int, seq: int, value_bytes: int = 4, checkpointing: bool = False
+) -> int:
     """Bytes autograd holds after the forward pass of a transformers Llama causal LM with labels.
 
     Without checkpointing: every block (`layer_activation_bytes`), the rotary cos/sin tables, the final norm
@@ -178,8 +213,12 @@ def activation_bytes(shape: LlamaShape, batch: int, seq: int, value_bytes: int =
     return shape.layers * layer_activation_bytes(shape, batch, seq, value_bytes) + rope + head
 
 
-ZERO_STAGES = {0: "DDP: everything replicated", 1: "optimizer states sharded",
-               2: "optimizer states and gradients sharded", 3: "parameters, gradients and optimizer states sharded"}
+ZERO_STAGES = {
+    0: "DDP: everything replicated",
+    1: "optimizer states sharded",
+    2: "optimizer states and gradients sharded",
+    3: "parameters, gradients and optimizer states sharded",
+}
 
 
 def zero_memory(n_params: float, n_gpus: int, stage: int, optimizer_bytes: float = 12.0) -> float:
@@ -221,15 +260,26 @@ def measure_step(model, optimizer, batch: dict) -> MemoryEstimate:
     the rotary table are left out), gradients, optimizer state after `optimizer.step()` (the 0-d step
     counters left out) and the activations saved during the forward pass."""
     import torch
+
     from course_lib.activation_memory import saved_activation_bytes
     from course_lib.qlora import model_bytes
+
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    activations = saved_activation_bytes(model, batch)       # forward only, graph discarded
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    activations = saved_activation_bytes(model, batch)  # forward only, graph discarded
     model(**batch).loss.backward()
     optimizer.step()
     grads = _unique_bytes([p.grad for p in model.parameters() if p.grad is not None], set())
-    state = _unique_bytes([v for s in optimizer.state.values() for v in s.values()
-                           if torch.is_tensor(v) and v.dim() > 0], set())
+    state = _unique_bytes(
+        [
+            v
+            for s in optimizer.state.values()
+            for v in s.values()
+            if torch.is_tensor(v) and v.dim() > 0
+        ],
+        set(),
+    )
     weights = _unique_bytes(model.parameters(), set()) + model_bytes(model)["quant_state"]
     return MemoryEstimate(weights, grads, state, 0.0, activations)

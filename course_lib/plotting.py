@@ -2,6 +2,7 @@
 
 Used by every chapter where a picture says more than a table.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -11,8 +12,13 @@ import matplotlib.pyplot as plt
 from course_lib.training import History
 
 
-def plot_losses(histories: Mapping[str, History], title: str = "training loss",
-                ylabel: str = "loss (nats/token)", show_eval: bool = True, logy: bool = False):
+def plot_losses(
+    histories: Mapping[str, History],
+    title: str = "training loss",
+    ylabel: str = "loss (nats/token)",
+    show_eval: bool = True,
+    logy: bool = False,
+):
     """One line per run: training loss (thin) and evaluation points (markers)."""
     if not histories:
         raise ValueError("plot_losses needs at least one {name: History}")
@@ -20,7 +26,7 @@ def plot_losses(histories: Mapping[str, History], title: str = "training loss",
     for name, h in histories.items():
         if not isinstance(h, History):
             raise TypeError(f"{name!r} is a {type(h).__name__}, expected a training History")
-        line, = ax.plot(h.steps, h.loss, lw=1, alpha=0.8, label=f"{name} (train)")
+        (line,) = ax.plot(h.steps, h.loss, lw=1, alpha=0.8, label=f"{name} (train)")
         if show_eval and h.eval:
             ax.plot(h.eval_steps, h.eval, "o--", color=line.get_color(), label=f"{name} (eval)")
     ax.set(xlabel="optimizer step", ylabel=ylabel, title=title)
@@ -32,8 +38,13 @@ def plot_losses(histories: Mapping[str, History], title: str = "training loss",
     return fig, ax
 
 
-def plot_bars(values: Mapping[str, float], title: str, ylabel: str,
-              hlines: Mapping[str, float] | None = None, fmt: str = "{:.2f}"):
+def plot_bars(
+    values: Mapping[str, float],
+    title: str,
+    ylabel: str,
+    hlines: Mapping[str, float] | None = None,
+    fmt: str = "{:.2f}",
+):
     """A bar per entry, its value written on top; optional labelled horizontal lines."""
     if not values:
         raise ValueError("plot_bars needs at least one value")
@@ -41,8 +52,14 @@ def plot_bars(values: Mapping[str, float], title: str, ylabel: str,
     names, heights = list(values), list(values.values())
     bars = ax.bar(names, heights, color=plt.cm.tab10.colors[: len(names)])
     for b, v in zip(bars, heights):
-        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), fmt.format(v),
-                ha="center", va="bottom", fontsize=9)
+        ax.text(
+            b.get_x() + b.get_width() / 2,
+            b.get_height(),
+            fmt.format(v),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
     for i, (label, y) in enumerate((hlines or {}).items()):
         ax.axhline(y, ls="--", color=plt.cm.Dark2.colors[i % 8], label=label)
     if hlines:
@@ -53,8 +70,14 @@ def plot_bars(values: Mapping[str, float], title: str, ylabel: str,
     return fig, ax
 
 
-def plot_lines(x: Sequence[float], series: Mapping[str, Sequence[float]], title: str,
-               xlabel: str, ylabel: str, logx: bool = False):
+def plot_lines(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+):
     """Several y-series over one x axis (e.g. a sweep)."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for name, ys in series.items():

@@ -4,6 +4,7 @@ Taught in chapter 09 (RLHF). Conventions: tensors of per-token quantities are in
 ([B, T-1]: position t is the token input_ids[:, t+1] predicted from input_ids[:, :t+1]); `mask` is 1 on
 the response tokens the policy generated (up to and including its end-of-turn token), 0 elsewhere.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,7 +16,9 @@ import torch.nn as nn
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of x over the positions where mask is 1."""
     if x.shape != mask.shape:
-        raise ValueError(f"x and mask must have the same shape, got {tuple(x.shape)} and {tuple(mask.shape)}")
+        raise ValueError(
+            f"x and mask must have the same shape, got {tuple(x.shape)} and {tuple(mask.shape)}"
+        )
     if mask.sum() == 0:
         raise ValueError("mask selects no position: no response tokens in this batch")
     return (x * mask).sum() / mask.sum()
@@ -38,10 +41,16 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and one value per position (position ids follow the attention mask, so left padding is fine)."""
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                      output_hidden_states=True)
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            output_hidden_states=True,
+        )
         return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
 
 
@@ -53,14 +62,22 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(input_ids[:, t+1] | input_ids[:, :t+1]) for every t: shape [B, T-1]."""
     if logits.shape[:2] != input_ids.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}"
+        )
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     return logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
 
 
 @torch.no_grad()
-def rollout(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16, temperature: float = 1.0,
-            seed: int = 0) -> dict:
+def rollout(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> dict:
     """Sample one response per prompt (chat template, left padding); return ids, masks and response texts."""
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
@@ -68,49 +85,86 @@ def rollout(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16, 
         raise ValueError(f"PPO samples its rollouts: temperature must be > 0, got {temperature}")
     lm = model.lm if isinstance(model, PolicyWithValue) else model
     device = next(lm.parameters()).device
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     enc = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True).to(device)
     tokenizer.padding_side = side
     torch.manual_seed(seed)
-    out = lm.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                      max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id)
+    out = lm.generate(
+        **enc,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     n_prompt = enc["input_ids"].shape[1]
     new = out[:, n_prompt:]
     ended = (new == tokenizer.eos_token_id).long()
-    after_end = (ended.cumsum(-1) - ended) > 0                 # strictly after the first end-of-turn token
+    after_end = (ended.cumsum(-1) - ended) > 0  # strictly after the first end-of-turn token
     response = (~after_end).long()
     attention_mask = torch.cat([enc["attention_mask"], response], dim=1)
     mask = torch.zeros_like(attention_mask[:, 1:], dtype=torch.float)
-    mask[:, n_prompt - 1:] = response.float()
-    texts_out = [tokenizer.decode(row[r.bool()], skip_special_tokens=True).strip() for row, r in zip(new, response)]
-    return {"input_ids": out, "attention_mask": attention_mask, "mask": mask, "responses": texts_out}
+    mask[:, n_prompt - 1 :] = response.float()
+    texts_out = [
+        tokenizer.decode(row[r.bool()], skip_special_tokens=True).strip()
+        for row, r in zip(new, response)
+    ]
+    return {
+        "input_ids": out,
+        "attention_mask": attention_mask,
+        "mask": mask,
+        "responses": texts_out,
+    }
 
 
-def kl_penalized_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
-                         kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_penalized_rewards(
+    scores: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards: −kl_coef·(log π − log π_ref) on every response token, plus the sequence's score on
     its last response token. Returns (rewards, per-token KL estimates)."""
     if kl_coef < 0:
-        raise ValueError(f"kl_coef must be >= 0 (it is a penalty: rewards get −kl_coef·KL), got {kl_coef}")
+        raise ValueError(
+            f"kl_coef must be >= 0 (it is a penalty: rewards get −kl_coef·KL), got {kl_coef}"
+        )
     if not logp.shape == ref_logp.shape == mask.shape or scores.shape != logp.shape[:1]:
-        raise ValueError(f"need scores [B] and logp, ref_logp, mask [B, T]; got {tuple(scores.shape)}, "
-                         f"{tuple(logp.shape)}, {tuple(ref_logp.shape)}, {tuple(mask.shape)}")
+        raise ValueError(
+            f"need scores [B] and logp, ref_logp, mask [B, T]; got {tuple(scores.shape)}, "
+            f"{tuple(logp.shape)}, {tuple(ref_logp.shape)}, {tuple(mask.shape)}"
+        )
     kl = (logp - ref_logp) * mask
     rewards = -kl_coef * kl
-    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)   # last response position
+    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(
+        -1
+    )  # last response position
     rewards[torch.arange(len(scores)), last] += scores
     return rewards, kl
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
-        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimates over the response tokens (Schulman et al. 2016) and the returns A + V."""
     if not rewards.shape == values.shape == mask.shape:
-        raise ValueError(f"rewards, values and mask must share one shape [B, T], got {tuple(rewards.shape)}, "
-                         f"{tuple(values.shape)}, {tuple(mask.shape)}")
+        raise ValueError(
+            f"rewards, values and mask must share one shape [B, T], got {tuple(rewards.shape)}, "
+            f"{tuple(values.shape)}, {tuple(mask.shape)}"
+        )
     values = values * mask
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
@@ -122,8 +176,13 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
-def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip: float = 0.2) -> tuple[torch.Tensor, float]:
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+) -> tuple[torch.Tensor, float]:
     """PPO's clipped surrogate, to minimise: mean of max(−A·ρ, −A·clip(ρ, 1±ε)); also the clipped share."""
     ratio = torch.exp(logp - old_logp)
     unclipped = -advantages * ratio
@@ -132,8 +191,13 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     return masked_mean(torch.maximum(unclipped, clipped), mask), clip_fraction
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip: float = 0.2) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+) -> torch.Tensor:
     """½ · mean of max((V − R)², (V_clipped − R)²), V clipped to within ±clip of the rollout's values."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)

@@ -2,6 +2,7 @@
 
 Taught in chapter 01 (prompting vs retrieval vs fine-tuning); reused in chapter 08.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,6 +4,7 @@ Taught in chapter 05 (QLoRA and quantization). Loading goes through transformers
 `BitsAndBytesConfig` (bitsandbytes' `Linear4bit` layers); the from-scratch formats come
 from `course_lib.quantization`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,36 +22,60 @@ QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def bnb_config(quant_type: str = "nf4", double_quant: bool = True, compute_dtype: torch.dtype = torch.float32):
+def bnb_config(
+    quant_type: str = "nf4", double_quant: bool = True, compute_dtype: torch.dtype = torch.float32
+):
     """A BitsAndBytesConfig for 4-bit loading (quant_type always explicit: the library default is FP4)."""
     from transformers import BitsAndBytesConfig
+
     if quant_type not in QUANT_TYPES:
         raise ValueError(f"quant_type must be one of {QUANT_TYPES}, got {quant_type!r}")
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
-                              bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_type,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
-def load_4bit(path: str | Path = BASE_MODEL_DIR, quant_type: str = "nf4", double_quant: bool = True,
-              compute_dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+def load_4bit(
+    path: str | Path = BASE_MODEL_DIR,
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+    compute_dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+):
     """The base causal LM with every linear layer (not the tied lm_head) stored in 4 bits."""
     from transformers import AutoModelForCausalLM
+
     path = Path(path)
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no model in {path.name}/ (config.json missing). Rebuild the base "
-                                "model with `make base-model` (python -m course_lib.build.base_model).")
+        raise FileNotFoundError(
+            f"no model in {path.name}/ (config.json missing). Rebuild the base "
+            "model with `make base-model` (python -m course_lib.build.base_model)."
+        )
     config = bnb_config(quant_type, double_quant, compute_dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=config, device_map={"": str(device)})
+    model = AutoModelForCausalLM.from_pretrained(
+        path, quantization_config=config, device_map={"": str(device)}
+    )
     return model.eval()
 
 
 def linear_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """The weight of every nn.Linear except the output head (tied to the embeddings), by module name."""
-    out = {n: m.weight for n, m in model.named_modules()
-           if isinstance(m, nn.Linear) and not n.endswith("lm_head") and m.weight.dtype.is_floating_point}
+    out = {
+        n: m.weight
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+        and not n.endswith("lm_head")
+        and m.weight.dtype.is_floating_point
+    }
     if not out:
-        raise ValueError("the model has no floating-point nn.Linear layers (is it already quantized?)")
+        raise ValueError(
+            "the model has no floating-point nn.Linear layers (is it already quantized?)"
+        )
     return out
 
 
@@ -60,7 +85,9 @@ def format_mse(model: nn.Module, values: torch.Tensor, blocksize: int = 64) -> f
     total, count = 0.0, 0
     for w in linear_weights(model).values():
         codes, absmax = quantize_blockwise(w, values, blocksize)
-        total += (dequantize_blockwise(codes, absmax, values, blocksize) - w.float()).pow(2).sum().item()
+        total += (
+            (dequantize_blockwise(codes, absmax, values, blocksize) - w.float()).pow(2).sum().item()
+        )
         count += w.numel()
     return total / count
 
@@ -109,11 +136,16 @@ def cpu_packed_layers(model: nn.Module) -> list[str]:
     bitsandbytes 0.50 repacks a Linear4bit's weight the first time it runs in eval mode on an input
     without gradient; from then on it uses a bf16 inference kernel with no backward, so training
     through that layer silently gets no gradient. Evaluate after training, or reload the model."""
-    return [n for n, p in model.named_parameters()
-            if getattr(getattr(p, "quant_state", None), "packing_format_for_cpu", False)]
+    return [
+        n
+        for n, p in model.named_parameters()
+        if getattr(getattr(p, "quant_state", None), "packing_format_for_cpu", False)
+    ]
 
 
-def step_seconds(models: dict[str, nn.Module], batch: dict, repeats: int = 10, warmup: int = 2) -> dict[str, float]:
+def step_seconds(
+    models: dict[str, nn.Module], batch: dict, repeats: int = 10, warmup: int = 2
+) -> dict[str, float]:
     """Median seconds of one forward + backward pass per model on the same batch, runs interleaved
     (A, B, A, B, ...) so that a busy machine slows every model alike."""
     if repeats < 1 or warmup < 0:
@@ -122,8 +154,10 @@ def step_seconds(models: dict[str, nn.Module], batch: dict, repeats: int = 10, w
         raise ValueError("pass at least one model, e.g. {'LoRA': lora_model, 'QLoRA': qlora_model}")
     for name, model in models.items():
         if cpu_packed_layers(model):
-            raise ValueError(f"{name!r} has 4-bit layers repacked for CPU inference (it was evaluated before): "
-                             "backward through them is not supported. Time a freshly loaded model.")
+            raise ValueError(
+                f"{name!r} has 4-bit layers repacked for CPU inference (it was evaluated before): "
+                "backward through them is not supported. Time a freshly loaded model."
+            )
     times: dict[str, list[float]] = {name: [] for name in models}
     for i in range(warmup + repeats):
         for name, model in models.items():

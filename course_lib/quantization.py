@@ -5,11 +5,12 @@ Taught in chapter 05 (QLoRA and quantization). Every function mirrors what
 codes and dequantized values against it. NF4 follows Dettmers et al. 2023 (QLoRA, §3):
 16 values at quantiles of N(0, 1), an exact zero, normalised to [-1, 1].
 """
+
 from __future__ import annotations
 
 import torch
 
-NF4_OFFSET = 0.9677083        # the outermost quantile used by QLoRA / bitsandbytes
+NF4_OFFSET = 0.9677083  # the outermost quantile used by QLoRA / bitsandbytes
 
 
 def absmax_quantize(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,10 +30,11 @@ def absmax_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def nf4_values(offset: float = NF4_OFFSET) -> torch.Tensor:
     """The 16 NF4 values: 8 positive and 7 negative normal quantiles plus an exact 0, scaled to [-1, 1]."""
     from scipy.stats import norm
+
     if not 0.5 < offset < 1:
         raise ValueError(f"offset must be in (0.5, 1), got {offset}")
-    positive = norm.ppf(torch.linspace(offset, 0.5, 9)[:-1].numpy())       # 8 values
-    negative = -norm.ppf(torch.linspace(offset, 0.5, 8)[:-1].numpy())      # 7 values
+    positive = norm.ppf(torch.linspace(offset, 0.5, 9)[:-1].numpy())  # 8 values
+    negative = -norm.ppf(torch.linspace(offset, 0.5, 8)[:-1].numpy())  # 7 values
     values = torch.tensor(sorted([*positive, 0.0, *negative]), dtype=torch.float64)
     return (values / values.abs().max()).float()
 
@@ -64,15 +66,21 @@ def int4_values() -> torch.Tensor:
     return torch.tensor([7, 6, 5, 4, 3, 2, 1, 0, -0.0, -1, -2, -3, -4, -5, -6, -7]) / 7
 
 
-def quantize_blockwise(x: torch.Tensor, values: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_blockwise(
+    x: torch.Tensor, values: torch.Tensor, blocksize: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (indices into `values`, uint8) and per-block absmax: each block of `blocksize`
     consecutive elements is divided by its own max |x| and every entry rounded to the nearest value."""
     if blocksize < 1:
         raise ValueError(f"blocksize must be >= 1, got {blocksize}")
     if values.ndim != 1 or not 2 <= len(values) <= 256:
-        raise ValueError(f"values must be a 1-D table of 2 to 256 entries, got shape {tuple(values.shape)}")
+        raise ValueError(
+            f"values must be a 1-D table of 2 to 256 entries, got shape {tuple(values.shape)}"
+        )
     if values.abs().max() > 1 + 1e-6:
-        raise ValueError("the table must be normalised to [-1, 1] (divide by its largest magnitude)")
+        raise ValueError(
+            "the table must be normalised to [-1, 1] (divide by its largest magnitude)"
+        )
     flat = x.reshape(-1).float()
     padded = torch.cat([flat, flat.new_zeros((-len(flat)) % blocksize)])
     absmax = padded.view(-1, blocksize).abs().amax(dim=1)
@@ -84,13 +92,16 @@ def quantize_blockwise(x: torch.Tensor, values: torch.Tensor, blocksize: int = 6
     return codes.to(torch.uint8).reshape(x.shape), absmax
 
 
-def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, values: torch.Tensor,
-                         blocksize: int = 64) -> torch.Tensor:
+def dequantize_blockwise(
+    codes: torch.Tensor, absmax: torch.Tensor, values: torch.Tensor, blocksize: int = 64
+) -> torch.Tensor:
     """x ≈ values[code] · absmax of its block."""
     flat = values[codes.reshape(-1).long()]
     scale = absmax.repeat_interleave(blocksize)[: len(flat)]
     if len(scale) != len(flat):
-        raise ValueError(f"{len(absmax)} absmax values cannot cover {len(flat)} codes with blocksize {blocksize}")
+        raise ValueError(
+            f"{len(absmax)} absmax values cannot cover {len(flat)} codes with blocksize {blocksize}"
+        )
     return (flat * scale).reshape(codes.shape)
 
 
@@ -112,8 +123,9 @@ def double_quantize(absmax: torch.Tensor, code: torch.Tensor, blocksize: int = 2
     return codes, absmax2, offset
 
 
-def bits_per_parameter(bits: int = 4, blocksize: int = 64, double_quant: bool = False,
-                       blocksize2: int = 256) -> float:
+def bits_per_parameter(
+    bits: int = 4, blocksize: int = 64, double_quant: bool = False, blocksize2: int = 256
+) -> float:
     """Storage per weight: the code plus its share of the block constants (fp32, or 8-bit + fp32)."""
     if double_quant:
         return bits + 8 / blocksize + 32 / (blocksize * blocksize2)

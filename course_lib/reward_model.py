@@ -3,6 +3,7 @@
 Taught in chapter 09 (RLHF). The learned reward is compared with the programmatic gold reward
 (`course_lib.world.preferences.gold_reward`), which is what the course's preference labels came from.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,7 +23,9 @@ def load_reward_model(path: str | Path = BASE_MODEL_DIR, seed: int = 0):
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     if model.config.pad_token_id is None:
-        raise ValueError("the model config has no pad_token_id; the head needs it to find the last token")
+        raise ValueError(
+            "the model config has no pad_token_id; the head needs it to find the last token"
+        )
     return model
 
 
@@ -31,8 +34,10 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     if not isinstance(r_chosen, torch.Tensor) or not isinstance(r_rejected, torch.Tensor):
         raise TypeError("bradley_terry_loss takes two tensors of rewards (chosen, rejected)")
     if r_chosen.shape != r_rejected.shape:
-        raise ValueError(f"chosen and rejected rewards must have the same shape, got "
-                         f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}")
+        raise ValueError(
+            f"chosen and rejected rewards must have the same shape, got "
+            f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}"
+        )
     return -F.logsigmoid(r_chosen - r_rejected).mean()
 
 
@@ -41,26 +46,46 @@ def chat_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> l
     if isinstance(prompts, str) or isinstance(responses, str):
         raise TypeError("prompts and responses must be lists of strings, not single strings")
     if len(prompts) != len(responses) or not prompts:
-        raise ValueError(f"need equally many prompts and responses, at least one "
-                         f"(got {len(prompts)} and {len(responses)})")
-    return [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                          tokenize=False) for p, r in zip(prompts, responses)]
+        raise ValueError(
+            f"need equally many prompts and responses, at least one "
+            f"(got {len(prompts)} and {len(responses)})"
+        )
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
+        )
+        for p, r in zip(prompts, responses)
+    ]
 
 
-def pair_batches(tokenizer, records: Sequence[dict], batch_size: int, seed: int = 0) -> Iterable[dict]:
+def pair_batches(
+    tokenizer, records: Sequence[dict], batch_size: int, seed: int = 0
+) -> Iterable[dict]:
     """Shuffled batches {chosen: encoding, rejected: encoding} from {prompt, chosen, rejected} records."""
     if not records or not 1 <= batch_size <= len(records):
-        raise ValueError(f"batch_size must be in [1, {len(records)}] (the number of pairs), got {batch_size}")
+        raise ValueError(
+            f"batch_size must be in [1, {len(records)}] (the number of pairs), got {batch_size}"
+        )
     missing = {"prompt", "chosen", "rejected"} - set(records[0])
     if missing:
-        raise ValueError(f"preference records need prompt, chosen and rejected; missing {sorted(missing)}")
+        raise ValueError(
+            f"preference records need prompt, chosen and rejected; missing {sorted(missing)}"
+        )
 
     def make(rows: list[int]) -> dict:
         chunk = [records[j] for j in rows]
         prompts = [r["prompt"] for r in chunk]
-        return {side: dict(tokenizer(chat_texts(tokenizer, prompts, [r[side] for r in chunk]),
-                                     add_special_tokens=False, return_tensors="pt", padding=True))
-                for side in ("chosen", "rejected")}
+        return {
+            side: dict(
+                tokenizer(
+                    chat_texts(tokenizer, prompts, [r[side] for r in chunk]),
+                    add_special_tokens=False,
+                    return_tensors="pt",
+                    padding=True,
+                )
+            )
+            for side in ("chosen", "rejected")
+        }
 
     return EpochBatches(len(records), batch_size, seed, make)
 
@@ -68,20 +93,26 @@ def pair_batches(tokenizer, records: Sequence[dict], batch_size: int, seed: int 
 def pair_loss(model, batch: dict) -> torch.Tensor:
     """The Bradley–Terry loss of a reward model on one batch from `pair_batches`."""
     device = next(model.parameters()).device
-    r = {side: model(**{k: v.to(device) for k, v in batch[side].items()}).logits.squeeze(-1)
-         for side in ("chosen", "rejected")}
+    r = {
+        side: model(**{k: v.to(device) for k, v in batch[side].items()}).logits.squeeze(-1)
+        for side in ("chosen", "rejected")
+    }
     return bradley_terry_loss(r["chosen"], r["rejected"])
 
 
 @torch.no_grad()
-def score(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+def score(
+    model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64
+) -> torch.Tensor:
     """The reward model's scalar score of each (prompt, response), as a CPU tensor."""
     texts = chat_texts(tokenizer, prompts, responses)
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], add_special_tokens=False, return_tensors="pt", padding=True)
+        enc = tokenizer(
+            texts[i : i + batch_size], add_special_tokens=False, return_tensors="pt", padding=True
+        )
         out.append(model(**enc.to(device)).logits.squeeze(-1).float().cpu())
     return torch.cat(out)
 
@@ -101,13 +132,22 @@ def pair_accuracy(model, tokenizer, records: Sequence[dict], against: str = "lab
     return agree.float().mean().item()
 
 
-def train_reward_model(model, tokenizer, records: Sequence[dict], steps: int, lr: float = 1e-3,
-                       batch_size: int = 32, seed: int = 0) -> list[float]:
+def train_reward_model(
+    model,
+    tokenizer,
+    records: Sequence[dict],
+    steps: int,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[float]:
     """Train a reward model with the Bradley–Terry loss (AdamW, gradient clip 1.0); returns the loss per step."""
     if steps < 1 or lr <= 0:
         raise ValueError(f"need steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    epochs = (pair_batches(tokenizer, records, batch_size, seed=seed + e) for e in itertools.count())
+    epochs = (
+        pair_batches(tokenizer, records, batch_size, seed=seed + e) for e in itertools.count()
+    )
     losses = []
     for batch in itertools.islice(itertools.chain.from_iterable(epochs), steps):
         model.train()

@@ -3,6 +3,7 @@ packing, replay of general text, batched greedy (or sampled) answers, and exact 
 
 Taught in chapter 08 (instruction tuning); the masking itself is introduced in chapter 02 (`formats`).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -28,34 +29,59 @@ def pad_examples(examples: Sequence[dict], pad_id: int) -> dict[str, torch.Tenso
     """Right-pad {input_ids, labels} examples into a batch with an attention mask (labels −100 on padding)."""
     width = max(len(e["input_ids"]) for e in examples)
     fill = lambda seq, value: list(seq) + [value] * (width - len(seq))  # noqa: E731
-    return {"input_ids": torch.tensor([fill(e["input_ids"], pad_id) for e in examples]),
-            "attention_mask": torch.tensor([fill([1] * len(e["input_ids"]), 0) for e in examples]),
-            "labels": torch.tensor([fill(e["labels"], IGNORE_INDEX) for e in examples])}
+    return {
+        "input_ids": torch.tensor([fill(e["input_ids"], pad_id) for e in examples]),
+        "attention_mask": torch.tensor([fill([1] * len(e["input_ids"]), 0) for e in examples]),
+        "labels": torch.tensor([fill(e["labels"], IGNORE_INDEX) for e in examples]),
+    }
 
 
-def sft_batches(tokenizer, records: Sequence[dict], batch_size: int, mask_prompt: bool = True,
-                seed: int = 0) -> Iterable[dict]:
+def sft_batches(
+    tokenizer, records: Sequence[dict], batch_size: int, mask_prompt: bool = True, seed: int = 0
+) -> Iterable[dict]:
     """Shuffled padded SFT batches, a new order each epoch (for `training.train`)."""
     if not records or not 1 <= batch_size <= len(records):
-        raise ValueError(f"batch_size must be in [1, {len(records)}] (the number of records), got {batch_size}")
+        raise ValueError(
+            f"batch_size must be in [1, {len(records)}] (the number of records), got {batch_size}"
+        )
     examples = [sft_example(tokenizer, r, mask_prompt) for r in records]
-    return EpochBatches(len(examples), batch_size, seed,
-                        lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id))
+    return EpochBatches(
+        len(examples),
+        batch_size,
+        seed,
+        lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id),
+    )
 
 
-def mixed_batches(tokenizer, records: Sequence[dict], texts: Sequence[str], batch_size: int,
-                  max_length: int = 128, seed: int = 0) -> Iterable[dict]:
+def mixed_batches(
+    tokenizer,
+    records: Sequence[dict],
+    texts: Sequence[str],
+    batch_size: int,
+    max_length: int = 128,
+    seed: int = 0,
+) -> Iterable[dict]:
     """SFT batches with plain `texts` (e.g. corpus documents, loss on every token) shuffled in: replay."""
     if isinstance(texts, str) or not texts:
-        raise ValueError("texts must be a non-empty list of strings (the general documents to mix in)")
+        raise ValueError(
+            "texts must be a non-empty list of strings (the general documents to mix in)"
+        )
     examples = [sft_example(tokenizer, r) for r in records]
     for t in texts:
-        ids = tokenizer(t + tokenizer.eos_token, truncation=True, max_length=max_length)["input_ids"]
+        ids = tokenizer(t + tokenizer.eos_token, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
         examples.append({"input_ids": ids, "labels": list(ids)})
     if not 1 <= batch_size <= len(examples):
-        raise ValueError(f"batch_size must be in [1, {len(examples)}] (records + texts), got {batch_size}")
-    return EpochBatches(len(examples), batch_size, seed,
-                        lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id))
+        raise ValueError(
+            f"batch_size must be in [1, {len(examples)}] (records + texts), got {batch_size}"
+        )
+    return EpochBatches(
+        len(examples),
+        batch_size,
+        seed,
+        lambda rows: pad_examples([examples[j] for j in rows], tokenizer.pad_token_id),
+    )
 
 
 def user_text(record: dict) -> str:
@@ -64,9 +90,17 @@ def user_text(record: dict) -> str:
 
 
 @torch.no_grad()
-def answer(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 64,
-           context: Sequence[str] | None = None, temperature: float = 0.0, top_p: float = 1.0,
-           seed: int = 0) -> list[str]:
+def answer(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 64,
+    context: Sequence[str] | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> list[str]:
     """Replies to user prompts through the chat template (batched, left padding); greedy by default.
 
     `context`, if given, is one text per prompt placed before it in the user turn (retrieval-style).
@@ -75,27 +109,47 @@ def answer(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, b
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
     if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0 (0 = greedy) and 0 < top_p <= 1, got {temperature}, {top_p}")
-    decoding = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 \
+        raise ValueError(
+            f"need temperature >= 0 (0 = greedy) and 0 < top_p <= 1, got {temperature}, {top_p}"
+        )
+    decoding = (
+        dict(do_sample=True, temperature=temperature, top_p=top_p)
+        if temperature > 0
         else dict(do_sample=False)
+    )
     if temperature > 0:
         torch.manual_seed(seed)
     if context is not None and len(context) != len(prompts):
         raise ValueError(f"context needs one text per prompt ({len(prompts)}), got {len(context)}")
-    users = [f"{c}\n{p}" for c, p in zip(context, prompts)] if context is not None else list(prompts)
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": u}], tokenize=False,
-                                           add_generation_prompt=True) for u in users]
+    users = (
+        [f"{c}\n{p}" for c, p in zip(context, prompts)] if context is not None else list(prompts)
+    )
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True
+        )
+        for u in users
+    ]
     model.eval()
     device = next(model.parameters()).device
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     replies = []
     try:
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], add_special_tokens=False, return_tensors="pt",
-                            padding=True).to(device)
-            out = model.generate(**enc, **decoding, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]
+            enc = tokenizer(
+                texts[i : i + batch_size],
+                add_special_tokens=False,
+                return_tensors="pt",
+                padding=True,
+            ).to(device)
+            out = model.generate(
+                **enc,
+                **decoding,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
             replies += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = side
@@ -112,8 +166,10 @@ def pack_examples(examples: Sequence[dict], max_length: int) -> list[dict[str, l
         raise ValueError(f"max_length must be >= 1, got {max_length}")
     too_long = [len(e["input_ids"]) for e in examples if len(e["input_ids"]) > max_length]
     if too_long:
-        raise ValueError(f"{len(too_long)} examples are longer than max_length={max_length} "
-                         f"(longest {max(too_long)}): raise max_length or truncate them first")
+        raise ValueError(
+            f"{len(too_long)} examples are longer than max_length={max_length} "
+            f"(longest {max(too_long)}): raise max_length or truncate them first"
+        )
     rows: list[dict[str, list[int]]] = []
     for e in sorted(examples, key=lambda e: -len(e["input_ids"])):
         n = len(e["input_ids"])
@@ -128,21 +184,36 @@ def pack_examples(examples: Sequence[dict], max_length: int) -> list[dict[str, l
     return rows
 
 
-def packed_batches(tokenizer, records: Sequence[dict], rows_per_batch: int, max_length: int = 128,
-                   mask_prompt: bool = True, seed: int = 0) -> Iterable[dict]:
+def packed_batches(
+    tokenizer,
+    records: Sequence[dict],
+    rows_per_batch: int,
+    max_length: int = 128,
+    mask_prompt: bool = True,
+    seed: int = 0,
+) -> Iterable[dict]:
     """Shuffled batches of packed rows (`pack_examples`), each with reset positions and a block-diagonal mask."""
     if not records:
         raise ValueError("records must be a non-empty list of chat records")
     rows = pack_examples([sft_example(tokenizer, r, mask_prompt) for r in records], max_length)
     if not 1 <= rows_per_batch <= len(rows):
-        raise ValueError(f"rows_per_batch must be in [1, {len(rows)}] (the packed rows), got {rows_per_batch}")
+        raise ValueError(
+            f"rows_per_batch must be in [1, {len(rows)}] (the packed rows), got {rows_per_batch}"
+        )
 
     def make(indices: list[int]) -> dict:
         width = max(len(rows[i]["input_ids"]) for i in indices)
-        out: dict[str, list] = {"input_ids": [], "labels": [], "position_ids": [], "attention_mask": []}
+        out: dict[str, list] = {
+            "input_ids": [],
+            "labels": [],
+            "position_ids": [],
+            "attention_mask": [],
+        }
         for i in indices:
             row, pad = rows[i], width - len(rows[i]["input_ids"])
-            lengths = row["lengths"] + ([pad] if pad else [])   # padding as its own block: no attention row is empty
+            lengths = row["lengths"] + (
+                [pad] if pad else []
+            )  # padding as its own block: no attention row is empty
             positions, mask = packed_attention(lengths)
             out["input_ids"].append(torch.tensor(row["input_ids"] + [tokenizer.pad_token_id] * pad))
             out["labels"].append(torch.tensor(row["labels"] + [IGNORE_INDEX] * pad))
@@ -153,15 +224,21 @@ def packed_batches(tokenizer, records: Sequence[dict], rows_per_batch: int, max_
     return EpochBatches(len(rows), rows_per_batch, seed, make)
 
 
-def exact_match_by_skill(model, tokenizer, records: Sequence[dict], max_new_tokens: int = 32) -> dict[str, float]:
+def exact_match_by_skill(
+    model, tokenizer, records: Sequence[dict], max_new_tokens: int = 32
+) -> dict[str, float]:
     """Exact match of the model's greedy answers per skill, and over all records ('all')."""
     if not records or "skill" not in records[0]:
-        raise ValueError("records must be instruction records with a 'skill' field (instructions_*.jsonl)")
+        raise ValueError(
+            "records must be instruction records with a 'skill' field (instructions_*.jsonl)"
+        )
     preds = answer(model, tokenizer, [user_text(r) for r in records], max_new_tokens)
     by_skill: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         by_skill[r["skill"]].append(i)
-    scores = {s: exact_match([preds[i] for i in idx], [records[i]["output"] for i in idx])
-              for s, idx in sorted(by_skill.items())}
+    scores = {
+        s: exact_match([preds[i] for i in idx], [records[i]["output"] for i in idx])
+        for s, idx in sorted(by_skill.items())
+    }
     scores["all"] = exact_match(preds, [r["output"] for r in records])
     return scores

@@ -3,6 +3,7 @@
 Taught in chapter 01 (pretraining) and chapter 03 (full fine-tuning, line by line);
 every later chapter reuses it. The HF Trainer does the same job in chapter 03.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,15 +29,16 @@ def progress_bar(iterable, desc: str, enabled: bool = True):
 @dataclass
 class TrainConfig:
     """Settings of `train`; the defaults suit the course's small models."""
+
     lr: float = 1e-3
-    max_steps: int = 100            # optimizer steps (each = grad_accum micro-batches)
+    max_steps: int = 100  # optimizer steps (each = grad_accum micro-batches)
     warmup_steps: int | None = None  # None: 10 % of max_steps
-    min_lr_ratio: float = 0.1       # cosine decays to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0
     grad_accum: int = 1
-    bf16: bool = False              # autocast the forward pass to bfloat16
-    eval_every: int = 0             # 0: evaluate only at the end (if eval_fn is given)
+    bf16: bool = False  # autocast the forward pass to bfloat16
+    eval_every: int = 0  # 0: evaluate only at the end (if eval_fn is given)
     log_every: int = 10
     checkpoint_dir: str | None = None
     progress: bool = True
@@ -51,12 +53,15 @@ class TrainConfig:
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], "
-                             f"got {self.warmup_steps}")
+            raise ValueError(
+                f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}"
+            )
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ValueError(f"max_grad_norm must be > 0 (or None for no clipping), got {self.max_grad_norm}")
+            raise ValueError(
+                f"max_grad_norm must be > 0 (or None for no clipping), got {self.max_grad_norm}"
+            )
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -66,6 +71,7 @@ class TrainConfig:
 @dataclass
 class History:
     """What happened during training, ready for plotting."""
+
     steps: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
@@ -90,8 +96,13 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
         raise ValueError("the model has no trainable parameters (every requires_grad is False)")
     decay = [p for n, p in params if p.ndim >= 2]
     no_decay = [p for n, p in params if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
 
 
 def _forever(batches: Iterable[dict]):
@@ -106,15 +117,21 @@ def _forever(batches: Iterable[dict]):
 
 def _to_device(batch: dict, device: torch.device) -> dict:
     if not isinstance(batch, dict):
-        raise TypeError(f"each batch must be a dict of tensors (e.g. input_ids, labels), "
-                        f"got {type(batch).__name__}")
+        raise TypeError(
+            f"each batch must be a dict of tensors (e.g. input_ids, labels), "
+            f"got {type(batch).__name__}"
+        )
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
-          eval_fn: Callable[[torch.nn.Module], float] | None = None,
-          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None,
-          on_step: Callable[[torch.nn.Module, int], None] | None = None) -> History:
+def train(
+    model: torch.nn.Module,
+    batches: Iterable[dict],
+    config: TrainConfig,
+    eval_fn: Callable[[torch.nn.Module], float] | None = None,
+    loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] | None = None,
+    on_step: Callable[[torch.nn.Module, int], None] | None = None,
+) -> History:
     """Train `model` on `batches` (re-iterated as needed) and return the history.
 
     By default the loss is `model(**batch).loss` (HF models); pass `loss_fn`
@@ -127,7 +144,8 @@ def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
     device = next(model.parameters()).device
     opt = make_optimizer(model, config.lr, config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, config.warmup_steps, config.max_steps, config.min_lr_ratio))
+        opt, lambda s: warmup_cosine(s, config.warmup_steps, config.max_steps, config.min_lr_ratio)
+    )
     hist, data, start = History(), _forever(batches), time.perf_counter()
     model.train()
     bar = progress_bar(range(config.max_steps), "training", config.progress)
@@ -137,14 +155,14 @@ def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
             batch = _to_device(next(data), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 loss = loss_fn(model, batch) if loss_fn else model(**batch).loss
-            (loss / config.grad_accum).backward()   # average over the micro-batches
+            (loss / config.grad_accum).backward()  # average over the micro-batches
             total += loss.item() / config.grad_accum
         params = [p for p in model.parameters() if p.grad is not None]
         limit = config.max_grad_norm if config.max_grad_norm is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(params, limit)
         hist.lr.append(sched.get_last_lr()[0])
         opt.step()
-        sched.step()                                # per optimizer step, not per epoch
+        sched.step()  # per optimizer step, not per epoch
         if on_step:
             on_step(model, step + 1)
         opt.zero_grad(set_to_none=True)
@@ -159,14 +177,18 @@ def train(model: torch.nn.Module, batches: Iterable[dict], config: TrainConfig,
             model.train()
         if (step + 1) % config.log_every == 0 or last:
             bar.set_postfix(loss=f"{total:.3f}")
-        if config.checkpoint_dir and (last or (config.eval_every and (step + 1) % config.eval_every == 0)):
+        if config.checkpoint_dir and (
+            last or (config.eval_every and (step + 1) % config.eval_every == 0)
+        ):
             save_checkpoint(model, opt, step + 1, config.checkpoint_dir)
     model.eval()
     hist.seconds = time.perf_counter() - start
     return hist
 
 
-def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, folder: str) -> Path:
+def save_checkpoint(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, folder: str
+) -> Path:
     """Save model and optimizer state to folder/step-N.pt (resume with torch.load)."""
     path = Path(folder) / f"step-{step}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,14 +196,20 @@ def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, step: in
     return path
 
 
-def pack_tokens(token_lists: Iterable[list[int]], block_size: int, bos_id: int | None = None,
-                eos_id: int | None = None) -> torch.Tensor:
+def pack_tokens(
+    token_lists: Iterable[list[int]],
+    block_size: int,
+    bos_id: int | None = None,
+    eos_id: int | None = None,
+) -> torch.Tensor:
     """Concatenate documents (each wrapped in bos/eos if given) and cut into equal blocks."""
     if block_size < 2:
         raise ValueError(f"block_size must be >= 2, got {block_size}")
     flat: list[int] = []
     for ids in token_lists:
-        flat += ([bos_id] if bos_id is not None and (not ids or ids[0] != bos_id) else []) + list(ids)
+        flat += ([bos_id] if bos_id is not None and (not ids or ids[0] != bos_id) else []) + list(
+            ids
+        )
         flat += [eos_id] if eos_id is not None else []
     n = len(flat) // block_size
     if n == 0:
@@ -195,7 +223,9 @@ class EpochBatches:
 
     def __init__(self, n: int, batch_size: int, seed: int, make: Callable[[list[int]], dict]):
         if not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}")
+            raise ValueError(
+                f"batch_size must be in [1, {n}] (the number of examples), got {batch_size}"
+            )
         self.n, self.batch_size, self.seed, self.make, self.epoch = n, batch_size, seed, make, 0
 
     def __iter__(self):
@@ -203,15 +233,19 @@ class EpochBatches:
         self.epoch += 1
         order = torch.randperm(self.n, generator=g).tolist()
         for i in range(0, self.n - self.batch_size + 1, self.batch_size):
-            yield self.make(order[i:i + self.batch_size])
+            yield self.make(order[i : i + self.batch_size])
 
 
 def lm_batches(blocks: torch.Tensor, batch_size: int, seed: int = 0) -> Iterable[dict]:
     """Shuffled causal-LM batches {input_ids, labels} from packed blocks, reshuffled each pass."""
     if blocks.ndim != 2:
-        raise ValueError(f"blocks must be 2-D [n_blocks, block_size], got shape {tuple(blocks.shape)}")
+        raise ValueError(
+            f"blocks must be 2-D [n_blocks, block_size], got shape {tuple(blocks.shape)}"
+        )
     if not 1 <= batch_size <= len(blocks):
-        raise ValueError(f"batch_size must be in [1, {len(blocks)}] (the number of blocks), got {batch_size}")
+        raise ValueError(
+            f"batch_size must be in [1, {len(blocks)}] (the number of blocks), got {batch_size}"
+        )
 
     def make(rows: list[int]) -> dict:
         x = blocks[rows]
@@ -220,19 +254,36 @@ def lm_batches(blocks: torch.Tensor, batch_size: int, seed: int = 0) -> Iterable
     return EpochBatches(len(blocks), batch_size, seed, make)
 
 
-def text_batches(tokenizer, texts: list[str], batch_size: int, max_length: int = 128,
-                 seed: int = 0, add_eos: bool = True) -> Iterable[dict]:
+def text_batches(
+    tokenizer,
+    texts: list[str],
+    batch_size: int,
+    max_length: int = 128,
+    seed: int = 0,
+    add_eos: bool = True,
+) -> Iterable[dict]:
     """Shuffled, padded causal-LM batches of whole texts; padding is masked out of the loss."""
     if isinstance(texts, str) or not texts:
         raise ValueError("texts must be a non-empty list of strings")
     if not 1 <= batch_size <= len(texts):
-        raise ValueError(f"batch_size must be in [1, {len(texts)}] (the number of texts), got {batch_size}")
+        raise ValueError(
+            f"batch_size must be in [1, {len(texts)}] (the number of texts), got {batch_size}"
+        )
     suffix = tokenizer.eos_token if add_eos else ""
 
     def make(rows: list[int]) -> dict:
-        enc = tokenizer([texts[j] + suffix for j in rows], return_tensors="pt", padding=True,
-                        truncation=True, max_length=max_length)
+        enc = tokenizer(
+            [texts[j] + suffix for j in rows],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+        )
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+        return {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "labels": labels,
+        }
 
     return EpochBatches(len(texts), batch_size, seed, make)

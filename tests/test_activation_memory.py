@@ -1,4 +1,5 @@
 """Tests of course_lib.activation_memory: counting saved activations and timing a step."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,14 +19,20 @@ class Square(torch.nn.Module):
     def forward(self, input_ids, labels=None):
         h = input_ids @ self.w
         out = type("Out", (), {})()
-        out.loss = (h ** 2).sum()
+        out.loss = (h**2).sum()
         return out
 
 
 def tiny_lm(layers: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=40,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -37,14 +44,18 @@ def lm_batch(rows: int = 4, length: int = 32) -> dict:
 def test_counts_exactly_the_saved_tensors_and_not_the_parameters():
     x = torch.randn(3, 4)
     got = saved_activation_bytes(Square(), {"input_ids": x})
-    assert got == 2 * 3 * 4 * 4, f"expected x and xW (2 x 12 floats = 96 bytes), got {got}: " \
-                                 "parameters must not be counted, each storage once"
+    assert got == 2 * 3 * 4 * 4, (
+        f"expected x and xW (2 x 12 floats = 96 bytes), got {got}: "
+        "parameters must not be counted, each storage once"
+    )
 
 
 def test_activation_bytes_grow_with_the_batch():
     m = tiny_lm()
     small, big = saved_activation_bytes(m, lm_batch(2)), saved_activation_bytes(m, lm_batch(8))
-    assert 3.5 < big / small < 4.5, f"4x the rows should save about 4x the activations, got {big / small:.2f}x"
+    assert 3.5 < big / small < 4.5, (
+        f"4x the rows should save about 4x the activations, got {big / small:.2f}x"
+    )
 
 
 def test_checkpointing_saves_less():
@@ -54,7 +65,9 @@ def test_checkpointing_saves_less():
     m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     ckpt = saved_activation_bytes(m, lm_batch())
     m.activation_checkpointing_disable()
-    assert ckpt < plain / 2, f"checkpointing should keep far fewer activations ({ckpt} vs {plain} bytes)"
+    assert ckpt < plain / 2, (
+        f"checkpointing should keep far fewer activations ({ckpt} vs {plain} bytes)"
+    )
 
 
 def test_train_step_seconds_is_positive_and_clears_gradients():

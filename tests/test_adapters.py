@@ -1,4 +1,5 @@
 """Tests of course_lib.adapters: identity start, residual, placements, switching, counting."""
+
 from __future__ import annotations
 
 import copy
@@ -7,14 +8,28 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib.adapters import (AdapterSlot, BottleneckAdapter, adapter_names, adapter_param_count,
-                                 adapter_params, adapter_slots, add_adapter, set_active_adapter)
+from course_lib.adapters import (
+    AdapterSlot,
+    BottleneckAdapter,
+    adapter_names,
+    adapter_param_count,
+    adapter_params,
+    adapter_slots,
+    add_adapter,
+    set_active_adapter,
+)
 
 
 def tiny_lm() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4)
+    cfg = LlamaConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -37,19 +52,28 @@ def perturb(model, name):
 def test_adapter_starts_as_identity_and_keeps_the_residual():
     adapter = BottleneckAdapter(16, 4)
     h = torch.randn(3, 16)
-    assert torch.equal(adapter(h), h), "with a zero up-projection the adapter must be exactly the identity"
-    assert adapter.down.weight.abs().sum() > 0, "the down-projection must be random, or nothing trains"
+    assert torch.equal(adapter(h), h), (
+        "with a zero up-projection the adapter must be exactly the identity"
+    )
+    assert adapter.down.weight.abs().sum() > 0, (
+        "the down-projection must be random, or nothing trains"
+    )
     with torch.no_grad():
         adapter.up.weight.normal_()
     want = h + adapter.up(torch.relu(adapter.down(h)))
     assert torch.allclose(adapter(h), want, atol=1e-6), "forward must be h + up(relu(down(h)))"
-    assert torch.allclose(adapter.delta(h), want - h, atol=1e-6), "delta is the branch without the residual"
+    assert torch.allclose(adapter.delta(h), want - h, atol=1e-6), (
+        "delta is the branch without the residual"
+    )
 
 
 def test_param_count_includes_biases():
     adapter = BottleneckAdapter(16, 4)
-    assert adapter_param_count(16, 4) == sum(p.numel() for p in adapter.parameters()) == 2 * 16 * 4 + 16 + 4, \
-        "an adapter has 2·d·m weights plus d + m biases"
+    assert (
+        adapter_param_count(16, 4)
+        == sum(p.numel() for p in adapter.parameters())
+        == 2 * 16 * 4 + 16 + 4
+    ), "an adapter has 2·d·m weights plus d + m biases"
     assert adapter_param_count(16, 4, n_adapters=3) == 3 * (2 * 16 * 4 + 20)
 
 
@@ -57,13 +81,20 @@ def test_param_count_includes_biases():
 def test_placements_start_at_the_base_model_and_train_only_the_adapter(placement, per_layer):
     base = tiny_lm()
     model = add_adapter(copy.deepcopy(base), "task", placement, bottleneck=4)
-    assert torch.equal(logits(model), logits(base)), f"a fresh {placement} adapter must leave the logits unchanged"
+    assert torch.equal(logits(model), logits(base)), (
+        f"a fresh {placement} adapter must leave the logits unchanged"
+    )
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(".adapters.task." in n for n in trainable), f"only adapter weights may train: {trainable}"
-    assert adapter_params(model, "task") == adapter_param_count(32, 4, n_adapters=2 * per_layer), \
+    assert trainable and all(".adapters.task." in n for n in trainable), (
+        f"only adapter weights may train: {trainable}"
+    )
+    assert adapter_params(model, "task") == adapter_param_count(32, 4, n_adapters=2 * per_layer), (
         f"{placement} puts {per_layer} adapter(s) in each of the 2 layers"
+    )
     perturb(model, "task")
-    assert not torch.allclose(logits(model), logits(base)), "a non-zero adapter must change the output"
+    assert not torch.allclose(logits(model), logits(base)), (
+        "a non-zero adapter must change the output"
+    )
 
 
 def test_sequential_and_parallel_wrap_the_mlp_as_documented():
@@ -76,9 +107,13 @@ def test_sequential_and_parallel_wrap_the_mlp_as_documented():
     x = torch.randn(3, 8)
     slot.add("a", adapter, "sequential")
     slot.active = "a"
-    assert torch.allclose(slot(x), adapter(mlp(x))), "sequential: the adapter reads the sublayer's output"
+    assert torch.allclose(slot(x), adapter(mlp(x))), (
+        "sequential: the adapter reads the sublayer's output"
+    )
     slot.modes["a"] = "parallel"
-    assert torch.allclose(slot(x), mlp(x) + adapter.delta(x)), "parallel: the adapter reads the sublayer's input"
+    assert torch.allclose(slot(x), mlp(x) + adapter.delta(x)), (
+        "parallel: the adapter reads the sublayer's input"
+    )
 
 
 def test_switching_between_named_adapters():
@@ -87,14 +122,17 @@ def test_switching_between_named_adapters():
     add_adapter(model, "two", "pfeiffer", bottleneck=4)
     assert adapter_names(model) == ["one", "two"]
     perturb(model, "one"), perturb(model, "two")
-    out_two = logits(model)                                 # "two" is active after add_adapter
+    out_two = logits(model)  # "two" is active after add_adapter
     set_active_adapter(model, "one")
     out_one = logits(model)
     assert not torch.allclose(out_one, out_two), "the two adapters must give different outputs"
-    assert all(p.requires_grad == (".adapters.one." in n) for n, p in model.named_parameters()), \
+    assert all(p.requires_grad == (".adapters.one." in n) for n, p in model.named_parameters()), (
         "only the active adapter may be trainable"
+    )
     set_active_adapter(model, None)
-    assert torch.equal(logits(model), logits(base)), "with no adapter active the model is the base model"
+    assert torch.equal(logits(model), logits(base)), (
+        "with no adapter active the model is the base model"
+    )
     set_active_adapter(model, "two")
     assert torch.equal(logits(model), out_two), "switching back must restore the same outputs"
 

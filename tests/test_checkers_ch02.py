@@ -1,4 +1,5 @@
 """The chapter 02 checkers pass the reference solutions and name the typical mistakes."""
+
 from __future__ import annotations
 
 import html
@@ -22,16 +23,23 @@ def fails_with(check, fn, words: str) -> None:
 
 def test_clean_check():
     assert ch02.check_clean(clean_text)
-    fails_with(ch02.check_clean, lambda t: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", t)).strip(), "entities")
-    fails_with(ch02.check_clean,
-               lambda t: re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", t))).strip(), "BEFORE unescaping")
+    fails_with(
+        ch02.check_clean,
+        lambda t: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", t)).strip(),
+        "entities",
+    )
+    fails_with(
+        ch02.check_clean,
+        lambda t: re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", t))).strip(),
+        "BEFORE unescaping",
+    )
     fails_with(ch02.check_clean, lambda t: re.sub(r"<[^>]+>", " ", html.unescape(t)), "whitespace")
 
 
 def test_lsh_check():
     assert ch02.check_lsh_probability(lsh_probability)
-    fails_with(ch02.check_lsh_probability, lambda s, b, r: (1 - s ** r) ** b, "NOT becoming")
-    fails_with(ch02.check_lsh_probability, lambda s, b, r: 1 - (1 - s ** b) ** r, "swapped")
+    fails_with(ch02.check_lsh_probability, lambda s, b, r: (1 - s**r) ** b, "NOT becoming")
+    fails_with(ch02.check_lsh_probability, lambda s, b, r: 1 - (1 - s**b) ** r, "swapped")
 
 
 def test_split_check():
@@ -40,19 +48,27 @@ def test_split_check():
     def unstratified(recs, ratios, seed):
         items = random.Random(seed).sample(recs, len(recs))
         return [items[:70], items[70:80], items[80:]]
+
     fails_with(ch02.check_split, unstratified, "stratify")
 
     def global_random(recs, ratios, seed):
         items = random.sample(recs, len(recs))
         return stratified_split(items, ratios, seed=random.randrange(10**6))
+
     fails_with(ch02.check_split, global_random, "same seed")
 
 
 def test_mask_check():
     assert ch02.check_mask(lambda p, r: (p + r, [-100] * len(p) + r))
     fails_with(ch02.check_mask, lambda p, r: (p + r, p + r), "prompt tokens as well")
-    fails_with(ch02.check_mask, lambda p, r: (p + r, [-100] * (len(p) + 1) + r[1:]), "first response token")
-    fails_with(ch02.check_mask, lambda p, r: (p + r, [-100] * len(p) + r[:-1] + [-100]), "never learn to stop")
+    fails_with(
+        ch02.check_mask, lambda p, r: (p + r, [-100] * (len(p) + 1) + r[1:]), "first response token"
+    )
+    fails_with(
+        ch02.check_mask,
+        lambda p, r: (p + r, [-100] * len(p) + r[:-1] + [-100]),
+        "never learn to stop",
+    )
 
 
 def test_packed_check():
@@ -61,10 +77,12 @@ def test_packed_check():
     def no_reset(lengths):
         pos, mask = packed_attention(lengths)
         return torch.arange(sum(lengths))[None], mask
+
     fails_with(ch02.check_packed, no_reset, "restart")
 
     def plain_causal(lengths):
         pos, _ = packed_attention(lengths)
         n = sum(lengths)
         return pos, torch.ones(n, n, dtype=torch.bool).tril()[None, None]
+
     fails_with(ch02.check_packed, plain_causal, "block the other documents")

@@ -1,10 +1,10 @@
 """The chapter 03 checkers accept the reference solutions and name the common mistakes."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
-import torch
 
 from course_lib.course.checkers import ch03
 from course_lib.course.checks import CheckFailed
@@ -20,36 +20,63 @@ def fails_with(check, fn, words: str) -> None:
 
 def test_warmup_cosine_check():
     assert ch03.check_warmup_cosine(warmup_cosine)
-    assert ch03.check_warmup_cosine(lambda s, w, t, r: s / w if s < w else warmup_cosine(s, w, t, r))
-    fails_with(ch03.check_warmup_cosine, lambda s, w, t, r: 1.0 if s < w else warmup_cosine(s, w, t, r),
-               "full learning rate")
-    fails_with(ch03.check_warmup_cosine, lambda s, w, t, r: warmup_cosine(s, w, t, 0.0), "decays to 0")
-    fails_with(ch03.check_warmup_cosine, lambda s, w, t, r: warmup_cosine(s, w, t, r) if s < w else
-               r + (1 - r) * 0.5 * (1 + math.cos(math.pi * s / t)), "progress")
+    assert ch03.check_warmup_cosine(
+        lambda s, w, t, r: s / w if s < w else warmup_cosine(s, w, t, r)
+    )
+    fails_with(
+        ch03.check_warmup_cosine,
+        lambda s, w, t, r: 1.0 if s < w else warmup_cosine(s, w, t, r),
+        "full learning rate",
+    )
+    fails_with(
+        ch03.check_warmup_cosine, lambda s, w, t, r: warmup_cosine(s, w, t, 0.0), "decays to 0"
+    )
+    fails_with(
+        ch03.check_warmup_cosine,
+        lambda s, w, t, r: (
+            warmup_cosine(s, w, t, r)
+            if s < w
+            else r + (1 - r) * 0.5 * (1 + math.cos(math.pi * s / t))
+        ),
+        "progress",
+    )
 
 
 def groups_ok(model, wd):
     ps = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in ps if p.ndim >= 2], "weight_decay": wd},
-            {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in ps if p.ndim >= 2], "weight_decay": wd},
+        {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0},
+    ]
 
 
 def test_param_groups_check():
     assert ch03.check_param_groups(groups_ok)
-    fails_with(ch03.check_param_groups, lambda m, wd: [{"params": [p for p in m.parameters() if p.requires_grad],
-                                                        "weight_decay": wd}, {"params": [], "weight_decay": 0.0}],
-               "biases or norm")
-    fails_with(ch03.check_param_groups, lambda m, wd: [{"params": [p for p in m.parameters() if p.ndim >= 2],
-                                                        "weight_decay": wd},
-                                                       {"params": [p for p in m.parameters() if p.ndim < 2],
-                                                        "weight_decay": 0.0}], "frozen")
+    fails_with(
+        ch03.check_param_groups,
+        lambda m, wd: [
+            {"params": [p for p in m.parameters() if p.requires_grad], "weight_decay": wd},
+            {"params": [], "weight_decay": 0.0},
+        ],
+        "biases or norm",
+    )
+    fails_with(
+        ch03.check_param_groups,
+        lambda m, wd: [
+            {"params": [p for p in m.parameters() if p.ndim >= 2], "weight_decay": wd},
+            {"params": [p for p in m.parameters() if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        "frozen",
+    )
 
 
 def run_ok(opt, sched, n_epochs, steps):
     out = []
     for _ in range(n_epochs):
         for _ in range(steps):
-            out.append(opt.param_groups[0]["lr"]); opt.step(); sched.step()
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
     return out
 
 
@@ -57,7 +84,8 @@ def run_per_epoch(opt, sched, n_epochs, steps):
     out = []
     for _ in range(n_epochs):
         for _ in range(steps):
-            out.append(opt.param_groups[0]["lr"]); opt.step()
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
         sched.step()
     return out
 
@@ -72,7 +100,8 @@ def accumulate_ok(model, micro):
     total = 0.0
     for b in micro:
         loss = model(**b).loss / len(micro)
-        loss.backward(); total += loss.item()
+        loss.backward()
+        total += loss.item()
     return total
 
 
@@ -96,8 +125,12 @@ def test_accumulation_check():
 
 def test_should_stop_check():
     assert ch03.check_should_stop(should_stop)
+
     def vs_previous(losses, patience, delta):
-        return len(losses) > patience and all(b >= a for a, b in zip(losses[-patience - 1:], losses[-patience:]))
+        return len(losses) > patience and all(
+            b >= a for a, b in zip(losses[-patience - 1 :], losses[-patience:])
+        )
+
     fails_with(ch03.check_should_stop, vs_previous, "BEST loss")
 
 

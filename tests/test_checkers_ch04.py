@@ -1,7 +1,6 @@
 """The chapter 04 checkers pass the reference solutions and name the typical mistakes."""
-from __future__ import annotations
 
-import math
+from __future__ import annotations
 
 import pytest
 import torch
@@ -18,13 +17,21 @@ def fails_with(check, fn, words: str) -> None:
 
 def test_param_count():
     assert ch04.check_param_count(lambda shapes, r: sum(r * (o + i) for o, i in shapes))
-    fails_with(ch04.check_param_count, lambda shapes, r: sum(r * o * i for o, i in shapes), "dense update")
+    fails_with(
+        ch04.check_param_count, lambda shapes, r: sum(r * o * i for o, i in shapes), "dense update"
+    )
 
 
 def test_forward():
     assert ch04.check_forward(lambda x, w, a, b, alpha, r: x @ w.T + alpha / r * (x @ a.T @ b.T))
-    fails_with(ch04.check_forward, lambda x, w, a, b, alpha, r: x @ w.T + x @ a.T @ b.T, "not scaled")
-    fails_with(ch04.check_forward, lambda x, w, a, b, alpha, r: x @ w.T + alpha * (x @ a.T @ b.T), "instead of alpha / r")
+    fails_with(
+        ch04.check_forward, lambda x, w, a, b, alpha, r: x @ w.T + x @ a.T @ b.T, "not scaled"
+    )
+    fails_with(
+        ch04.check_forward,
+        lambda x, w, a, b, alpha, r: x @ w.T + alpha * (x @ a.T @ b.T),
+        "instead of alpha / r",
+    )
 
 
 class GoodLoRA(torch.nn.Module):
@@ -44,7 +51,9 @@ class GoodLoRA(torch.nn.Module):
 
 def test_module():
     assert ch04.check_module(GoodLoRA)
-    fails_with(ch04.check_module, lambda b, r, a: GoodLoRA(b, r, a, zero_b=False), "B must start at zero")
+    fails_with(
+        ch04.check_module, lambda b, r, a: GoodLoRA(b, r, a, zero_b=False), "B must start at zero"
+    )
     fails_with(ch04.check_module, lambda b, r, a: GoodLoRA(b, r, a, freeze=False), "freeze them")
     fails_with(ch04.check_module, lambda b, r, a: GoodLoRA(b, r, a, swap=True), "swapped")
 
@@ -56,7 +65,11 @@ def test_merge_and_energy():
 
     def energy(m, k):
         s = torch.linalg.svdvals(m)
-        return float((s[:k] ** 2).sum() / (s ** 2).sum())
+        return float((s[:k] ** 2).sum() / (s**2).sum())
+
     assert ch04.check_energy(energy)
-    fails_with(ch04.check_energy, lambda m, k: float(torch.linalg.svdvals(m)[:k].sum() / torch.linalg.svdvals(m).sum()),
-               "square the singular values")
+    fails_with(
+        ch04.check_energy,
+        lambda m, k: float(torch.linalg.svdvals(m)[:k].sum() / torch.linalg.svdvals(m).sum()),
+        "square the singular values",
+    )

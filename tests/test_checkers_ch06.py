@@ -1,4 +1,5 @@
 """The chapter 06 checkers pass the reference solutions and name the typical mistakes."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,9 @@ def fails_with(check, fn, words: str) -> None:
 def test_param_count():
     assert ch06.check_param_count(lambda d, m, n: n * (2 * d * m + d + m))
     fails_with(ch06.check_param_count, lambda d, m, n: n * 2 * d * m, "biases are missing")
-    fails_with(ch06.check_param_count, lambda d, m, n: n * (2 * d * m + m), "up-projection's d biases")
+    fails_with(
+        ch06.check_param_count, lambda d, m, n: n * (2 * d * m + m), "up-projection's d biases"
+    )
     fails_with(ch06.check_param_count, lambda d, m, n: n * (d * m + d + m), "TWO projections")
     fails_with(ch06.check_param_count, lambda d, m, n: 2 * d * m + d + m, "number of adapters")
 
@@ -25,7 +28,9 @@ def test_param_count():
 class GoodAdapter(torch.nn.Module):
     """The reference, with switches for each typical mistake."""
 
-    def __init__(self, d, m, zero_up=True, residual=True, act="inside", zero_down=False, swap=False):
+    def __init__(
+        self, d, m, zero_up=True, residual=True, act="inside", zero_down=False, swap=False
+    ):
         super().__init__()
         self.down = torch.nn.Linear(m, d) if swap else torch.nn.Linear(d, m)
         self.up = torch.nn.Linear(d, m) if swap else torch.nn.Linear(m, d)
@@ -48,11 +53,31 @@ class GoodAdapter(torch.nn.Module):
 
 def test_adapter_module():
     assert ch06.check_adapter_module(GoodAdapter)
-    fails_with(ch06.check_adapter_module, lambda d, m: GoodAdapter(d, m, residual=False), "residual is missing")
-    fails_with(ch06.check_adapter_module, lambda d, m: GoodAdapter(d, m, zero_up=False), "not initialised near zero")
-    fails_with(ch06.check_adapter_module, lambda d, m: GoodAdapter(d, m, zero_down=True), "nothing ever trains")
-    fails_with(ch06.check_adapter_module, lambda d, m: GoodAdapter(d, m, act="none"), "nonlinearity is missing")
-    fails_with(ch06.check_adapter_module, lambda d, m: GoodAdapter(d, m, act="after"), "after the up-projection")
+    fails_with(
+        ch06.check_adapter_module,
+        lambda d, m: GoodAdapter(d, m, residual=False),
+        "residual is missing",
+    )
+    fails_with(
+        ch06.check_adapter_module,
+        lambda d, m: GoodAdapter(d, m, zero_up=False),
+        "not initialised near zero",
+    )
+    fails_with(
+        ch06.check_adapter_module,
+        lambda d, m: GoodAdapter(d, m, zero_down=True),
+        "nothing ever trains",
+    )
+    fails_with(
+        ch06.check_adapter_module,
+        lambda d, m: GoodAdapter(d, m, act="none"),
+        "nonlinearity is missing",
+    )
+    fails_with(
+        ch06.check_adapter_module,
+        lambda d, m: GoodAdapter(d, m, act="after"),
+        "after the up-projection",
+    )
     fails_with(ch06.check_adapter_module, lambda d, m: GoodAdapter(d, m, swap=True), "swapped")
 
 
@@ -83,14 +108,27 @@ def test_houlsby_block():
     fails_with(ch06.check_houlsby_block, before, "BEFORE the sublayers")
     fails_with(ch06.check_houlsby_block, after_residual, "after the residual addition")
     fails_with(ch06.check_houlsby_block, pfeiffer, "adapter after attention is missing")
-    fails_with(ch06.check_houlsby_block, no_residual, "residual connections of the block are missing")
+    fails_with(
+        ch06.check_houlsby_block, no_residual, "residual connections of the block are missing"
+    )
 
 
 def test_parallel():
-    assert ch06.check_parallel(lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(norm(h)))))
-    fails_with(ch06.check_parallel, lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(mlp(norm(h))))),
-               "sequential (Pfeiffer)")
-    fails_with(ch06.check_parallel, lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(h))),
-               "before the norm")
-    fails_with(ch06.check_parallel, lambda h, mlp, norm, down, up: mlp(norm(h)) + up(torch.relu(down(norm(h)))),
-               "residual h is missing")
+    assert ch06.check_parallel(
+        lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(norm(h))))
+    )
+    fails_with(
+        ch06.check_parallel,
+        lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(mlp(norm(h))))),
+        "sequential (Pfeiffer)",
+    )
+    fails_with(
+        ch06.check_parallel,
+        lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(h))),
+        "before the norm",
+    )
+    fails_with(
+        ch06.check_parallel,
+        lambda h, mlp, norm, down, up: mlp(norm(h)) + up(torch.relu(down(norm(h)))),
+        "residual h is missing",
+    )

@@ -1,4 +1,5 @@
 """The chapter 08 checkers pass the reference solutions and name the typical mistakes."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,6 +28,7 @@ def labels_fn(shift=0, mask_prompt=True, pad_label=-100, end=True, newline=False
         labels = [ids[i] if (a <= i < b or not mask_prompt) else -100 for i in range(len(ids))]
         pad = width - len(ids)
         return {"input_ids": ids + [tok.pad_token_id] * pad, "labels": labels + [pad_label] * pad}
+
     return fn
 
 
@@ -42,9 +44,14 @@ def test_labels():
 
 def test_exact_match():
     assert ch08.check_exact_match(exact_match)
-    fails_with(ch08.check_exact_match, lambda p, r: sum(a == b for a, b in zip(p, r)) / len(r), "case")
-    fails_with(ch08.check_exact_match,
-               lambda p, r: sum(a.lower().strip() == b.lower().strip() for a, b in zip(p, r)) / len(r), "punctuation")
+    fails_with(
+        ch08.check_exact_match, lambda p, r: sum(a == b for a, b in zip(p, r)) / len(r), "case"
+    )
+    fails_with(
+        ch08.check_exact_match,
+        lambda p, r: sum(a.lower().strip() == b.lower().strip() for a, b in zip(p, r)) / len(r),
+        "punctuation",
+    )
     fails_with(ch08.check_exact_match, lambda p, r: exact_match(p, r) if p else 0.0, "should raise")
 
 
@@ -63,7 +70,11 @@ def test_nucleus():
 
     fails_with(ch08.check_nucleus, inclusive, "top token")
     fails_with(ch08.check_nucleus, no_renorm, "renormalised")
-    fails_with(ch08.check_nucleus, lambda z, t, p: (sampling_probs(z, 1.0, p).log() / t).softmax(-1), "after top-p")
+    fails_with(
+        ch08.check_nucleus,
+        lambda z, t, p: (sampling_probs(z, 1.0, p).log() / t).softmax(-1),
+        "after top-p",
+    )
     fails_with(ch08.check_nucleus, lambda z, t, p: sampling_probs(z * t * t, t, p), "multiplied")
 
 
@@ -76,11 +87,21 @@ def test_packing():
         return [dict(r, position_ids=list(range(len(r["input_ids"])))) for r in rows]
 
     def one_per_row(ex, n):
-        return [{"input_ids": e["input_ids"], "labels": e["labels"], "position_ids": list(range(len(e["input_ids"])))}
-                for e in ex]
+        return [
+            {
+                "input_ids": e["input_ids"],
+                "labels": e["labels"],
+                "position_ids": list(range(len(e["input_ids"]))),
+            }
+            for e in ex
+        ]
 
     def unmasked(ex, n):
-        return strip(pack_examples([{"input_ids": e["input_ids"], "labels": list(e["input_ids"])} for e in ex], n))
+        return strip(
+            pack_examples(
+                [{"input_ids": e["input_ids"], "labels": list(e["input_ids"])} for e in ex], n
+            )
+        )
 
     def dropped(ex, n):
         return strip(pack_examples(ex[:-1], n))
@@ -93,8 +114,12 @@ def test_packing():
 
 def test_per_example_loss():
     assert ch08.check_per_example_loss(ch08.reference_per_example_loss)
-    token_mean = lambda lg, lb: torch.nn.functional.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]),  # noqa: E731
-                                                                  lb[:, 1:].reshape(-1))
+    token_mean = (
+        lambda lg, lb: torch.nn.functional.cross_entropy(
+            lg[:, :-1].reshape(-1, lg.shape[-1]),  # noqa: E731
+            lb[:, 1:].reshape(-1),
+        )
+    )
     fails_with(ch08.check_per_example_loss, token_mean, "token mean")
 
     def no_shift(lg, lb):

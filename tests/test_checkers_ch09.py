@@ -1,4 +1,5 @@
 """The chapter 09 checkers pass the reference solutions and name the typical mistakes."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,26 +20,53 @@ def fails_with(check, fn, words: str) -> None:
 def test_bradley_terry():
     assert ch09.check_bradley_terry(reward_model.bradley_terry_loss)
     fails_with(ch09.check_bradley_terry, lambda c, r: -F.logsigmoid(r - c).mean(), "swapped")
-    fails_with(ch09.check_bradley_terry, lambda c, r: -torch.sigmoid(c - r).mean(), "sigmoid instead of logsigmoid")
-    fails_with(ch09.check_bradley_terry, lambda c, r: F.logsigmoid(c - r).mean(), "minus sign is missing")
+    fails_with(
+        ch09.check_bradley_terry,
+        lambda c, r: -torch.sigmoid(c - r).mean(),
+        "sigmoid instead of logsigmoid",
+    )
+    fails_with(
+        ch09.check_bradley_terry, lambda c, r: F.logsigmoid(c - r).mean(), "minus sign is missing"
+    )
     fails_with(ch09.check_bradley_terry, lambda c, r: -F.logsigmoid(c - r).sum(), "take the mean")
-    fails_with(ch09.check_bradley_terry, lambda c, r: -F.logsigmoid(c - r).detach().mean(), "detached")
-    fails_with(ch09.check_bradley_terry, lambda c, r: -torch.log(torch.sigmoid(c - r)).mean(), "F.logsigmoid")
+    fails_with(
+        ch09.check_bradley_terry, lambda c, r: -F.logsigmoid(c - r).detach().mean(), "detached"
+    )
+    fails_with(
+        ch09.check_bradley_terry,
+        lambda c, r: -torch.log(torch.sigmoid(c - r)).mean(),
+        "F.logsigmoid",
+    )
     fails_with(ch09.check_bradley_terry, lambda c, r: -F.logsigmoid(c - r), "0-d tensor")
 
 
 def test_dpo_loss():
     assert ch09.check_dpo_loss(lambda pc, pr, rc, rr, b: dpo.dpo_loss(pc, pr, rc, rr, beta=b).loss)
-    fails_with(ch09.check_dpo_loss, lambda pc, pr, rc, rr, b: -F.logsigmoid(b * (pc - pr)).mean(),
-               "reference log-probabilities are missing")
-    fails_with(ch09.check_dpo_loss, lambda pc, pr, rc, rr, b: -(b * F.logsigmoid((pc - rc) - (pr - rr))).mean(),
-               "outside the sigmoid")
-    fails_with(ch09.check_dpo_loss, lambda pc, pr, rc, rr, b: -F.logsigmoid(b * ((pr - rr) - (pc - rc))).mean(),
-               "sign is swapped")
-    fails_with(ch09.check_dpo_loss, lambda pc, pr, rc, rr, b: -F.logsigmoid((pc - rc) - (pr - rr)).mean(),
-               "β is missing")
-    fails_with(ch09.check_dpo_loss, lambda pc, pr, rc, rr, b: -F.logsigmoid(b * ((rc - pc) - (rr - pr))).mean(),
-               "sign is swapped")
+    fails_with(
+        ch09.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(b * (pc - pr)).mean(),
+        "reference log-probabilities are missing",
+    )
+    fails_with(
+        ch09.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: -(b * F.logsigmoid((pc - rc) - (pr - rr))).mean(),
+        "outside the sigmoid",
+    )
+    fails_with(
+        ch09.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(b * ((pr - rr) - (pc - rc))).mean(),
+        "sign is swapped",
+    )
+    fails_with(
+        ch09.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: -F.logsigmoid((pc - rc) - (pr - rr)).mean(),
+        "β is missing",
+    )
+    fails_with(
+        ch09.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(b * ((rc - pc) - (rr - pr))).mean(),
+        "sign is swapped",
+    )
 
 
 def kl_variant(sign=-1.0, where="last", mask_penalty=True, coef=True):
@@ -55,6 +83,7 @@ def kl_variant(sign=-1.0, where="last", mask_penalty=True, coef=True):
         if where != "none":
             rewards[torch.arange(len(scores)), idx] += scores
         return rewards
+
     return fn
 
 
@@ -72,10 +101,18 @@ def test_kl_rewards():
 def test_gae():
     assert ch09.check_gae(lambda r, v, m, g, l: ppo.gae(r, v, m, gamma=g, lam=l)[0])
     fails_with(ch09.check_gae, lambda r, v, m, g, l: ppo.gae(r, v, m, gamma=l, lam=g)[0], "swapped")
-    fails_with(ch09.check_gae, lambda r, v, m, g, l: ppo.gae(r, v, m, gamma=g, lam=1.0)[0], "Monte Carlo")
-    fails_with(ch09.check_gae, lambda r, v, m, g, l: ppo.gae(r, v, m, gamma=g, lam=0.0)[0], "one-step TD")
+    fails_with(
+        ch09.check_gae, lambda r, v, m, g, l: ppo.gae(r, v, m, gamma=g, lam=1.0)[0], "Monte Carlo"
+    )
+    fails_with(
+        ch09.check_gae, lambda r, v, m, g, l: ppo.gae(r, v, m, gamma=g, lam=0.0)[0], "one-step TD"
+    )
     fails_with(ch09.check_gae, lambda r, v, m, g, l: ch09._gae_no_mask(r, v, g, l), "no masking")
-    fails_with(ch09.check_gae, lambda r, v, m, g, l: ch09._gae_no_mask(r, v * m, g, l), "running advantage is not masked")
+    fails_with(
+        ch09.check_gae,
+        lambda r, v, m, g, l: ch09._gae_no_mask(r, v * m, g, l),
+        "running advantage is not masked",
+    )
 
 
 def masked(x, m):
@@ -93,7 +130,9 @@ def test_clip_loss():
             cl = -a.clamp(-e, e) * rho if clip_adv else -a * rho.clamp(1 - e, 1 + e)
             x = op(un, cl) if clip else un
             return masked(x, m) if mask else x.mean()
+
         return fn
+
     fails_with(ch09.check_clip_loss, variant(op=torch.minimum), "min instead of max")
     fails_with(ch09.check_clip_loss, variant(clip_adv=True), "clipped the advantage")
     fails_with(ch09.check_clip_loss, variant(clip=False), "no clipping")

@@ -1,13 +1,21 @@
 """course_lib.comparison: counts, memory parts and artefact sizes come from real tensors and files."""
+
 import copy
 
 import pytest
 import torch
 
-from course_lib.models import load_base_model
-from course_lib.comparison import (METHODS, artefact_bytes, in_context_cross_entropy, optimizer_state_bytes,
-                                   run_method, trainable_parameters, training_memory_counted)
+from course_lib.comparison import (
+    METHODS,
+    artefact_bytes,
+    in_context_cross_entropy,
+    optimizer_state_bytes,
+    run_method,
+    trainable_parameters,
+    training_memory_counted,
+)
 from course_lib.data import load_jsonl
+from course_lib.models import load_base_model
 from course_lib.prompt_tuning import real_token_cross_entropy
 from course_lib.training import text_batches
 
@@ -28,7 +36,9 @@ def test_trainable_parameters_counts_tied_once(setup):
     assert trainable_parameters(model) < n_all + model.config.vocab_size * model.config.hidden_size
     lora = METHODS["LoRA q,v r=8"].build(base)
     layers, hidden = base.config.num_hidden_layers, base.config.hidden_size
-    assert trainable_parameters(lora) == layers * 2 * 8 * (hidden + hidden), "LoRA q,v r=8: r·(in+out) per layer"
+    assert trainable_parameters(lora) == layers * 2 * 8 * (hidden + hidden), (
+        "LoRA q,v r=8: r·(in+out) per layer"
+    )
 
 
 def test_optimizer_state_is_two_fp32_moments(setup):
@@ -36,8 +46,12 @@ def test_optimizer_state_is_two_fp32_moments(setup):
     lora = METHODS["LoRA q,v r=8"].build(base)
     n = trainable_parameters(lora)
     n_tensors = sum(1 for p in lora.parameters() if p.requires_grad)
-    assert optimizer_state_bytes(lora) == 8 * n + 4 * n_tensors, "AdamW: exp_avg + exp_avg_sq (fp32) + a step count"
-    assert all(p.grad is None for p in lora.parameters()), "measuring must not touch the model's gradients"
+    assert optimizer_state_bytes(lora) == 8 * n + 4 * n_tensors, (
+        "AdamW: exp_avg + exp_avg_sq (fp32) + a step count"
+    )
+    assert all(p.grad is None for p in lora.parameters()), (
+        "measuring must not touch the model's gradients"
+    )
 
 
 def test_memory_parts(setup):
@@ -46,7 +60,9 @@ def test_memory_parts(setup):
     full = training_memory_counted(copy.deepcopy(base).requires_grad_(True).train(), batch)
     lora = training_memory_counted(METHODS["LoRA q,v r=8"].build(base).train(), batch)
     n = sum(p.numel() for p in base.parameters())
-    assert full.gradients == 4 * n and full.weights >= 4 * n, "fp32: 4 bytes per weight and per gradient"
+    assert full.gradients == 4 * n and full.weights >= 4 * n, (
+        "fp32: 4 bytes per weight and per gradient"
+    )
     assert lora.gradients < full.gradients / 50 and lora.activations > 0
     assert full.total == full.weights + full.gradients + full.optimizer + full.activations
 
@@ -56,7 +72,9 @@ def test_artefact_sizes(setup):
     lora = METHODS["LoRA q,v r=8"].build(base)
     size = artefact_bytes(lora)
     n = trainable_parameters(lora)
-    assert 4 * n <= size < 4 * n + 10_000, f"a LoRA artefact is its fp32 weights plus a small config, got {size}"
+    assert 4 * n <= size < 4 * n + 10_000, (
+        f"a LoRA artefact is its fp32 weights plus a small config, got {size}"
+    )
     full = artefact_bytes(copy.deepcopy(base), "full")
     n_all = sum(p.numel() for p in base.parameters())
     assert 4 * n_all <= full < 4 * n_all + 20_000, "the tied embedding is saved once"
@@ -75,12 +93,16 @@ def test_in_context_cross_entropy(setup):
 
 def test_run_method_row(setup):
     base, tok, texts = setup
-    row = run_method("prompt tuning (20 tokens)", base, tok, texts, texts[:4], steps=3, batch_size=4)
+    row = run_method(
+        "prompt tuning (20 tokens)", base, tok, texts, texts[:4], steps=3, batch_size=4
+    )
     assert row["trainable"] == 20 * base.config.hidden_size
     assert row["step_s"] > 0 and row["loss"] > 0 and row["artefact"] > 4 * row["trainable"]
     before = {n: p.detach().clone() for n, p in base.named_parameters()}
     run_method("full fine-tuning", base, tok, texts, texts[:4], steps=3, batch_size=4)
-    assert all(torch.equal(p, before[n]) for n, p in base.named_parameters()), "the base model must stay untouched"
+    assert all(torch.equal(p, before[n]) for n, p in base.named_parameters()), (
+        "the base model must stay untouched"
+    )
 
 
 def test_bad_input(setup):

@@ -3,6 +3,7 @@
 Every dataset is generated from one seeded world, so the committed files in data/ must be
 exactly what the generator writes, and every label must follow from the world's rules.
 """
+
 from __future__ import annotations
 
 import collections
@@ -12,14 +13,36 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.world.datasets import ANNOTATOR_NOISE, HELD_OUT_FACT_SHARE, LABELS, SIZES, build_all, clinic_notes, corpus_documents, preferences, write_all
-from course_lib.data import load_jsonl
+from course_lib.data import DATA_DIR, load_jsonl
+from course_lib.world.datasets import (
+    ANNOTATOR_NOISE,
+    HELD_OUT_FACT_SHARE,
+    LABELS,
+    SIZES,
+    build_all,
+    clinic_notes,
+    corpus_documents,
+    preferences,
+    write_all,
+)
+from course_lib.world.documents import (
+    NEGATIVE,
+    NEGATORS,
+    NEUTRAL,
+    POSITIVE,
+    SYMPTOMS,
+    TAILS,
+    review_text,
+)
+from course_lib.world.entities import (
+    FACT_ATTRIBUTES,
+    GENERIC_ASPECTS,
+    PRODUCT_KINDS,
+    Chooser,
+    make_world,
+)
 from course_lib.world.instructions import FACT_QUESTIONS, SKILLS, parse_fact_question, solve
-from course_lib.data import DATA_DIR
 from course_lib.world.preferences import gold_reward
-from course_lib.world.documents import NEGATIVE, NEGATORS, NEUTRAL, POSITIVE, SYMPTOMS, TAILS, review_text
-from course_lib.world.entities import (FACT_ATTRIBUTES, GENERIC_ASPECTS, PRODUCT_KINDS,
-                              Chooser, make_world)
 
 COMMITTED = sorted(p.name for p in DATA_DIR.glob("*.jsonl")) + ["world.json"]
 
@@ -52,17 +75,20 @@ def regenerated(tmp_path_factory) -> Path:
 
 # --- regeneration ---------------------------------------------------------------------------------
 
+
 def test_committed_data_files_are_all_there():
     assert len(COMMITTED) == len(SIZES) + 2, (
         f"data/ should hold one .jsonl file per SIZES entry plus new_facts.jsonl and world.json, "
-        f"found {COMMITTED}: run `make data`")
+        f"found {COMMITTED}: run `make data`"
+    )
 
 
 def test_regeneration_writes_exactly_the_committed_file_set(regenerated):
     written = sorted(p.name for p in regenerated.iterdir())
     assert written == sorted(COMMITTED), (
         f"write_all() writes {written} but data/ holds {sorted(COMMITTED)}: a dataset was added or "
-        "removed without regenerating the committed data")
+        "removed without regenerating the committed data"
+    )
 
 
 @pytest.mark.parametrize("name", COMMITTED)
@@ -70,18 +96,23 @@ def test_regeneration_is_byte_identical(regenerated, name):
     new, old = (regenerated / name).read_bytes(), (DATA_DIR / name).read_bytes()
     assert new == old, (
         f"regenerating the data changed {name}: the generator is no longer deterministic, or the "
-        "committed file is stale (run `make data` and commit the result)")
+        "committed file is stale (run `make data` and commit the result)"
+    )
 
 
 def test_build_all_twice_gives_equal_datasets(built):
     again = build_all()
-    assert list(again) == list(built), "build_all() returned its files in a different order the second time"
+    assert list(again) == list(built), (
+        "build_all() returned its files in a different order the second time"
+    )
     for stem in built:
         assert again[stem] == built[stem], (
-            f"two calls of build_all() gave different {stem}: the generator is not deterministic")
+            f"two calls of build_all() gave different {stem}: the generator is not deterministic"
+        )
 
 
 # --- sizes and splits -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stem", [s for s in SIZES if not s.startswith("instructions")])
 def test_dataset_sizes_match_SIZES(stem):
@@ -92,13 +123,17 @@ def test_dataset_sizes_match_SIZES(stem):
 def test_new_facts_has_one_record_per_new_person_and_attribute(world):
     records = load_jsonl("new_facts")
     assert len(records) == len(world.new_people) * len(FACT_ATTRIBUTES), (
-        f"new_facts.jsonl has {len(records)} records, expected one per (new person, attribute)")
+        f"new_facts.jsonl has {len(records)} records, expected one per (new person, attribute)"
+    )
     for r in records:
         truth = world.person(r["person"]).fact(r["attribute"])
         assert r["answer"] == truth, f"new_facts answer for {r['person']}/{r['attribute']} is wrong"
-        assert r["answer"] in r["candidates"], f"the answer {r['answer']!r} is missing from its candidates"
+        assert r["answer"] in r["candidates"], (
+            f"the answer {r['answer']!r} is missing from its candidates"
+        )
         assert r["question"] and solve(r["question"], world) == truth, (
-            f"the question {r['question']!r} does not resolve to the record's answer")
+            f"the question {r['question']!r} does not resolve to the record's answer"
+        )
 
 
 def _fact_counts(world) -> dict[str, int]:
@@ -113,14 +148,19 @@ def test_instruction_sizes_follow_the_per_skill_shares(split, world):
     records = load_jsonl(f"instructions_{split}")
     per_skill = SIZES[f"instructions_{split}"] // len(SKILLS)
     phrasings = {len(v) for v in FACT_QUESTIONS.values()}
-    assert len(phrasings) == 1, "the test assumes every attribute has equally many question phrasings"
+    assert len(phrasings) == 1, (
+        "the test assumes every attribute has equally many question phrasings"
+    )
     fact_cap = _fact_counts(world)[split] * phrasings.pop()
     counts = collections.Counter(r["skill"] for r in records)
     expected = {s: per_skill for s in SKILLS} | {"fact": min(per_skill, fact_cap)}
     assert dict(counts) == expected, (
         f"instructions_{split} has {dict(counts)} records per skill, expected {expected} "
-        f"(SIZES/{len(SKILLS)} each; fact questions capped at {fact_cap} = facts x phrasings)")
-    assert len(records) == sum(expected.values()), f"instructions_{split} has the wrong number of records"
+        f"(SIZES/{len(SKILLS)} each; fact questions capped at {fact_cap} = facts x phrasings)"
+    )
+    assert len(records) == sum(expected.values()), (
+        f"instructions_{split} has the wrong number of records"
+    )
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
@@ -128,10 +168,13 @@ def test_reviews_are_balanced_over_the_three_labels(split):
     records = load_jsonl(f"reviews_{split}")
     counts = collections.Counter(r["label"] for r in records)
     n = len(records)
-    assert set(counts) == set(LABELS), f"reviews_{split} has labels {set(counts)}, expected {set(LABELS)}"
+    assert set(counts) == set(LABELS), (
+        f"reviews_{split} has labels {set(counts)}, expected {set(LABELS)}"
+    )
     for label, c in counts.items():
         assert n // 3 <= c <= n // 3 + 1, (
-            f"reviews_{split} has {c} {label} reviews out of {n}: the three labels are not balanced")
+            f"reviews_{split} has {c} {label} reviews out of {n}: the three labels are not balanced"
+        )
 
 
 def _key(r: dict) -> str:
@@ -142,12 +185,16 @@ def test_instructions_never_repeat_within_or_across_splits():
     keys = {s: [_key(r) for r in load_jsonl(f"instructions_{s}")] for s in ("train", "val", "test")}
     for split, ks in keys.items():
         dup = [k for k, c in collections.Counter(ks).items() if c > 1]
-        assert not dup, f"instructions_{split} repeats {len(dup)} instruction+input pairs, e.g. {dup[0]!r}"
+        assert not dup, (
+            f"instructions_{split} repeats {len(dup)} instruction+input pairs, e.g. {dup[0]!r}"
+        )
     train = set(keys["train"])
     for split in ("val", "test"):
         leaked = [k for k in keys[split] if k in train]
-        assert not leaked, (f"instructions_{split} repeats {len(leaked)} train instruction+input pairs, "
-                            f"e.g. {leaked[0]!r}: evaluation would reward memorisation")
+        assert not leaked, (
+            f"instructions_{split} repeats {len(leaked)} train instruction+input pairs, "
+            f"e.g. {leaked[0]!r}: evaluation would reward memorisation"
+        )
     both = set(keys["val"]) & set(keys["test"])
     assert not both, f"instructions_val and instructions_test share {len(both)} records"
 
@@ -157,19 +204,23 @@ def _asked_facts(records: list[dict], key: str = "instruction") -> set[tuple[str
     for r in records:
         parsed = parse_fact_question(r[key])
         if parsed is not None:
-            out.add((parsed[1], parsed[0]))        # (person, attribute)
+            out.add((parsed[1], parsed[0]))  # (person, attribute)
     return out
 
 
 def test_val_and_test_fact_questions_ask_only_about_held_out_facts():
-    asked = {s: _asked_facts([r for r in load_jsonl(f"instructions_{s}") if r["skill"] == "fact"])
-             for s in ("train", "val", "test")}
+    asked = {
+        s: _asked_facts([r for r in load_jsonl(f"instructions_{s}") if r["skill"] == "fact"])
+        for s in ("train", "val", "test")
+    }
     for s, facts in asked.items():
         assert facts, f"instructions_{s} has no fact question that parse_fact_question understands"
     for split in ("val", "test"):
         seen = asked[split] & asked["train"]
-        assert not seen, (f"instructions_{split} asks about {len(seen)} facts that train also asks about, "
-                          f"e.g. {sorted(seen)[0]}: they must be held out")
+        assert not seen, (
+            f"instructions_{split} asks about {len(seen)} facts that train also asks about, "
+            f"e.g. {sorted(seen)[0]}: they must be held out"
+        )
     assert not asked["val"] & asked["test"], "val and test ask about the same held-out facts"
 
 
@@ -179,12 +230,15 @@ def test_fact_and_arithmetic_outputs_are_the_true_answers(split, world):
         if r["skill"] in ("fact", "arithmetic"):
             assert r["output"] == solve(r["instruction"], world), (
                 f"instructions_{split}: {r['instruction']!r} has output {r['output']!r} but the "
-                f"solver says {solve(r['instruction'], world)!r}")
+                f"solver says {solve(r['instruction'], world)!r}"
+            )
         assert r["messages"][-1] == {"role": "assistant", "content": r["output"]}, (
-            "the chat form of a record must end with the assistant giving the output")
+            "the chat form of a record must end with the assistant giving the output"
+        )
 
 
 # --- preferences ----------------------------------------------------------------------------------
+
 
 def _agreement(records: list[dict]) -> float:
     return sum(r["gold_chosen"] > r["gold_rejected"] for r in records) / len(records)
@@ -203,7 +257,8 @@ def test_preference_labels_agree_with_gold_at_the_noise_rate(split):
     share = _agreement(records)
     assert abs(share - p) <= _three_sigma(p, n), (
         f"in preferences_{split} the chosen response is gold-better in {share:.3f} of {n} pairs; "
-        f"with ANNOTATOR_NOISE={ANNOTATOR_NOISE} it should be {p:.2f} +- {_three_sigma(p, n):.3f}")
+        f"with ANNOTATOR_NOISE={ANNOTATOR_NOISE} it should be {p:.2f} +- {_three_sigma(p, n):.3f}"
+    )
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -213,7 +268,8 @@ def test_preference_gold_scores_are_the_gold_reward(split, world):
             g = gold_reward(r["prompt"], r[side], world)
             assert g == r[f"gold_{side}"], (
                 f"preferences_{split}: gold_{side}={r[f'gold_{side}']} but gold_reward gives {g} "
-                f"for {r['prompt']!r} -> {r[side]!r}")
+                f"for {r['prompt']!r} -> {r[side]!r}"
+            )
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.3])
@@ -221,25 +277,33 @@ def test_annotator_noise_sets_the_agreement_rate(noise, world):
     n = 400
     records = preferences("train", n, world, noise=noise)
     assert len(records) == n, f"preferences(..., n={n}) returned {len(records)} records"
-    assert all(r["gold_chosen"] != r["gold_rejected"] for r in records), "preference pairs contain ties"
+    assert all(r["gold_chosen"] != r["gold_rejected"] for r in records), (
+        "preference pairs contain ties"
+    )
     share, p = _agreement(records), 1 - noise
     if noise == 0.0:
-        assert share == 1.0, f"with noise=0 every chosen response must be gold-better, got {share:.3f}"
+        assert share == 1.0, (
+            f"with noise=0 every chosen response must be gold-better, got {share:.3f}"
+        )
     else:
         assert abs(share - p) <= _three_sigma(p, n), (
             f"with noise={noise} the chosen response is gold-better in {share:.3f} of {n} pairs, "
-            f"expected {p:.2f} +- {_three_sigma(p, n):.3f}")
+            f"expected {p:.2f} +- {_three_sigma(p, n):.3f}"
+        )
 
 
 def test_preference_test_prompts_ask_only_about_held_out_facts():
     train = _asked_facts(load_jsonl("preferences_train"), "prompt")
     test = _asked_facts(load_jsonl("preferences_test"), "prompt")
     assert train and test, "the preference files should contain fact questions"
-    assert not train & test, (f"preferences_test asks about {len(train & test)} facts that "
-                              "preferences_train asks about: the reward model test would leak")
+    assert not train & test, (
+        f"preferences_test asks about {len(train & test)} facts that "
+        "preferences_train asks about: the reward model test would leak"
+    )
 
 
 # --- corpus and clinic notes ----------------------------------------------------------------------
+
 
 def test_corpus_documents_are_deterministic():
     a, b = list(corpus_documents("train", 50)), list(corpus_documents("train", 50))
@@ -250,24 +314,32 @@ def test_corpus_documents_are_deterministic():
 def test_corpus_start_offset_matches_generating_from_zero():
     full = list(corpus_documents("train", 50))
     tail = list(corpus_documents("train", 20, start=30))
-    assert tail == full[30:], ("corpus_documents(split, n, start) must yield documents start..start+n "
-                               "of the stream generated from 0 (texts and logp)")
+    assert tail == full[30:], (
+        "corpus_documents(split, n, start) must yield documents start..start+n "
+        "of the stream generated from 0 (texts and logp)"
+    )
 
 
 def test_committed_corpus_files_are_prefixes_of_the_streams():
     assert load_jsonl("corpus_sample")[:100] == list(corpus_documents("train", 100)), (
-        "corpus_sample.jsonl does not start with the first train corpus documents")
+        "corpus_sample.jsonl does not start with the first train corpus documents"
+    )
     assert load_jsonl("corpus_val")[:100] == list(corpus_documents("val", 100)), (
-        "corpus_val.jsonl does not start with the first val corpus documents")
+        "corpus_val.jsonl does not start with the first val corpus documents"
+    )
 
 
 def test_corpus_val_differs_from_train():
     train = [d["text"] for d in corpus_documents("train", 200)]
     val = [d["text"] for d in corpus_documents("val", 200)]
     same_position = sum(a == b for a, b in zip(train, val))
-    assert same_position < 5, f"{same_position} of 200 val documents equal the train document at the same index"
+    assert same_position < 5, (
+        f"{same_position} of 200 val documents equal the train document at the same index"
+    )
     overlap = len(set(train) & set(val))
-    assert overlap < 20, f"{overlap} of 200 val documents also occur in train: the splits are not independent"
+    assert overlap < 20, (
+        f"{overlap} of 200 val documents also occur in train: the splits are not independent"
+    )
 
 
 def test_bad_corpus_split_raises():
@@ -280,12 +352,14 @@ def test_every_document_has_a_negative_finite_logp(stem):
     for d in load_jsonl(stem):
         assert math.isfinite(d["logp"]) and d["logp"] < 0, (
             f"{stem}: document {d['text'][:60]!r} has logp={d['logp']}; the log-probability of a "
-            "generated document must be negative and finite")
+            "generated document must be negative and finite"
+        )
 
 
 def test_clinic_notes_are_deterministic():
     assert clinic_notes("train", 20) == load_jsonl("clinic_train")[:20], (
-        "clinic_notes('train', 20) does not reproduce the start of clinic_train.jsonl")
+        "clinic_notes('train', 20) does not reproduce the start of clinic_train.jsonl"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -303,11 +377,27 @@ def test_clinic_notes_name_none_of_the_corpus_people(clinic_text, world):
         for name in {p.name, p.first, p.name.split()[1]}:
             assert not contains_word(clinic_text, name), (
                 f"the clinic notes mention {name!r}, a name from the corpus: the clinic domain must "
-                "share no content with the corpus")
+                "share no content with the corpus"
+            )
 
 
-CLINIC_ABBREVIATIONS = ["Pt", "PC:", "O/E:", "Imp:", "Rx:", "F/U", "TDS", "QDS", "PRN", "OD", "ON", "BD",
-                        "mcg", "BP", "MTP"]
+CLINIC_ABBREVIATIONS = [
+    "Pt",
+    "PC:",
+    "O/E:",
+    "Imp:",
+    "Rx:",
+    "F/U",
+    "TDS",
+    "QDS",
+    "PRN",
+    "OD",
+    "ON",
+    "BD",
+    "mcg",
+    "BP",
+    "MTP",
+]
 
 
 def test_corpus_contains_none_of_the_clinic_words(corpus_text, clinic_text):
@@ -315,15 +405,19 @@ def test_corpus_contains_none_of_the_clinic_words(corpus_text, clinic_text):
     for symptom, (drug, _, _, exam) in SYMPTOMS.items():
         clinic_words |= {symptom, drug, exam}
     for w in sorted(clinic_words):
-        assert contains_word(clinic_text, w), f"{w!r} should occur in the clinic notes (test list out of date)"
+        assert contains_word(clinic_text, w), (
+            f"{w!r} should occur in the clinic notes (test list out of date)"
+        )
         assert not contains_word(corpus_text, w), (
             f"the corpus contains the clinic word {w!r}: the clinic notes are meant to be a domain the "
-            "base model has never seen")
+            "base model has never seen"
+        )
     shared = set(re.findall(r"[A-Za-z]+", clinic_text)) & set(re.findall(r"[A-Za-z]+", corpus_text))
     function_words = {"first", "for", "on", "if", "no", "of", "in", "x"}
     assert shared <= function_words, (
         f"the clinic notes and the corpus share the words {sorted(shared - function_words)}: the two "
-        "domains should only share a few function words")
+        "domains should only share a few function words"
+    )
 
 
 def test_new_facts_people_appear_in_the_corpus_only_as_visitors(world):
@@ -335,16 +429,22 @@ def test_new_facts_people_appear_in_the_corpus_only_as_visitors(world):
             if contains_word(d["text"], p.name):
                 assert d["kind"] == "visitor", (
                     f"{p.name!r} (a new_facts person) appears in a {d['kind']!r} document: the corpus "
-                    "must not state facts about new_facts people")
+                    "must not state facts about new_facts people"
+                )
     first_names = {p.first for p in world.people}
-    assert not first_names & {p.first for p in world.new_people}, "a new_facts person shares a corpus person's first name"
+    assert not first_names & {p.first for p in world.new_people}, (
+        "a new_facts person shares a corpus person's first name"
+    )
     assert {r["person"] for r in load_jsonl("new_facts")} == {p.name for p in world.new_people}, (
-        "new_facts.jsonl is not about exactly the world's new_people")
+        "new_facts.jsonl is not about exactly the world's new_people"
+    )
 
 
 # --- review labels --------------------------------------------------------------------------------
 
-ASPECTS = sorted({a for v in PRODUCT_KINDS.values() for a in v} | set(GENERIC_ASPECTS), key=len, reverse=True)
+ASPECTS = sorted(
+    {a for v in PRODUCT_KINDS.values() for a in v} | set(GENERIC_ASPECTS), key=len, reverse=True
+)
 
 
 def _alt(options) -> str:
@@ -353,8 +453,10 @@ def _alt(options) -> str:
 
 def _clause(n: str) -> str:
     tails = _alt([t.strip() for t in TAILS if t])
-    return (rf"the (?:{_alt(ASPECTS)}) (?:is|are) (?:(?P<{n}neg>{_alt(NEGATORS)}) )?"
-            rf"(?P<{n}word>{_alt(POSITIVE + NEGATIVE + NEUTRAL)})(?: (?:{tails}))?")
+    return (
+        rf"the (?:{_alt(ASPECTS)}) (?:is|are) (?:(?P<{n}neg>{_alt(NEGATORS)}) )?"
+        rf"(?P<{n}word>{_alt(POSITIVE + NEGATIVE + NEUTRAL)})(?: (?:{tails}))?"
+    )
 
 
 REVIEW_FORMS = {
@@ -368,7 +470,7 @@ REVIEW_FORMS = {
 def rule_label(text: str) -> str:
     """An independent reading of the review rules: a negated word flips its polarity, "and"
     adds the polarities, "X, but Y" and "although X, Y" take Y's polarity (X's when Y is neutral)."""
-    body = text.split(". ")[-1]                   # drop the opener sentence, if any
+    body = text.split(". ")[-1]  # drop the opener sentence, if any
     body = body[0].lower() + body[1:]
     for form, rx in REVIEW_FORMS.items():
         m = rx.fullmatch(body)
@@ -410,10 +512,15 @@ def test_rule_reader_on_hand_made_reviews():
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_review_labels_follow_the_stated_rules(split):
-    wrong = [(r["text"], r["label"], rule_label(r["text"])) for r in load_jsonl(f"reviews_{split}")
-             if rule_label(r["text"]) != r["label"]]
-    assert not wrong, (f"{len(wrong)} reviews_{split} labels break the rules (negation flips, 'and' adds, "
-                       f"'but'/'although' take the second clause), e.g. {wrong[0]}")
+    wrong = [
+        (r["text"], r["label"], rule_label(r["text"]))
+        for r in load_jsonl(f"reviews_{split}")
+        if rule_label(r["text"]) != r["label"]
+    ]
+    assert not wrong, (
+        f"{len(wrong)} reviews_{split} labels break the rules (negation flips, 'and' adds, "
+        f"'but'/'although' take the second clause), e.g. {wrong[0]}"
+    )
 
 
 def test_classify_instructions_follow_the_review_rules():
@@ -422,7 +529,8 @@ def test_classify_instructions_follow_the_review_rules():
             if r["skill"] == "classify":
                 assert r["output"] == rule_label(r["input"]), (
                     f"instructions_{split}: the review {r['input']!r} is labelled {r['output']!r}, "
-                    f"the rules say {rule_label(r['input'])!r}")
+                    f"the rules say {rule_label(r['input'])!r}"
+                )
 
 
 def test_the_generator_makes_same_bag_of_words_reviews_with_different_labels(world):
@@ -436,36 +544,49 @@ def test_the_generator_makes_same_bag_of_words_reviews_with_different_labels(wor
         if bag in seen and seen[bag][1] != label:
             return
         seen.setdefault(bag, (text, label))
-    pytest.fail("no two generated reviews share a bag of words but differ in label: the review rules "
-                "no longer defeat a bag-of-words classifier")
+    pytest.fail(
+        "no two generated reviews share a bag of words but differ in label: the review rules "
+        "no longer defeat a bag-of-words classifier"
+    )
 
 
 def test_reviews_train_has_same_sentiment_words_with_different_labels():
     """Within reviews_train: reviews whose sentiment-bearing words (judgements, negators, 'and',
     'but', 'although') are the same multiset, yet whose labels differ: word order decides."""
-    keep = set(POSITIVE + NEGATIVE + NEUTRAL) | {w for n in NEGATORS for w in n.split()} | {"and", "but", "although"}
+    keep = (
+        set(POSITIVE + NEGATIVE + NEUTRAL)
+        | {w for n in NEGATORS for w in n.split()}
+        | {"and", "but", "although"}
+    )
     labels = collections.defaultdict(dict)
     for r in load_jsonl("reviews_train"):
         labels[tuple(sorted(w for w in words(r["text"]) if w in keep))][r["label"]] = r["text"]
     clashes = [v for v in labels.values() if len(v) > 1]
     assert len(clashes) >= 10, (
         f"only {len(clashes)} groups of reviews_train share their sentiment words but differ in label: "
-        "the data no longer shows that a bag of words is insufficient")
+        "the data no longer shows that a bag of words is insufficient"
+    )
 
 
 # --- loading --------------------------------------------------------------------------------------
 
+
 def test_load_jsonl_accepts_the_name_with_or_without_suffix():
     assert load_jsonl("reviews_val") == load_jsonl("reviews_val.jsonl"), (
-        "load_jsonl('reviews_val') and load_jsonl('reviews_val.jsonl') should load the same file")
+        "load_jsonl('reviews_val') and load_jsonl('reviews_val.jsonl') should load the same file"
+    )
 
 
 def test_load_jsonl_missing_name_says_how_to_regenerate():
     with pytest.raises(FileNotFoundError) as info:
         load_jsonl("reviews_tarin")
     message = str(info.value)
-    assert "make data" in message, f"the missing-file error should tell students to run `make data`: {message}"
-    assert "reviews_train" in message, f"the missing-file error should list the known datasets: {message}"
+    assert "make data" in message, (
+        f"the missing-file error should tell students to run `make data`: {message}"
+    )
+    assert "reviews_train" in message, (
+        f"the missing-file error should list the known datasets: {message}"
+    )
 
 
 def test_load_jsonl_in_an_empty_folder_raises(tmp_path):
@@ -483,12 +604,19 @@ def test_context_qa_answers_only_in_the_note():
     """Each context-QA record's answer is stated in its note, about the asked person, and no
     new_facts person appears (so the records cannot leak the knowledge-injection facts)."""
     from course_lib.world.entities import make_world
+
     w = make_world()
     new_names = {p.name for p in w.new_people}
     records = load_jsonl("context_qa_train")
     for r in records:
-        assert r["output"] in r["context"], f"answer {r['output']!r} is not in the note {r['context']!r}"
+        assert r["output"] in r["context"], (
+            f"answer {r['output']!r} is not in the note {r['context']!r}"
+        )
         assert r["messages"][0]["content"] == r["context"] + "\n" + r["question"]
-        assert not any(n in r["context"] for n in new_names), f"a new_facts person is in {r['context']!r}"
+        assert not any(n in r["context"] for n in new_names), (
+            f"a new_facts person is in {r['context']!r}"
+        )
     distinct = {r["output"] for r in records}
-    assert len(distinct) > 30, f"only {len(distinct)} distinct answers: the generator draws too few values"
+    assert len(distinct) > 30, (
+        f"only {len(distinct)} distinct answers: the generator draws too few values"
+    )

@@ -1,5 +1,6 @@
 """Tests of the evaluation helpers (course_lib.evaluation), checked against hand computations
 on a tiny randomly initialised model."""
+
 from __future__ import annotations
 
 import math
@@ -9,12 +10,23 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib.world.datasets import corpus_documents
-from course_lib.evaluation import (accuracy, choose, choose_many, continuation_logprob,
-                                   continuation_logprobs, cross_entropy, exact_match, generate,
-                                   normalize_answer, perplexity, rank_candidates, token_losses,
-                                   unigram_cross_entropy)
 from course_lib.build.tokenizer import train_tokenizer
+from course_lib.evaluation import (
+    accuracy,
+    choose,
+    choose_many,
+    continuation_logprob,
+    continuation_logprobs,
+    cross_entropy,
+    exact_match,
+    generate,
+    normalize_answer,
+    perplexity,
+    rank_candidates,
+    token_losses,
+    unigram_cross_entropy,
+)
+from course_lib.world.datasets import corpus_documents
 
 TOWNS = ["Brookmere", "Fernwick", "Saltmarsh", "Redcliff"]
 
@@ -40,16 +52,25 @@ def tok(docs):
 @pytest.fixture(scope="module")
 def model(tok):
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     m = LlamaForCausalLM(cfg)
     m.eval()
     return m
 
 
 # --- cross-entropy and perplexity -----------------------------------------------------------------
+
 
 def test_cross_entropy_matches_a_hand_computation(model, tok, docs):
     text = docs[0]
@@ -59,26 +80,34 @@ def test_cross_entropy_matches_a_hand_computation(model, tok, docs):
     hand = F.cross_entropy(logits[:-1], ids[0, 1:]).item()
     got = cross_entropy(model, tok, [text])
     assert got == pytest.approx(hand, rel=1e-5), (
-        f"cross_entropy gave {got:.6f} but the mean next-token loss of <bos> text <|end|> is {hand:.6f}")
+        f"cross_entropy gave {got:.6f} but the mean next-token loss of <bos> text <|end|> is {hand:.6f}"
+    )
     total, count = token_losses(model, tok, [text])
-    assert count == ids.shape[1] - 1, f"every token after <bos> is predicted: expected {ids.shape[1] - 1}, got {count}"
+    assert count == ids.shape[1] - 1, (
+        f"every token after <bos> is predicted: expected {ids.shape[1] - 1}, got {count}"
+    )
 
 
 def test_cross_entropy_ignores_padding(model, tok, docs):
-    texts = [docs[1], docs[2][:20], docs[3]]          # different lengths: the batch needs padding
+    texts = [docs[1], docs[2][:20], docs[3]]  # different lengths: the batch needs padding
     alone = [token_losses(model, tok, [t]) for t in texts]
     expected = sum(t for t, _ in alone) / sum(n for _, n in alone)
     for batch_size in (1, 3):
         got = cross_entropy(model, tok, texts, batch_size=batch_size)
         assert got == pytest.approx(expected, rel=1e-5), (
             f"with batch_size={batch_size} cross_entropy is {got:.6f}, scoring the documents one by one "
-            f"gives {expected:.6f}: padding must not count as tokens")
+            f"gives {expected:.6f}: padding must not count as tokens"
+        )
 
 
 def test_perplexity_is_exp_cross_entropy(model, tok, docs):
     ce, ppl = cross_entropy(model, tok, docs[:4]), perplexity(model, tok, docs[:4])
-    assert ppl == pytest.approx(math.exp(ce), rel=1e-9), f"perplexity {ppl} should be exp(cross-entropy) = {math.exp(ce)}"
-    assert 1 < ppl < 2 * len(tok), f"a random model's perplexity should be around the vocabulary size, got {ppl}"
+    assert ppl == pytest.approx(math.exp(ce), rel=1e-9), (
+        f"perplexity {ppl} should be exp(cross-entropy) = {math.exp(ce)}"
+    )
+    assert 1 < ppl < 2 * len(tok), (
+        f"a random model's perplexity should be around the vocabulary size, got {ppl}"
+    )
 
 
 def test_cross_entropy_input_errors(model, tok):
@@ -95,35 +124,52 @@ def test_unigram_cross_entropy_by_hand():
     # so p(1) = 3/8 and p(3) = 1/8 (an unseen token); CE = (ln(8/3) + ln 8) / 2 = 1.530135...
     got = unigram_cross_entropy([[0, 1, 1], [2]], [[1, 3]], vocab_size=4)
     assert got == pytest.approx(1.5301354, abs=1e-6), (
-        f"unigram_cross_entropy gave {got}; the add-one smoothed hand computation is 1.530135")
+        f"unigram_cross_entropy gave {got}; the add-one smoothed hand computation is 1.530135"
+    )
     assert unigram_cross_entropy([[5]], [[5, 5]], vocab_size=1) == pytest.approx(0.0, abs=1e-12), (
-        "a single-type vocabulary is certain: its cross-entropy is 0")
+        "a single-type vocabulary is certain: its cross-entropy is 0"
+    )
     with pytest.raises(ValueError, match="no tokens"):
         unigram_cross_entropy([[1]], [[]], vocab_size=4)
 
 
 # --- exact match and accuracy ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, normal", [
-    ("Brookmere", "brookmere"), ("  Brookmere.  ", "brookmere"), ('"Fernwick!"', "fernwick"),
-    ("The   Answer\nis 42?", "the answer is 42"), ("plum cake", "plum cake"), ("plum-cake", "plum-cake"),
-    ("e.g. this", "e.g. this"), ("", ""),
-])
+
+@pytest.mark.parametrize(
+    "raw, normal",
+    [
+        ("Brookmere", "brookmere"),
+        ("  Brookmere.  ", "brookmere"),
+        ('"Fernwick!"', "fernwick"),
+        ("The   Answer\nis 42?", "the answer is 42"),
+        ("plum cake", "plum cake"),
+        ("plum-cake", "plum-cake"),
+        ("e.g. this", "e.g. this"),
+        ("", ""),
+    ],
+)
 def test_normalize_answer(raw, normal):
-    assert normalize_answer(raw) == normal, f"normalize_answer({raw!r}) = {normalize_answer(raw)!r}, expected {normal!r}"
+    assert normalize_answer(raw) == normal, (
+        f"normalize_answer({raw!r}) = {normalize_answer(raw)!r}, expected {normal!r}"
+    )
 
 
 def test_exact_match_hand_cases():
     preds = ["Brookmere.", " the ANSWER  is 42 ", "plum cake", "12"]
     refs = ["brookmere", "The answer is 42", "apple pie", "12."]
-    assert exact_match(preds, refs) == 0.75, f"3 of 4 predictions match after normalisation, got {exact_match(preds, refs)}"
+    assert exact_match(preds, refs) == 0.75, (
+        f"3 of 4 predictions match after normalisation, got {exact_match(preds, refs)}"
+    )
     assert exact_match(["a"], ["b"]) == 0.0, "a single wrong prediction should score 0"
     assert exact_match(("x",), ("X!",)) == 1.0, "tuples should work like lists"
 
 
 def test_accuracy_hand_cases():
     assert accuracy([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75, "3 of 4 predictions are right"
-    assert accuracy(["positive", "neutral"], ["positive", "negative"]) == 0.5, "1 of 2 labels is right"
+    assert accuracy(["positive", "neutral"], ["positive", "negative"]) == 0.5, (
+        "1 of 2 labels is right"
+    )
 
 
 @pytest.mark.parametrize("fn", [exact_match, accuracy])
@@ -142,6 +188,7 @@ def test_single_strings_raise_type_error(fn):
 
 # --- generation -----------------------------------------------------------------------------------
 
+
 def test_greedy_generation_is_deterministic_and_returns_only_new_text(model, tok):
     prompt = "Mira Holt lives in"
     a = generate(model, tok, prompt, max_new_tokens=8)
@@ -149,9 +196,15 @@ def test_greedy_generation_is_deterministic_and_returns_only_new_text(model, tok
     assert a == b, f"greedy generation (temperature 0) gave two different texts: {a!r} / {b!r}"
     ids = tok(prompt, return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    new = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    new = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert a == new, f"generate() should return only the continuation {new!r}, got {a!r}"
     assert a and not a.startswith(prompt), "the returned text should not repeat the prompt"
 
@@ -164,13 +217,24 @@ def test_sampling_with_a_seed_is_reproducible(model, tok):
 
 def test_chat_generation_uses_the_template(model, tok):
     got = generate(model, tok, "Where does Mira live?", max_new_tokens=6, chat=True)
-    ids = tok.apply_chat_template([{"role": "user", "content": "Where does Mira live?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "Where does Mira live?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    assert got == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True), (
-        "generate(chat=True) should continue the chat template's generation prompt")
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    assert got == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True), (
+        "generate(chat=True) should continue the chat template's generation prompt"
+    )
 
 
 @pytest.mark.parametrize("kw", [dict(temperature=-0.1), dict(top_p=0.0), dict(top_p=1.5)])
@@ -181,6 +245,7 @@ def test_generate_rejects_bad_sampling_settings(model, tok, kw):
 
 # --- scoring candidates ---------------------------------------------------------------------------
 
+
 def test_continuation_logprob_matches_a_hand_computation(model, tok):
     prompt, cont = "Mira Holt lives in", " Brookmere"
     p = tok(prompt)["input_ids"]
@@ -190,7 +255,8 @@ def test_continuation_logprob_matches_a_hand_computation(model, tok):
     hand = sum(logp[len(p) - 1 + k, t].item() for k, t in enumerate(c))
     got = continuation_logprob(model, tok, prompt, cont)
     assert got == pytest.approx(hand, abs=1e-4), (
-        f"continuation_logprob gave {got:.5f}; summing log p of each continuation token gives {hand:.5f}")
+        f"continuation_logprob gave {got:.5f}; summing log p of each continuation token gives {hand:.5f}"
+    )
 
 
 def test_batched_scores_equal_single_scores(model, tok):
@@ -199,7 +265,8 @@ def test_batched_scores_equal_single_scores(model, tok):
     batched = continuation_logprobs(model, tok, prompts, conts)
     single = [continuation_logprob(model, tok, p, c) for p, c in zip(prompts, conts)]
     assert batched == pytest.approx(single, abs=1e-4), (
-        f"scores in one padded batch {batched} differ from scores one at a time {single}")
+        f"scores in one padded batch {batched} differ from scores one at a time {single}"
+    )
 
 
 def test_rank_candidates_and_choose_pick_the_highest_log_prob(model, tok):
@@ -207,14 +274,18 @@ def test_rank_candidates_and_choose_pick_the_highest_log_prob(model, tok):
     scores = rank_candidates(model, tok, prompt, TOWNS)
     expected = [continuation_logprob(model, tok, prompt, " " + t) for t in TOWNS]
     assert scores == pytest.approx(expected, abs=1e-4), (
-        "rank_candidates should score each candidate with a leading space, as continuation_logprob does")
+        "rank_candidates should score each candidate with a leading space, as continuation_logprob does"
+    )
     best = TOWNS[max(range(len(TOWNS)), key=lambda i: expected[i])]
-    assert choose(model, tok, prompt, TOWNS) == best, f"choose should pick the most likely candidate {best!r}"
+    assert choose(model, tok, prompt, TOWNS) == best, (
+        f"choose should pick the most likely candidate {best!r}"
+    )
     prompts = [prompt, "Tom Reed works as a", "Ada keeps a"]
     lists = [TOWNS, ["baker", "teacher", "cook"], ["cat", "dog", "goose", "tortoise"]]
     picks = choose_many(model, tok, prompts, lists)
     assert picks == [choose(model, tok, p, c) for p, c in zip(prompts, lists)], (
-        "choose_many should agree with choose on every prompt")
+        "choose_many should agree with choose on every prompt"
+    )
 
 
 def test_scoring_input_errors(model, tok):

@@ -1,4 +1,5 @@
 """Tests of course_lib.course.exercises, which generates exercises/ from solutions/."""
+
 from __future__ import annotations
 
 import io
@@ -9,8 +10,14 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_lib.course.exercises import (CODE_PLACEHOLDER, MD_PLACEHOLDER, build, check, exercise_path,
-                                  strip_solutions)
+from course_lib.course.exercises import (
+    CODE_PLACEHOLDER,
+    MD_PLACEHOLDER,
+    build,
+    check,
+    exercise_path,
+    strip_solutions,
+)
 from course_lib.data import ROOT
 
 RAISE = 'raise NotImplementedError("Exercise: write your solution here")'
@@ -35,18 +42,31 @@ y = 2
 
 def solution_notebook():
     """A small solution notebook with every feature the builder handles."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}})
+    nb = new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        }
+    )
     nb.cells = [
-        new_markdown_cell("# 01 · Pretraining — Solutions\nSee [the solutions]"
-                          "(../solutions/01_pretraining_solutions.ipynb)."),
-        new_code_cell(FUNCTION_CELL, execution_count=3,
-                      outputs=[new_output("stream", name="stdout", text="0.91\n")]),
+        new_markdown_cell(
+            "# 01 · Pretraining — Solutions\nSee [the solutions]"
+            "(../solutions/01_pretraining_solutions.ipynb)."
+        ),
+        new_code_cell(
+            FUNCTION_CELL,
+            execution_count=3,
+            outputs=[new_output("stream", name="stdout", text="0.91\n")],
+        ),
         new_code_cell(TWO_REGIONS_CELL, execution_count=4),
-        new_markdown_cell("**Question:** why?\n\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->"),
+        new_markdown_cell(
+            "**Question:** why?\n\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->"
+        ),
         new_code_cell("print('the instructor only')", metadata={"tags": ["solution-only"]}),
-        new_code_cell("check_unigram(unigram_loss)", execution_count=5,
-                      outputs=[new_output("stream", name="stdout", text="✔ passed\n")]),
+        new_code_cell(
+            "check_unigram(unigram_loss)",
+            execution_count=5,
+            outputs=[new_output("stream", name="stdout", text="✔ passed\n")],
+        ),
     ]
     for index, cell in enumerate(nb.cells):
         cell.id = f"solution-cell-{index}"
@@ -65,17 +85,20 @@ def course(tmp_path):
 
 # --- strip_solutions ---------------------------------------------------------------------------
 
+
 def test_code_region_inside_a_function_keeps_its_indentation():
     cell = strip_solutions(solution_notebook()).cells[1]
-    assert cell.source == f"def unigram_loss(counts):\n    total = sum(counts)\n    {RAISE}", \
+    assert cell.source == f"def unigram_loss(counts):\n    total = sum(counts)\n    {RAISE}", (
         f"the region must become one indented raise line, got:\n{cell.source}"
+    )
     assert CODE_PLACEHOLDER == RAISE
 
 
 def test_two_regions_in_one_cell():
     cell = strip_solutions(solution_notebook()).cells[2]
-    assert cell.source == f'{RAISE}\nprint("between")\n{RAISE}', \
+    assert cell.source == f'{RAISE}\nprint("between")\n{RAISE}', (
         f"each region must be replaced separately, got:\n{cell.source}"
+    )
 
 
 def test_markdown_region():
@@ -85,28 +108,36 @@ def test_markdown_region():
 
 def test_markdown_marker_in_backticks_is_plain_text():
     nb = solution_notebook()
-    nb.cells[0].source += "\nWrite answers between `<!-- BEGIN SOLUTION -->` and `<!-- END SOLUTION -->`."
-    assert strip_solutions(nb).cells[0].source == nb.cells[0].source.replace("Solutions", "Exercises")
+    nb.cells[
+        0
+    ].source += "\nWrite answers between `<!-- BEGIN SOLUTION -->` and `<!-- END SOLUTION -->`."
+    assert strip_solutions(nb).cells[0].source == nb.cells[0].source.replace(
+        "Solutions", "Exercises"
+    )
 
 
 def test_solution_only_cell_is_dropped_and_ids_kept():
     exercise = strip_solutions(solution_notebook())
-    assert [cell.id for cell in exercise.cells] == [f"solution-cell-{i}" for i in (0, 1, 2, 3, 5)], \
-        "the solution-only cell must be dropped and the other cells keep their ids"
+    assert [cell.id for cell in exercise.cells] == [
+        f"solution-cell-{i}" for i in (0, 1, 2, 3, 5)
+    ], "the solution-only cell must be dropped and the other cells keep their ids"
     assert not any("instructor" in cell.source for cell in exercise.cells)
 
 
 def test_outputs_and_execution_counts_are_cleared():
     for cell in strip_solutions(solution_notebook()).cells:
         if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, \
+            assert cell.outputs == [] and cell.execution_count is None, (
                 f"cell {cell.id} must have no outputs and no execution count"
+            )
 
 
 def test_title_says_exercises_and_solution_links_stay():
     title = strip_solutions(solution_notebook()).cells[0].source
-    assert title == ("# 01 · Pretraining — Exercises\nSee [the solutions]"
-                     "(../solutions/01_pretraining_solutions.ipynb)."), f"got:\n{title}"
+    assert title == (
+        "# 01 · Pretraining — Exercises\nSee [the solutions]"
+        "(../solutions/01_pretraining_solutions.ipynb)."
+    ), f"got:\n{title}"
 
 
 def test_metadata_kept_and_input_untouched():
@@ -118,22 +149,35 @@ def test_metadata_kept_and_input_untouched():
     nbformat.validate(exercise)
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("### BEGIN SOLUTION\nx = 1", "never closed"),
-    ("x = 1\n### END SOLUTION", "without a '### BEGIN SOLUTION'"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside the block opened on line 1"),
-])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("### BEGIN SOLUTION\nx = 1", "never closed"),
+        ("x = 1\n### END SOLUTION", "without a '### BEGIN SOLUTION'"),
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+            "inside the block opened on line 1",
+        ),
+    ],
+)
 def test_unmatched_code_marker_raises(source, problem):
     nb = solution_notebook()
     nb.cells.insert(2, new_code_cell(source))
     with pytest.raises(ValueError) as info:
         strip_solutions(nb, name="01_pretraining_solutions.ipynb")
-    assert "01_pretraining_solutions.ipynb, cell 2" in str(info.value) and problem in str(info.value), \
-        f"the error must name the notebook, the cell and the problem, got {info.value}"
+    assert "01_pretraining_solutions.ipynb, cell 2" in str(info.value) and problem in str(
+        info.value
+    ), f"the error must name the notebook, the cell and the problem, got {info.value}"
 
 
-@pytest.mark.parametrize("source", ["<!-- BEGIN SOLUTION --> open", "close <!-- END SOLUTION -->",
-                                    "<!-- BEGIN SOLUTION --><!-- BEGIN SOLUTION --><!-- END SOLUTION -->"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<!-- BEGIN SOLUTION --> open",
+        "close <!-- END SOLUTION -->",
+        "<!-- BEGIN SOLUTION --><!-- BEGIN SOLUTION --><!-- END SOLUTION -->",
+    ],
+)
 def test_unmatched_markdown_marker_raises(source):
     nb = solution_notebook()
     nb.cells.append(new_markdown_cell(source))
@@ -149,9 +193,12 @@ def test_notebook_without_markers_raises():
 
 # --- paths, build and check --------------------------------------------------------------------
 
+
 def test_exercise_path(tmp_path):
-    assert exercise_path("solutions/01_pretraining_solutions.ipynb", tmp_path) == \
-        tmp_path / "01_pretraining_exercises.ipynb"
+    assert (
+        exercise_path("solutions/01_pretraining_solutions.ipynb", tmp_path)
+        == tmp_path / "01_pretraining_exercises.ipynb"
+    )
     with pytest.raises(ValueError, match="must end in _solutions.ipynb"):
         exercise_path("solutions/01_pretraining.ipynb", tmp_path)
 
@@ -166,10 +213,12 @@ def test_build_writes_what_nbformat_write_would(course):
     paths = build(solutions, exercises)
     assert [p.name for p in paths] == ["01_pretraining_exercises.ipynb", "02_data_exercises.ipynb"]
     expected = io.StringIO()
-    nbformat.write(strip_solutions(nbformat.read(solutions / "01_pretraining_solutions.ipynb", 4)),
-                   expected)
-    assert paths[0].read_bytes() == expected.getvalue().encode("utf-8"), \
+    nbformat.write(
+        strip_solutions(nbformat.read(solutions / "01_pretraining_solutions.ipynb", 4)), expected
+    )
+    assert paths[0].read_bytes() == expected.getvalue().encode("utf-8"), (
         "the file must be exactly what nbformat.write produces"
+    )
     assert paths[0].read_text(encoding="utf-8").endswith("}\n")
 
 
@@ -195,8 +244,9 @@ def test_check_in_sync_stale_missing_and_orphan(course):
     nb.cells[1].source = "def unigram_loss(counts):\n    return 0.0"
     nbformat.write(nb, edited)
     problems = check(solutions, exercises)
-    assert len(problems) == 1 and problems[0].startswith("exercises/01_pretraining_exercises.ipynb is stale"), \
-        f"an edited exercise must be reported stale, got {problems}"
+    assert len(problems) == 1 and problems[0].startswith(
+        "exercises/01_pretraining_exercises.ipynb is stale"
+    ), f"an edited exercise must be reported stale, got {problems}"
 
     edited.unlink()
     (exercises / "09_old_exercises.ipynb").write_text("{}", encoding="utf-8")
@@ -215,7 +265,9 @@ def test_changed_solution_makes_exercise_stale(course):
     nb = nbformat.read(source, as_version=4)
     nb.cells[2].source = nb.cells[2].source.replace('"between"', '"in between"')
     nbformat.write(nb, source)
-    assert [p.split(" ")[0] for p in check(solutions, exercises)] == ["exercises/02_data_exercises.ipynb"]
+    assert [p.split(" ")[0] for p in check(solutions, exercises)] == [
+        "exercises/02_data_exercises.ipynb"
+    ]
 
 
 def test_solution_outputs_alone_do_not_make_exercises_stale(course):
@@ -232,24 +284,33 @@ def test_solution_outputs_alone_do_not_make_exercises_stale(course):
 def test_cells_without_ids_are_refused(course):
     solutions, exercises = course
     source = solutions / "01_pretraining_solutions.ipynb"
-    source.write_text(source.read_text(encoding="utf-8").replace('"id": "solution-cell-2",', ""),
-                      encoding="utf-8")
+    source.write_text(
+        source.read_text(encoding="utf-8").replace('"id": "solution-cell-2",', ""), encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="01_pretraining_solutions.ipynb has cells without an id"):
         build(solutions, exercises)
 
 
 # --- command line ------------------------------------------------------------------------------
 
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_lib.course.exercises", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "course_lib.course.exercises", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_cli_build_then_check_exit_codes(course):
     solutions, exercises = course
     dirs = ["--solutions", str(solutions), "--exercises", str(exercises)]
     out_of_sync = run_cli("--check", *dirs)
-    assert out_of_sync.returncode == 1, f"--check must exit 1 when out of sync:\n{out_of_sync.stdout}"
+    assert out_of_sync.returncode == 1, (
+        f"--check must exit 1 when out of sync:\n{out_of_sync.stdout}"
+    )
     assert "01_pretraining_exercises.ipynb is missing" in out_of_sync.stdout
     assert "run `make exercises` to regenerate" in out_of_sync.stdout, "the fix must be suggested"
 
@@ -263,13 +324,16 @@ def test_cli_build_then_check_exit_codes(course):
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):
-    result = run_cli("--check", "--solutions", str(tmp_path / "nowhere"),
-                     "--exercises", str(tmp_path))
-    assert result.returncode == 1 and result.stderr.startswith("error: no solutions folder"), \
+    result = run_cli(
+        "--check", "--solutions", str(tmp_path / "nowhere"), "--exercises", str(tmp_path)
+    )
+    assert result.returncode == 1 and result.stderr.startswith("error: no solutions folder"), (
         f"a missing folder must give a one-line error, got:\n{result.stderr}"
+    )
 
 
 # --- the repository itself ---------------------------------------------------------------------
+
 
 def test_repository_exercises_are_in_sync():
     problems = check(ROOT / "solutions", ROOT / "exercises")

@@ -1,4 +1,5 @@
 """Tests of course_lib.forgetting: replay mixing, the diagonal Fisher and the EWC penalty."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,14 @@ from course_lib.forgetting import ewc_loss, ewc_penalty, fisher_diagonal, replay
 
 def tiny_lm() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -26,11 +33,14 @@ def batches(n: int, size: int = 2, seed: int = 0) -> list[dict]:
 
 # --- replay_mix ---------------------------------------------------------------------------------
 
+
 def test_replay_mix_keeps_all_domain_texts_and_hits_the_share():
     domain = [f"d{i}" for i in range(30)]
     general = [f"g{i}" for i in range(100)]
     mix = replay_mix(domain, general, 0.25, seed=1)
-    assert sorted(t for t in mix if t.startswith("d")) == sorted(domain), "every domain text must stay"
+    assert sorted(t for t in mix if t.startswith("d")) == sorted(domain), (
+        "every domain text must stay"
+    )
     share = sum(t.startswith("g") for t in mix) / len(mix)
     assert share == pytest.approx(0.25, abs=0.02), f"general share should be 0.25, got {share:.3f}"
     assert len(set(mix)) == len(mix), "general texts must be drawn without replacement"
@@ -56,10 +66,13 @@ def test_replay_mix_bad_inputs():
 
 # --- fisher_diagonal ----------------------------------------------------------------------------
 
+
 def test_fisher_is_the_mean_of_squared_gradients():
     model, data = tiny_lm(), batches(3)
     fisher = fisher_diagonal(model, data, 3)
-    assert all(p.grad is None for p in model.parameters()), "fisher_diagonal must leave no gradients behind"
+    assert all(p.grad is None for p in model.parameters()), (
+        "fisher_diagonal must leave no gradients behind"
+    )
     squares = []
     for b in data:
         model.zero_grad()
@@ -67,7 +80,9 @@ def test_fisher_is_the_mean_of_squared_gradients():
         squares.append(model.model.layers[0].mlp.up_proj.weight.grad ** 2)
     want = sum(squares) / 3
     got = fisher["model.layers.0.mlp.up_proj.weight"]
-    assert torch.allclose(got, want, atol=1e-10), "Fisher must be the mean of squared batch gradients"
+    assert torch.allclose(got, want, atol=1e-10), (
+        "Fisher must be the mean of squared batch gradients"
+    )
     assert all((f >= 0).all() for f in fisher.values()), "a diagonal Fisher is never negative"
 
 
@@ -84,16 +99,19 @@ def test_fisher_skips_frozen_parameters_and_checks_counts():
 
 # --- ewc_penalty / ewc_loss ---------------------------------------------------------------------
 
+
 def test_ewc_penalty_matches_the_formula_and_is_zero_at_the_anchor():
     model = tiny_lm()
     anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
     fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
     assert ewc_penalty(model, fisher, anchor, 10.0).item() == 0.0, "no penalty at the anchor"
     with torch.no_grad():
-        model.model.layers[0].mlp.up_proj.weight.add_(0.1)      # one tensor moves by 0.1
+        model.model.layers[0].mlp.up_proj.weight.add_(0.1)  # one tensor moves by 0.1
     want = 0.5 * 10.0 * (fisher["model.layers.0.mlp.up_proj.weight"] * 0.01).sum()
     got = ewc_penalty(model, fisher, anchor, 10.0)
-    assert torch.allclose(got, want, rtol=1e-5), f"expected lam/2 * sum F d^2 = {want.item():.5f}, got {got.item():.5f}"
+    assert torch.allclose(got, want, rtol=1e-5), (
+        f"expected lam/2 * sum F d^2 = {want.item():.5f}, got {got.item():.5f}"
+    )
 
 
 def test_ewc_penalty_has_a_gradient_pulling_back_to_the_anchor():

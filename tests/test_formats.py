@@ -1,13 +1,21 @@
 """Tests of course_lib.formats: Alpaca and chat formats, response masking, packing."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
-from course_lib.formats import (IGNORE_INDEX, alpaca_prompt, alpaca_to_messages, packed_attention, padding_waste,
-                                preference_to_conversations, response_labels)
+from course_lib.formats import (
+    IGNORE_INDEX,
+    alpaca_prompt,
+    alpaca_to_messages,
+    packed_attention,
+    padding_waste,
+    preference_to_conversations,
+    response_labels,
+)
+from course_lib.models import load_base_model
 
 MODEL, TOK = load_base_model()
 RECORDS = load_jsonl("instructions_train")[:120]
@@ -16,31 +24,43 @@ RECORDS = load_jsonl("instructions_train")[:120]
 def test_alpaca_formats():
     rec = {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}
     p = alpaca_prompt(rec)
-    assert "### Input:\n2 and 3" in p and p.endswith("### Response:\n"), "prompt must end where the answer starts"
-    assert "### Input" not in alpaca_prompt({**rec, "input": ""}), "no Input section for an empty input"
-    assert all(alpaca_to_messages(r) == r["messages"] for r in RECORDS), \
+    assert "### Input:\n2 and 3" in p and p.endswith("### Response:\n"), (
+        "prompt must end where the answer starts"
+    )
+    assert "### Input" not in alpaca_prompt({**rec, "input": ""}), (
+        "no Input section for an empty input"
+    )
+    assert all(alpaca_to_messages(r) == r["messages"] for r in RECORDS), (
         "alpaca_to_messages must reproduce the dataset's own messages field"
+    )
     with pytest.raises(ValueError, match="lacks"):
         alpaca_prompt({"instruction": "x"})
 
 
 def test_preference_conversation_format():
     c = preference_to_conversations({"prompt": "Q?", "chosen": "A.", "rejected": "B."})
-    assert c["prompt"][0]["role"] == "user" and c["chosen"][0] == {"role": "assistant", "content": "A."}
+    assert c["prompt"][0]["role"] == "user" and c["chosen"][0] == {
+        "role": "assistant",
+        "content": "A.",
+    }
 
 
 def test_response_labels_match_the_templates_assistant_mask():
     for r in RECORDS:
         out = response_labels(TOK, r["messages"])
-        lib = TOK.apply_chat_template(r["messages"], tokenize=True, return_dict=True,
-                                      return_assistant_tokens_mask=True)
+        lib = TOK.apply_chat_template(
+            r["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
         assert out["input_ids"] == lib["input_ids"], "token ids must equal apply_chat_template's"
         ours = [lab != IGNORE_INDEX for lab in out["labels"]]
-        assert ours == [bool(m) for m in lib["assistant_masks"]], \
+        assert ours == [bool(m) for m in lib["assistant_masks"]], (
             "labels must be set exactly on the assistant's tokens (reply + <|end|>), -100 elsewhere"
+        )
     first = response_labels(TOK, RECORDS[0]["messages"])
-    assert TOK.convert_ids_to_tokens([t for t in first["labels"] if t != IGNORE_INDEX])[-1] == "<|end|>", \
-        "the end-of-turn token must be learnt, or the model never learns to stop"
+    assert (
+        TOK.convert_ids_to_tokens([t for t in first["labels"] if t != IGNORE_INDEX])[-1]
+        == "<|end|>"
+    ), "the end-of-turn token must be learnt, or the model never learns to stop"
 
 
 def test_response_labels_bad_input():
@@ -49,7 +69,9 @@ def test_response_labels_bad_input():
 
 
 def test_padding_waste():
-    assert padding_waste([2, 4], 2) == pytest.approx(0.25), "one batch padded to 4: 2 of 8 positions wasted"
+    assert padding_waste([2, 4], 2) == pytest.approx(0.25), (
+        "one batch padded to 4: 2 of 8 positions wasted"
+    )
     assert padding_waste([3, 3, 1], 1) == 0
     with pytest.raises(ValueError):
         padding_waste([], 2)
@@ -59,8 +81,14 @@ def test_packed_attention_isolates_documents():
     a = TOK("Yara Marsh lives in Fernwick.")["input_ids"]
     b = TOK("Nina Crane has a dog.")["input_ids"]
     pos, mask = packed_attention([len(a), len(b)])
-    assert pos.tolist() == [list(range(len(a))) + list(range(len(b)))], "positions restart at each document"
+    assert pos.tolist() == [list(range(len(a))) + list(range(len(b)))], (
+        "positions restart at each document"
+    )
     with torch.no_grad():
-        packed = MODEL(input_ids=torch.tensor([a + b]), attention_mask=mask, position_ids=pos).logits[0, len(a):]
+        packed = MODEL(
+            input_ids=torch.tensor([a + b]), attention_mask=mask, position_ids=pos
+        ).logits[0, len(a) :]
         alone = MODEL(input_ids=torch.tensor([b])).logits[0]
-    assert torch.allclose(packed, alone, atol=1e-4), "a packed document must see nothing of its neighbour"
+    assert torch.allclose(packed, alone, atol=1e-4), (
+        "a packed document must see nothing of its neighbour"
+    )

@@ -1,9 +1,15 @@
 """Tests of course_lib.freezing: counting and freezing parameters for freeze-tuning."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+)
 
 from course_lib.freezing import count_parameters, freeze_all_but_top, layer_stack
 
@@ -11,16 +17,30 @@ from course_lib.freezing import count_parameters, freeze_all_but_top, layer_stac
 def tiny_llama(layers: int = 3) -> LlamaForSequenceClassification:
     """A small Llama classifier with the course model's layout (norm at the top, head `score`)."""
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=2, num_labels=3, pad_token_id=0)
+    cfg = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=3,
+        pad_token_id=0,
+    )
     return LlamaForSequenceClassification(cfg)
 
 
 def tiny_bert() -> BertForSequenceClassification:
     """A small BERT classifier, the layout of MiniLM (encoder.layer, pooler, classifier)."""
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, num_labels=3)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_labels=3,
+    )
     return BertForSequenceClassification(cfg)
 
 
@@ -33,8 +53,9 @@ def test_count_parameters_counts_all_and_trainable():
     total = sum(p.numel() for p in m.parameters())
     assert count_parameters(m, trainable_only=False) == total, "all parameters must be counted"
     m.score.weight.requires_grad_(False)
-    assert count_parameters(m) == total - m.score.weight.numel(), \
+    assert count_parameters(m) == total - m.score.weight.numel(), (
         "trainable_only=True must skip parameters with requires_grad=False"
+    )
 
 
 def test_layer_stack_finds_llama_and_bert_blocks():
@@ -46,8 +67,9 @@ def test_freeze_all_but_top_keeps_top_layers_norm_and_head():
     m = freeze_all_but_top(tiny_llama(3), 1)
     names = trainable_names(m)
     assert any(n.startswith("model.layers.2.") for n in names), "the top block (index 2) must train"
-    assert not any(n.startswith(("model.layers.0.", "model.layers.1.")) for n in names), \
+    assert not any(n.startswith(("model.layers.0.", "model.layers.1.")) for n in names), (
         "the lower blocks must be frozen"
+    )
     assert "model.norm.weight" in names, "the final norm feeds the head and must train"
     assert "score.weight" in names, "the task head must train"
     assert "model.embed_tokens.weight" not in names, "the embeddings must be frozen"
@@ -55,28 +77,38 @@ def test_freeze_all_but_top_keeps_top_layers_norm_and_head():
 
 def test_freeze_zero_layers_is_head_only_and_all_layers_is_almost_full():
     m = freeze_all_but_top(tiny_llama(3), 0)
-    assert trainable_names(m) == {"score.weight", "model.norm.weight"}, \
+    assert trainable_names(m) == {"score.weight", "model.norm.weight"}, (
         f"n_layers=0 must leave only the head (and the final norm), got {trainable_names(m)}"
+    )
     m = freeze_all_but_top(m, 3)
     frozen = {n for n, p in m.named_parameters() if not p.requires_grad}
-    assert frozen == {"model.embed_tokens.weight"}, f"n_layers=all must freeze only the embeddings, got {frozen}"
+    assert frozen == {"model.embed_tokens.weight"}, (
+        f"n_layers=all must freeze only the embeddings, got {frozen}"
+    )
 
 
 def test_freeze_bert_trains_pooler_and_classifier_as_head():
     m = freeze_all_but_top(tiny_bert(), 1)
     names = trainable_names(m)
     assert "classifier.weight" in names, "the classifier is outside base_model: it is the head"
-    assert any(n.startswith("bert.encoder.layer.1.") for n in names), "the top BERT block must train"
-    assert not any(n.startswith(("bert.encoder.layer.0.", "bert.embeddings.")) for n in names), \
+    assert any(n.startswith("bert.encoder.layer.1.") for n in names), (
+        "the top BERT block must train"
+    )
+    assert not any(n.startswith(("bert.encoder.layer.0.", "bert.embeddings.")) for n in names), (
         "lower blocks and embeddings must be frozen"
+    )
 
 
 def test_frozen_parameters_get_no_gradient():
     m = freeze_all_but_top(tiny_llama(2), 1)
     ids = torch.randint(1, 50, (2, 5))
     m(input_ids=ids, labels=torch.tensor([0, 2])).loss.backward()
-    assert m.model.layers[0].self_attn.q_proj.weight.grad is None, "a frozen weight must get no gradient"
-    assert m.model.layers[1].self_attn.q_proj.weight.grad is not None, "a trainable weight must get one"
+    assert m.model.layers[0].self_attn.q_proj.weight.grad is None, (
+        "a frozen weight must get no gradient"
+    )
+    assert m.model.layers[1].self_attn.q_proj.weight.grad is not None, (
+        "a trainable weight must get one"
+    )
 
 
 @pytest.mark.parametrize("n", [-1, 4, 1.5])
@@ -96,10 +128,23 @@ def test_freeze_rejects_a_bare_backbone_and_non_models():
 
 def test_tied_lm_head_stays_trainable():
     from transformers import LlamaForCausalLM
+
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     model = freeze_all_but_top(LlamaForCausalLM(cfg), 1)
     names = trainable_names(model)
-    assert model.lm_head.weight.requires_grad, "the (tied) output layer is the LM's head: it must stay trainable"
-    assert "model.layers.2.mlp.up_proj.weight" in names and "model.layers.1.mlp.up_proj.weight" not in names, names
+    assert model.lm_head.weight.requires_grad, (
+        "the (tied) output layer is the LM's head: it must stay trainable"
+    )
+    assert (
+        "model.layers.2.mlp.up_proj.weight" in names
+        and "model.layers.1.mlp.up_proj.weight" not in names
+    ), names

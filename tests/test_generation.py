@@ -1,4 +1,5 @@
 """course_lib.generation: top-p filtering and temperature equal transformers' warpers; entropy; distinct share."""
+
 import pytest
 import torch
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
@@ -12,13 +13,17 @@ def test_top_p_equals_transformers():
         logits = torch.randn(4, 60, generator=g) * 2
         ours = generation.top_p_filter(logits, p)
         theirs = TopPLogitsWarper(p)(None, logits.clone())
-        assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), f"different nucleus at top_p={p}"
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), (
+            f"different nucleus at top_p={p}"
+        )
 
 
 def test_top_token_always_kept():
     logits = torch.tensor([[9.0, 0.0, 0.0]])
     kept = generation.top_p_filter(logits, 0.5)
-    assert torch.isfinite(kept[0, 0]) and torch.isinf(kept[0, 1:]).all(), "only the dominant top token stays"
+    assert torch.isfinite(kept[0, 0]) and torch.isinf(kept[0, 1:]).all(), (
+        "only the dominant top token stays"
+    )
 
 
 def test_sampling_probs_temperature_first():

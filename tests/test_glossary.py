@@ -1,4 +1,5 @@
 """GLOSSARY.md: a well-formed English ↔ 中文 table, one definition and a real chapter per term."""
+
 import re
 
 from course_lib.data import ROOT
@@ -15,11 +16,19 @@ def test_every_row_has_term_translation_definition_chapter():
     rows = _rows()
     assert len(rows) >= 60, f"expected a real glossary (≥ 60 terms), found {len(rows)}"
     for row in rows:
-        assert len(row) == 4, f"row should have 4 columns (English | 中文 | definition | chapter): {row}"
+        assert len(row) == 4, (
+            f"row should have 4 columns (English | 中文 | definition | chapter): {row}"
+        )
         english, chinese, definition, chapter = row
-        assert re.search(r"[\u4e00-\u9fff]", chinese), f"{english!r}: the 中文 column has no Chinese characters"
-        assert definition.endswith(".") and len(definition) > 30, f"{english!r}: give a one-sentence definition"
-        assert re.fullmatch(r"(0\d|1[0-2])", chapter), f"{english!r}: chapter should be 00–12, got {chapter!r}"
+        assert re.search(r"[\u4e00-\u9fff]", chinese), (
+            f"{english!r}: the 中文 column has no Chinese characters"
+        )
+        assert definition.endswith(".") and len(definition) > 30, (
+            f"{english!r}: give a one-sentence definition"
+        )
+        assert re.fullmatch(r"(0\d|1[0-2])", chapter), (
+            f"{english!r}: chapter should be 00–12, got {chapter!r}"
+        )
 
 
 def test_sorted_and_unique():
@@ -29,4 +38,6 @@ def test_sorted_and_unique():
 
 
 def test_linked_from_readme():
-    assert "(GLOSSARY.md)" in (ROOT / "README.md").read_text(encoding="utf-8"), "link GLOSSARY.md from the README"
+    assert "(GLOSSARY.md)" in (ROOT / "README.md").read_text(encoding="utf-8"), (
+        "link GLOSSARY.md from the README"
+    )

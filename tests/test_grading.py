@@ -1,5 +1,6 @@
 """The instructor's grading command: solutions pass, untouched exercises are 'not done', a broken
 notebook is reported and does not stop the run, a wrong answer fails with the checker's diagnosis."""
+
 import shutil
 
 import nbformat
@@ -39,28 +40,42 @@ def graded(tmp_path_factory):
 
 def test_solutions_pass_every_check(graded):
     _, g = graded
-    assert g["ana"].run == "ok", f"the solutions notebook should run cleanly, got {g['ana'].run}: {g['ana'].detail}"
+    assert g["ana"].run == "ok", (
+        f"the solutions notebook should run cleanly, got {g['ana'].run}: {g['ana'].detail}"
+    )
     passed, total = g["ana"].score
-    assert total >= 4 and passed == total, f"solutions should pass all checks, got {g['ana'].exercises}"
+    assert total >= 4 and passed == total, (
+        f"solutions should pass all checks, got {g['ana'].exercises}"
+    )
 
 
 def test_untouched_exercises_are_not_done(graded):
     _, g = graded
     statuses = {s for s, _ in g["ben"].exercises.values()}
-    assert statuses == {"not done"}, f"untouched stubs should read 'not done', got {g['ben'].exercises}"
+    assert statuses == {"not done"}, (
+        f"untouched stubs should read 'not done', got {g['ben'].exercises}"
+    )
 
 
 def test_broken_notebook_is_reported_and_the_run_goes_on(graded):
     _, g = graded
-    assert g["cy"].run == "unreadable" and "JSON" in g["cy"].detail, f"got {g['cy'].run}: {g['cy'].detail}"
-    assert g["cy"].score == (0, g["ana"].score[1]), "a broken notebook scores 0 of the chapter's checks"
+    assert g["cy"].run == "unreadable" and "JSON" in g["cy"].detail, (
+        f"got {g['cy'].run}: {g['cy'].detail}"
+    )
+    assert g["cy"].score == (0, g["ana"].score[1]), (
+        "a broken notebook scores 0 of the chapter's checks"
+    )
 
 
 def test_wrong_answer_fails_even_with_a_tampered_check_cell(graded):
     _, g = graded
     status, message = g["dee"].exercises["02.1 clean text"]
-    assert status == "failed", f"the restored check cell should catch the missing unescaping, got {status}"
-    assert g["dee"].exercises["02.2 LSH candidate probability"][0] == "passed", "other exercises still pass"
+    assert status == "failed", (
+        f"the restored check cell should catch the missing unescaping, got {status}"
+    )
+    assert g["dee"].exercises["02.2 LSH candidate probability"][0] == "passed", (
+        "other exercises still pass"
+    )
 
 
 def test_reports_written(graded):
@@ -69,7 +84,9 @@ def test_reports_written(graded):
     rows = (folder / "_grades" / "grades.csv").read_text(encoding="utf-8").splitlines()
     assert all(name in table for name in ["ana", "ben", "cy", "dee"]), "every student gets a row"
     n_checks = g["ana"].score[1]
-    assert len(rows) == 1 + 4 * n_checks, f"expected a header and {n_checks} rows per student, got {len(rows)} lines"
+    assert len(rows) == 1 + 4 * n_checks, (
+        f"expected a header and {n_checks} rows per student, got {len(rows)} lines"
+    )
 
 
 def test_bad_input(tmp_path):

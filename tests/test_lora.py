@@ -1,4 +1,5 @@
 """Tests of course_lib.lora: shapes, zero start, scaling, merge, and equality with peft."""
+
 from __future__ import annotations
 
 import copy
@@ -8,25 +9,43 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib.lora import LoRALinear, copy_from_peft, inject_lora, lora_layers, merge_lora, trainable_share
+from course_lib.lora import (
+    LoRALinear,
+    copy_from_peft,
+    inject_lora,
+    lora_layers,
+    merge_lora,
+    trainable_share,
+)
 
 
 def tiny_lm() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4)
+    cfg = LlamaConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
     return LlamaForCausalLM(cfg)
 
 
 def test_shapes_zero_start_and_scaling():
     base = torch.nn.Linear(12, 20)
     layer = LoRALinear(base, r=4, alpha=8)
-    assert layer.lora_A.shape == (4, 12) and layer.lora_B.shape == (20, 4), \
+    assert layer.lora_A.shape == (4, 12) and layer.lora_B.shape == (20, 4), (
         "A must be [r, in] and B [out, r] so that B @ A has the weight's shape [out, in]"
+    )
     x = torch.randn(3, 12)
-    assert torch.equal(layer(x), base(x)), "B starts at zero: the adapted layer must equal the base layer"
+    assert torch.equal(layer(x), base(x)), (
+        "B starts at zero: the adapted layer must equal the base layer"
+    )
     assert layer.scaling == 2.0, "scaling is alpha / r"
-    assert LoRALinear(torch.nn.Linear(12, 20), r=4, alpha=8, rslora=True).scaling == 4.0, "rsLoRA: alpha / sqrt(r)"
+    assert LoRALinear(torch.nn.Linear(12, 20), r=4, alpha=8, rslora=True).scaling == 4.0, (
+        "rsLoRA: alpha / sqrt(r)"
+    )
     assert not base.weight.requires_grad, "the base weight must be frozen"
 
 
@@ -42,7 +61,9 @@ def test_forward_equals_the_delta_weight_and_merge_roundtrip():
     layer.merge()
     assert torch.allclose(layer(x), out, atol=1e-5), "merged output must equal the unmerged one"
     layer.unmerge()
-    assert torch.allclose(layer.base.weight, before, atol=1e-6), "unmerge must restore the base weight"
+    assert torch.allclose(layer.base.weight, before, atol=1e-6), (
+        "unmerge must restore the base weight"
+    )
 
 
 def test_bad_inputs():
@@ -58,9 +79,17 @@ def test_bad_inputs():
 
 def test_equal_to_peft_outputs_and_gradients():
     ours = inject_lora(tiny_lm(), ["q_proj", "v_proj"], r=4, alpha=8)
-    theirs = get_peft_model(tiny_lm(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                  lora_dropout=0.0, init_lora_weights=True))
-    with torch.no_grad():                       # a non-zero B on peft's side, then copy both A and B
+    theirs = get_peft_model(
+        tiny_lm(),
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "v_proj"],
+            lora_dropout=0.0,
+            init_lora_weights=True,
+        ),
+    )
+    with torch.no_grad():  # a non-zero B on peft's side, then copy both A and B
         for name, p in theirs.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=0.1)
@@ -68,13 +97,16 @@ def test_equal_to_peft_outputs_and_gradients():
     ids = torch.randint(0, 50, (2, 7))
     lo, lt = ours(input_ids=ids, labels=ids), theirs(input_ids=ids, labels=ids)
     assert torch.allclose(lo.logits, lt.logits, atol=1e-5), "same A and B must give peft's outputs"
-    lo.loss.backward(); lt.loss.backward()
+    lo.loss.backward()
+    lt.loss.backward()
     for name, layer in lora_layers(ours).items():
         peft_layer = theirs.get_submodule("base_model.model." + name)
-        assert torch.allclose(layer.lora_B.grad, peft_layer.lora_B["default"].weight.grad, atol=1e-5), \
-            f"gradient of B differs from peft at {name}"
-    assert trainable_share(ours)[0] == sum(p.numel() for p in theirs.parameters() if p.requires_grad), \
-        "trainable parameter counts must equal peft's"
+        assert torch.allclose(
+            layer.lora_B.grad, peft_layer.lora_B["default"].weight.grad, atol=1e-5
+        ), f"gradient of B differs from peft at {name}"
+    assert trainable_share(ours)[0] == sum(
+        p.numel() for p in theirs.parameters() if p.requires_grad
+    ), "trainable parameter counts must equal peft's"
 
 
 def test_merge_lora_gives_a_plain_model():

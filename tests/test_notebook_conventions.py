@@ -1,4 +1,5 @@
 """The course's notebook conventions (CONTRIBUTING.md), checked on every lesson and solutions notebook."""
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,9 @@ MACHINE_PATHS = re.compile(r"/work/|/tmp/|/root/|/home/")
 
 def _runtime(nb) -> int:
     match = RUNTIME.search(nb.cells[0].source)
-    assert match, "the first cell must state '**Measured runtime:** N s on a 2-core CPU' (run course_lib.course.run_notebooks)"
+    assert match, (
+        "the first cell must state '**Measured runtime:** N s on a 2-core CPU' (run course_lib.course.run_notebooks)"
+    )
     return int(match.group(1))
 
 
@@ -27,10 +30,14 @@ def test_lesson_notebook_conventions(path):
     assert _runtime(nb) <= 120, f"{path.name} took {_runtime(nb)} s: the budget is 120 s on 2 cores"
     code = [c for c in nb.cells if c.cell_type == "code"]
     markdown = [c for c in nb.cells if c.cell_type == "markdown"]
-    assert len(markdown) > len(code), f"{len(markdown)} markdown vs {len(code)} code cells: explain more, code less"
+    assert len(markdown) > len(code), (
+        f"{len(markdown)} markdown vs {len(code)} code cells: explain more, code less"
+    )
     long = [c.source.splitlines()[0] for c in code if len(c.source.splitlines()) > 15]
     assert not long, f"code cells over 15 lines: {long}"
-    assert all(c.get("outputs") is not None and c.execution_count for c in code), "commit the notebook executed"
+    assert all(c.get("outputs") is not None and c.execution_count for c in code), (
+        "commit the notebook executed"
+    )
 
 
 @pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=lambda p: p.name)
@@ -45,4 +52,6 @@ def test_no_machine_paths_in_outputs(path):
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
 def test_solutions_runtime(path):
-    assert _runtime(nbformat.read(path, as_version=4)) <= 60, "a solutions notebook must run in 60 s"
+    assert _runtime(nbformat.read(path, as_version=4)) <= 60, (
+        "a solutions notebook must run in 60 s"
+    )

@@ -1,4 +1,5 @@
 """Tests of course_lib.prompt_tuning: the from-scratch soft prompt equals peft's PromptTuningConfig."""
+
 from __future__ import annotations
 
 import copy
@@ -7,16 +8,31 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from course_lib.prompt_tuning import (IGNORE_INDEX, SoftPromptLM, copy_prompt_from_peft, copy_prompt_to_peft,
-                                      prefix_param_count, prefix_projection_param_count, prepend_soft_prompt,
-                                      real_token_cross_entropy, text_init)
+from course_lib.prompt_tuning import (
+    IGNORE_INDEX,
+    SoftPromptLM,
+    copy_prompt_from_peft,
+    copy_prompt_to_peft,
+    prefix_param_count,
+    prefix_projection_param_count,
+    prepend_soft_prompt,
+    real_token_cross_entropy,
+    text_init,
+)
 
 
 def tiny_llama(kv_heads: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
-                         pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -31,10 +47,15 @@ def test_prepend_puts_the_prompt_in_front_and_extends_mask_and_labels():
     _, mask, labels = batch()
     e, m, y = prepend_soft_prompt(prompt, embeds, mask, labels)
     assert e.shape == (2, 8, 4), "embeddings must grow by n_virtual positions"
-    assert torch.equal(e[:, :3], prompt.expand(2, -1, -1)) and torch.equal(e[:, 3:], embeds), "prompt goes in front"
-    assert torch.equal(m[:, :3], torch.ones(2, 3, dtype=m.dtype)) and torch.equal(m[:, 3:], mask), \
+    assert torch.equal(e[:, :3], prompt.expand(2, -1, -1)) and torch.equal(e[:, 3:], embeds), (
+        "prompt goes in front"
+    )
+    assert torch.equal(m[:, :3], torch.ones(2, 3, dtype=m.dtype)) and torch.equal(m[:, 3:], mask), (
         "the mask needs ones (attend to the prompt) in front"
-    assert torch.all(y[:, :3] == IGNORE_INDEX) and torch.equal(y[:, 3:], labels), "virtual tokens get label -100"
+    )
+    assert torch.all(y[:, :3] == IGNORE_INDEX) and torch.equal(y[:, 3:], labels), (
+        "virtual tokens get label -100"
+    )
 
 
 def test_prepend_without_mask_and_labels_returns_none():
@@ -44,20 +65,29 @@ def test_prepend_without_mask_and_labels_returns_none():
 
 def test_from_scratch_equals_peft_prompt_tuning():
     from peft import PromptTuningConfig, TaskType, get_peft_model
+
     base = tiny_llama()
-    theirs = get_peft_model(copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4))
+    theirs = get_peft_model(
+        copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4)
+    )
     ours = SoftPromptLM(copy.deepcopy(base), 4)
     copy_prompt_from_peft(ours, theirs)
     ids, mask, labels = batch()
     a = ours(input_ids=ids, attention_mask=mask, labels=labels)
     b = theirs(input_ids=ids, attention_mask=mask, labels=labels)
-    assert a.logits.shape == b.logits.shape == (2, 9, 50), "both return logits for n_virtual + L positions"
+    assert a.logits.shape == b.logits.shape == (2, 9, 50), (
+        "both return logits for n_virtual + L positions"
+    )
     assert torch.allclose(a.logits, b.logits, atol=1e-6), "same prompt, same logits as peft"
-    assert torch.allclose(a.loss, b.loss, atol=1e-6), "same loss as peft (virtual labels are -100 in both)"
+    assert torch.allclose(a.loss, b.loss, atol=1e-6), (
+        "same loss as peft (virtual labels are -100 in both)"
+    )
     with torch.no_grad():
         ours.prompt.mul_(2.0)
     copy_prompt_to_peft(ours, theirs)
-    assert torch.equal(theirs.prompt_encoder["default"].embedding.weight, ours.prompt), "copy back into peft"
+    assert torch.equal(theirs.prompt_encoder["default"].embedding.weight, ours.prompt), (
+        "copy back into peft"
+    )
 
 
 def test_only_the_prompt_trains_and_gets_gradients():
@@ -66,14 +96,20 @@ def test_only_the_prompt_trains_and_gets_gradients():
     soft(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
     trainable = [n for n, p in soft.named_parameters() if p.requires_grad]
     assert trainable == ["prompt"], f"only the prompt may be trainable, got {trainable}"
-    assert soft.prompt.grad is not None and soft.prompt.grad.abs().sum() > 0, "the prompt must get a gradient"
+    assert soft.prompt.grad is not None and soft.prompt.grad.abs().sum() > 0, (
+        "the prompt must get a gradient"
+    )
 
 
 def test_text_init_repeats_and_cuts_like_peft():
     emb = torch.nn.Embedding(10, 4)
     out = text_init(emb, [2, 5], 5)
-    assert torch.equal(out, emb.weight[[2, 5, 2, 5, 2]]), "repeat the text's embeddings to n_virtual rows"
-    assert torch.equal(text_init(emb, [1, 2, 3], 2), emb.weight[[1, 2]]), "cut a long text to its first tokens"
+    assert torch.equal(out, emb.weight[[2, 5, 2, 5, 2]]), (
+        "repeat the text's embeddings to n_virtual rows"
+    )
+    assert torch.equal(text_init(emb, [1, 2, 3], 2), emb.weight[[1, 2]]), (
+        "cut a long text to its first tokens"
+    )
     assert not out.requires_grad and out.data_ptr() != emb.weight.data_ptr(), "a detached copy"
 
 
@@ -92,42 +128,81 @@ def test_real_token_cross_entropy_ignores_the_virtual_positions():
     class _Enc(dict):
         def to(self, device):
             return self
+
     base, tok = tiny_llama(), Tok()
     texts = ["abc", "hello"]
     plain = real_token_cross_entropy(base, tok, texts)
-    assert abs(plain - cross_entropy(base, tok, texts)) < 1e-5, "for a plain model it equals evaluation.cross_entropy"
+    assert abs(plain - cross_entropy(base, tok, texts)) < 1e-5, (
+        "for a plain model it equals evaluation.cross_entropy"
+    )
     soft = SoftPromptLM(base, 3, init=torch.zeros(3, 16))
-    assert abs(real_token_cross_entropy(soft, tok, texts) - plain) > 1e-4, "the prompt must change the loss"
+    assert abs(real_token_cross_entropy(soft, tok, texts) - plain) > 1e-4, (
+        "the prompt must change the loss"
+    )
 
 
 def test_prefix_counts_match_peft():
     from peft import PrefixTuningConfig, TaskType, get_peft_model
-    base = tiny_llama(kv_heads=2)      # 4 query heads, 2 kv heads of head_dim 4: kv_dim 8
+
+    base = tiny_llama(kv_heads=2)  # 4 query heads, 2 kv heads of head_dim 4: kv_dim 8
     for projection in (False, True):
-        cfg = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=5, prefix_projection=projection,
-                                 encoder_hidden_size=12)
+        cfg = PrefixTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=5,
+            prefix_projection=projection,
+            encoder_hidden_size=12,
+        )
         model = get_peft_model(copy.deepcopy(base), cfg)
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        want = prefix_projection_param_count(5, 2, 8, 12) if projection else prefix_param_count(5, 2, 2, 4)
-        assert n == want, f"projection={projection}: peft trains {n} parameters, the formula says {want}"
+        want = (
+            prefix_projection_param_count(5, 2, 8, 12)
+            if projection
+            else prefix_param_count(5, 2, 2, 4)
+        )
+        assert n == want, (
+            f"projection={projection}: peft trains {n} parameters, the formula says {want}"
+        )
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda: prepend_soft_prompt(torch.randn(3), torch.randn(1, 2, 3)), ValueError, "2-D"),
-    (lambda: prepend_soft_prompt(torch.randn(2, 3), torch.randn(1, 2, 4)), ValueError, "hidden size"),
-    (lambda: prepend_soft_prompt([[0.0]], torch.randn(1, 2, 1)), TypeError, "tensors"),
-    (lambda: prepend_soft_prompt(torch.randn(2, 3), torch.randn(1, 2, 3), torch.ones(1, 3)), ValueError, "attention_mask"),
-    (lambda: text_init(torch.randn(5, 3), [1], 2), TypeError, "nn.Embedding"),
-    (lambda: text_init(torch.nn.Embedding(5, 3), [], 2), ValueError, "empty"),
-    (lambda: text_init(torch.nn.Embedding(5, 3), [1], 0), ValueError, "n_virtual"),
-    (lambda: SoftPromptLM(torch.nn.Linear(2, 2), 3), TypeError, "causal LM"),
-    (lambda: SoftPromptLM(tiny_llama(), 2, init=torch.zeros(3, 16)), ValueError, "init must have shape"),
-    (lambda: prefix_param_count(10, 0, 2, 4), ValueError, "n_layers"),
-    (lambda: prefix_projection_param_count(10, 2, 8, 0), ValueError, "encoder_hidden"),
-    (lambda: real_token_cross_entropy(tiny_llama(), None, "one text"), TypeError, "list of strings"),
-    (lambda: copy_prompt_from_peft(SoftPromptLM(tiny_llama(), 2), tiny_llama()), ValueError, "PromptTuningConfig"),
-    (lambda: copy_prompt_to_peft("not a model", tiny_llama()), TypeError, "SoftPromptLM"),
-])
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: prepend_soft_prompt(torch.randn(3), torch.randn(1, 2, 3)), ValueError, "2-D"),
+        (
+            lambda: prepend_soft_prompt(torch.randn(2, 3), torch.randn(1, 2, 4)),
+            ValueError,
+            "hidden size",
+        ),
+        (lambda: prepend_soft_prompt([[0.0]], torch.randn(1, 2, 1)), TypeError, "tensors"),
+        (
+            lambda: prepend_soft_prompt(torch.randn(2, 3), torch.randn(1, 2, 3), torch.ones(1, 3)),
+            ValueError,
+            "attention_mask",
+        ),
+        (lambda: text_init(torch.randn(5, 3), [1], 2), TypeError, "nn.Embedding"),
+        (lambda: text_init(torch.nn.Embedding(5, 3), [], 2), ValueError, "empty"),
+        (lambda: text_init(torch.nn.Embedding(5, 3), [1], 0), ValueError, "n_virtual"),
+        (lambda: SoftPromptLM(torch.nn.Linear(2, 2), 3), TypeError, "causal LM"),
+        (
+            lambda: SoftPromptLM(tiny_llama(), 2, init=torch.zeros(3, 16)),
+            ValueError,
+            "init must have shape",
+        ),
+        (lambda: prefix_param_count(10, 0, 2, 4), ValueError, "n_layers"),
+        (lambda: prefix_projection_param_count(10, 2, 8, 0), ValueError, "encoder_hidden"),
+        (
+            lambda: real_token_cross_entropy(tiny_llama(), None, "one text"),
+            TypeError,
+            "list of strings",
+        ),
+        (
+            lambda: copy_prompt_from_peft(SoftPromptLM(tiny_llama(), 2), tiny_llama()),
+            ValueError,
+            "PromptTuningConfig",
+        ),
+        (lambda: copy_prompt_to_peft("not a model", tiny_llama()), TypeError, "SoftPromptLM"),
+    ],
+)
 def test_bad_inputs_are_explained(call, error, words):
     with pytest.raises(error) as info:
         call()

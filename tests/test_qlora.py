@@ -1,4 +1,5 @@
 """Tests of course_lib.qlora: 4-bit loading on CPU, byte counts, fake quantization, step timing."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,9 @@ def q4():
 
 def test_load_4bit_linear_layers_are_4bit(q4):
     layer = q4.model.layers[0].mlp.up_proj
-    assert type(layer).__name__ == "Linear4bit", "every nn.Linear except the head should become Linear4bit"
+    assert type(layer).__name__ == "Linear4bit", (
+        "every nn.Linear except the head should become Linear4bit"
+    )
     assert layer.weight.dtype == torch.uint8 and layer.weight.quant_state.quant_type == "nf4"
     assert layer.weight.quant_state.nested, "double quantization was asked for"
 
@@ -29,14 +32,17 @@ def test_load_4bit_linear_layers_are_4bit(q4):
 def test_model_bytes(base, q4):
     model, _ = base
     fp32 = qlora.model_bytes(model)
-    assert fp32["weights"] == model.get_memory_footprint(), "parameters + buffers, tied weights once"
+    assert fp32["weights"] == model.get_memory_footprint(), (
+        "parameters + buffers, tied weights once"
+    )
     assert fp32["quant_state"] == 0
     four = qlora.model_bytes(q4)
     assert four["weights"] == q4.get_memory_footprint()
     lin = sum(w.numel() for w in qlora.linear_weights(model).values())
     linear_bits = 8 * (four["total"] - (fp32["total"] - 4 * lin)) / lin
-    assert bits_per_parameter(4, 64, True) < linear_bits < bits_per_parameter(4, 64, True) + 0.2, \
+    assert bits_per_parameter(4, 64, True) < linear_bits < bits_per_parameter(4, 64, True) + 0.2, (
         f"4-bit linear layers should cost ~4.13 bits/param plus code tables, got {linear_bits:.3f}"
+    )
 
 
 def test_format_mse_and_fake_quantize(base):
@@ -44,9 +50,16 @@ def test_format_mse_and_fake_quantize(base):
     nf4, int4 = qlora.format_mse(model, nf4_values()), qlora.format_mse(model, int4_values())
     assert 0 < nf4 < int4, f"NF4 should fit the weights better than Int4: {nf4:.2e} vs {int4:.2e}"
     twin = qlora.fake_quantize(model, nf4_values())
-    w, w4 = model.model.layers[0].self_attn.q_proj.weight, twin.model.layers[0].self_attn.q_proj.weight
-    assert not torch.equal(w, w4) and (w - w4).pow(2).mean() < 1e-4, "fake-quantized weights: close but changed"
-    assert torch.equal(model.model.embed_tokens.weight, twin.model.embed_tokens.weight), "embeddings untouched"
+    w, w4 = (
+        model.model.layers[0].self_attn.q_proj.weight,
+        twin.model.layers[0].self_attn.q_proj.weight,
+    )
+    assert not torch.equal(w, w4) and (w - w4).pow(2).mean() < 1e-4, (
+        "fake-quantized weights: close but changed"
+    )
+    assert torch.equal(model.model.embed_tokens.weight, twin.model.embed_tokens.weight), (
+        "embeddings untouched"
+    )
 
 
 def test_step_seconds_and_cpu_packing(q4, base):
@@ -62,7 +75,7 @@ def test_step_seconds_and_cpu_packing(q4, base):
         qlora.step_seconds({}, dict(batch))
     with torch.no_grad():
         fresh.eval()(**batch)
-    if qlora.cpu_packed_layers(fresh):      # only on CPUs with AVX512-BF16
+    if qlora.cpu_packed_layers(fresh):  # only on CPUs with AVX512-BF16
         with pytest.raises(ValueError, match="repacked"):
             qlora.step_seconds({"q": fresh}, dict(batch))
 

@@ -1,13 +1,24 @@
 """Tests of course_lib.quantization against bitsandbytes: tables, codes, dequantized values, double quant."""
+
 from __future__ import annotations
 
+import bitsandbytes.functional as bnbf
 import pytest
 import torch
-import bitsandbytes.functional as bnbf
 
-from course_lib.quantization import (absmax_dequantize, absmax_quantize, bits_per_parameter, dequantize_blockwise,
-                                     double_quantize, e2m1_values, fp4_values, int4_values, nf4_values, pack_4bit,
-                                     quantize_blockwise)
+from course_lib.quantization import (
+    absmax_dequantize,
+    absmax_quantize,
+    bits_per_parameter,
+    dequantize_blockwise,
+    double_quantize,
+    e2m1_values,
+    fp4_values,
+    int4_values,
+    nf4_values,
+    pack_4bit,
+    quantize_blockwise,
+)
 
 W = torch.randn(96, 64, generator=torch.Generator().manual_seed(0)) * 0.02
 
@@ -22,13 +33,16 @@ def test_absmax_int8_roundtrip():
 
 
 def test_tables_match_bitsandbytes():
-    assert torch.allclose(nf4_values(), bnbf.get_4bit_type("nf4", device="cpu"), atol=1e-6), \
+    assert torch.allclose(nf4_values(), bnbf.get_4bit_type("nf4", device="cpu"), atol=1e-6), (
         "NF4 values derived from normal quantiles must equal bitsandbytes' table"
-    assert torch.allclose(fp4_values(), bnbf.get_4bit_type("fp4", device="cpu"), atol=1e-6), \
+    )
+    assert torch.allclose(fp4_values(), bnbf.get_4bit_type("fp4", device="cpu"), atol=1e-6), (
         "FP4 table (code order) must equal bitsandbytes'"
+    )
     nf4 = nf4_values()
-    assert len(nf4) == 16 and (nf4 == 0).sum() == 1 and nf4.min() == -1 and nf4.max() == 1, \
+    assert len(nf4) == 16 and (nf4 == 0).sum() == 1 and nf4.min() == -1 and nf4.max() == 1, (
         "NF4: 16 values in [-1, 1] with exactly one zero"
+    )
 
 
 @pytest.mark.parametrize("kind,table", [("nf4", nf4_values), ("fp4", fp4_values)])
@@ -38,20 +52,30 @@ def test_blockwise_4bit_equals_bitsandbytes(kind, table):
     assert torch.allclose(absmax, state.absmax), "one absmax per block of 64 consecutive weights"
     ours = dequantize_blockwise(codes, absmax, table(), 64)
     theirs = bnbf.dequantize_4bit(packed, state)
-    assert torch.allclose(ours, theirs, atol=1e-7), f"{kind}: dequantized values differ from bitsandbytes"
+    assert torch.allclose(ours, theirs, atol=1e-7), (
+        f"{kind}: dequantized values differ from bitsandbytes"
+    )
     if kind == "nf4":
         assert torch.equal(pack_4bit(codes), packed), "packed NF4 bytes must equal bitsandbytes'"
 
 
 def test_int4_table_and_error_ordering():
     errs = {}
-    for name, table in [("int4", int4_values()), ("fp4", fp4_values()), ("e2m1", e2m1_values()),
-                        ("nf4", nf4_values())]:
+    for name, table in [
+        ("int4", int4_values()),
+        ("fp4", fp4_values()),
+        ("e2m1", e2m1_values()),
+        ("nf4", nf4_values()),
+    ]:
         codes, absmax = quantize_blockwise(W, table, 64)
         errs[name] = (dequantize_blockwise(codes, absmax, table, 64) - W).pow(2).mean().item()
-    assert errs["nf4"] < errs["e2m1"] < errs["int4"], f"on normal weights expect NF4 < E2M1 < Int4, got {errs}"
+    assert errs["nf4"] < errs["e2m1"] < errs["int4"], (
+        f"on normal weights expect NF4 < E2M1 < Int4, got {errs}"
+    )
     # bitsandbytes' FP4 table has a big gap between 0.0052 and 0.1667: worse than Int4 on normal weights.
-    assert errs["fp4"] > errs["int4"], f"expected bitsandbytes' FP4 to lose to Int4 in MSE, got {errs}"
+    assert errs["fp4"] > errs["int4"], (
+        f"expected bitsandbytes' FP4 to lose to Int4 in MSE, got {errs}"
+    )
 
 
 def test_double_quant_matches_bitsandbytes_and_bits():
@@ -60,10 +84,14 @@ def test_double_quant_matches_bitsandbytes_and_bits():
     _, plain = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4")
     codes, absmax2, offset = double_quantize(plain.absmax, state.state2.code, 256)
     assert torch.allclose(offset, state.offset), "the offset is the mean of the absmax values"
-    assert torch.allclose(absmax2, state.state2.absmax), "second-level absmax per block of 256 constants"
+    assert torch.allclose(absmax2, state.state2.absmax), (
+        "second-level absmax per block of 256 constants"
+    )
     assert torch.equal(codes, state.absmax), "8-bit codes of the constants must equal bitsandbytes'"
     assert bits_per_parameter(4, 64) == 4.5
-    assert bits_per_parameter(4, 64, double_quant=True) == pytest.approx(4 + 8 / 64 + 32 / (64 * 256))
+    assert bits_per_parameter(4, 64, double_quant=True) == pytest.approx(
+        4 + 8 / 64 + 32 / (64 * 256)
+    )
 
 
 def test_bad_inputs():

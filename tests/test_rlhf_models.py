@@ -1,14 +1,15 @@
 """course_lib.build.rlhf_models: the shipped SFT policy and reward model of chapter 09, and the command that builds them."""
+
 import json
 
 import pytest
 import torch
 
-from course_lib import reward_model as rm
 from course_lib import models
+from course_lib import reward_model as rm
 from course_lib.build import rlhf_models
-from course_lib.models import load_base_model
 from course_lib.data import load_jsonl
+from course_lib.models import load_base_model
 
 
 @pytest.fixture(scope="module")
@@ -21,23 +22,33 @@ def test_shipped_reward_model_matches_its_build_record(info):
     model = models.load_trained_reward_model()
     test = load_jsonl("preferences_test")
     acc = rm.pair_accuracy(model, tok, test, "labels")
-    assert abs(acc - info["rm_accuracy_labels"]) < 0.01, \
-        f"data/rlhf/reward_model orders {acc:.3f} of the test pairs like the labels, build_info says " \
+    assert abs(acc - info["rm_accuracy_labels"]) < 0.01, (
+        f"data/rlhf/reward_model orders {acc:.3f} of the test pairs like the labels, build_info says "
         f"{info['rm_accuracy_labels']}: the checkpoint and its record disagree; rerun `make rlhf-models`"
+    )
     assert acc > 0.6, "the shipped reward model should beat a coin clearly on held-out pairs"
 
 
 def test_shipped_sft_policy_answers_in_the_chat_format():
     from course_lib.sft import answer
+
     _, tok = load_base_model()
-    replies = answer(models.load_sft_policy(), tok, ["What is 2 plus 3?", "Where does Ada Crane live?"],
-                     max_new_tokens=12)
-    assert all(r and "<|" not in r for r in replies), f"the SFT policy should reply with plain text, got {replies}"
+    replies = answer(
+        models.load_sft_policy(),
+        tok,
+        ["What is 2 plus 3?", "Where does Ada Crane live?"],
+        max_new_tokens=12,
+    )
+    assert all(r and "<|" not in r for r in replies), (
+        f"the SFT policy should reply with plain text, got {replies}"
+    )
 
 
 def test_build_runs_end_to_end(tmp_path):
     info = rlhf_models.build(tmp_path, sft_steps=2, rm_steps=2)
-    assert (tmp_path / "sft_policy" / "config.json").exists() and (tmp_path / "reward_model" / "config.json").exists()
+    assert (tmp_path / "sft_policy" / "config.json").exists() and (
+        tmp_path / "reward_model" / "config.json"
+    ).exists()
     assert info["rm_steps"] == 2 and len(info["rm_first_losses"]) == 2
     assert json.loads((tmp_path / "build_info.json").read_text()) == info
     assert isinstance(models.load_trained_reward_model(tmp_path / "reward_model"), torch.nn.Module)
@@ -56,7 +67,8 @@ def test_train_reward_model_learns_a_small_set():
     pairs = load_jsonl("preferences_train")[:16]
     losses = rm.train_reward_model(model, tok, pairs, steps=25, lr=3e-3, batch_size=16)
     assert len(losses) == 25, "one loss per step"
-    assert sum(losses[-5:]) / 5 < losses[0] - 0.2, \
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.2, (
         f"25 steps on the same 16 pairs should fit them (loss {losses[0]:.3f} -> {losses[-1]:.3f}); sign flipped?"
+    )
     with pytest.raises(ValueError, match="steps"):
         rm.train_reward_model(model, tok, pairs, steps=0)

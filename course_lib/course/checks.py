@@ -12,6 +12,7 @@ A passing check prints "✔ <id>: passed"; a failing one raises CheckFailed("✘
 wrong"). Every result goes into RESULTS and, when COURSE_CHECK_LOG names a file, into that
 file as one JSON line (read by the instructor's grading tool).
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,6 +32,7 @@ class CheckFailed(AssertionError):
 
 class Result(NamedTuple):
     """One run of a check: which exercise, whether it passed, the message shown."""
+
     exercise: str
     passed: bool
     message: str
@@ -51,6 +53,7 @@ def _record(exercise: str, passed: bool, message: str) -> None:
 
 def check(exercise_id: str) -> Callable:
     """Decorator for the exercise check cells: report ✔/✘ for `exercise_id` and record the result."""
+
     def decorate(check_fn: Callable) -> Callable:
         @functools.wraps(check_fn)
         def run(*args, **kwargs) -> bool:
@@ -75,8 +78,10 @@ def check(exercise_id: str) -> Callable:
             _record(exercise_id, True, message)
             print(message)
             return True
+
         run.exercise_id = exercise_id
         return run
+
     return decorate
 
 
@@ -107,6 +112,7 @@ def _pairs(hints: Mapping | list | None) -> list[tuple[Any, str]]:
 def _as_tensor(value: Any, what: str):
     """`value` as a float64 CPU tensor (from a tensor, array, list or number)."""
     import torch
+
     try:
         return torch.as_tensor(value).detach().to("cpu", torch.float64)
     except (TypeError, ValueError, RuntimeError):
@@ -116,6 +122,7 @@ def _as_tensor(value: Any, what: str):
 def _tensors_close(value, target, tol: float) -> bool:
     """Same shape (a 0-d target broadcasts) and every entry within `tol`."""
     import torch
+
     if target.dim() == 0:
         target = target.expand_as(value)
     return value.shape == target.shape and torch.allclose(value, target, rtol=0, atol=tol)
@@ -140,6 +147,7 @@ def _expect_close_scalar(value: Any, target: float, tol: float, what: str, hints
 def _expect_close_tensor(value: Any, target: Any, tol: float, what: str, hints) -> None:
     """expect_close for tensors and arrays: shape first, then every entry within tol."""
     import torch
+
     got, want = _as_tensor(value, what), _as_tensor(target, what)
     expect_shape(got, tuple(want.shape), what)
     if _tensors_close(got, want, tol):
@@ -152,12 +160,15 @@ def _expect_close_tensor(value: Any, target: Any, tol: float, what: str, hints) 
     wrong, right = _fmt(got[index].item()), _fmt(want[index].item())
     if not index:  # a 0-d tensor
         raise CheckFailed(f"expected {what} ≈ {right}, got {wrong}")
-    raise CheckFailed(f"expected {what} ≈ the reference values within {tol}, but at index {index} "
-                      f"got {wrong} instead of {right}")
+    raise CheckFailed(
+        f"expected {what} ≈ the reference values within {tol}, but at index {index} "
+        f"got {wrong} instead of {right}"
+    )
 
 
-def expect_close(value: Any, target: Any, tol: float, what: str,
-                 hints: Mapping | list | None = None) -> None:
+def expect_close(
+    value: Any, target: Any, tol: float, what: str, hints: Mapping | list | None = None
+) -> None:
     """Fail unless `value` ≈ `target` within `tol` (numbers, tensors, arrays); used by the check cells.
 
     `hints` maps a typical wrong value to its diagnosis, shown when `value` is close to it
@@ -173,8 +184,9 @@ def expect_shape(tensor: Any, shape: tuple[int | None, ...], what: str) -> None:
     """Fail unless `tensor` has `shape` (None matches any size); used by the exercise check cells."""
     wanted = tuple(shape)
     if not hasattr(tensor, "shape"):
-        raise CheckFailed(f"expected {what} to be a tensor with shape {wanted}, "
-                          f"got {type(tensor).__name__}")
+        raise CheckFailed(
+            f"expected {what} to be a tensor with shape {wanted}, got {type(tensor).__name__}"
+        )
     got = tuple(tensor.shape)
     if len(got) != len(wanted) or any(w is not None and g != w for g, w in zip(got, wanted)):
         raise CheckFailed(f"expected {what} with shape {wanted}, got {got}")
@@ -188,5 +200,7 @@ def expect_equal(value: Any, target: Any, what: str, hints: Mapping | list | Non
         return
     for wrong, diagnosis in _pairs(hints):
         if value == wrong:
-            raise CheckFailed(f"{diagnosis} (expected {what} = {_short(target)}, got {_short(value)})")
+            raise CheckFailed(
+                f"{diagnosis} (expected {what} = {_short(target)}, got {_short(value)})"
+            )
     raise CheckFailed(f"expected {what} = {_short(target)}, got {_short(value)}")

@@ -13,6 +13,7 @@ only source; exercises/NN_*_exercises.ipynb are generated from them (nbgrader co
 Cell ids are the solution's, so a rebuild is byte-identical.
 `python -m course_lib.course.exercises --check` tells whether exercises/ is in sync (used by the tests).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def _strip_code(source: str, where: str) -> tuple[str, int]:
         marker = line.strip()
         if marker == CODE_BEGIN:
             if begin_line:
-                raise ValueError(f"{where}, line {number}: '{CODE_BEGIN}' inside the block opened "
-                                 f"on line {begin_line} (nested, or '{CODE_END}' missing)")
+                raise ValueError(
+                    f"{where}, line {number}: '{CODE_BEGIN}' inside the block opened "
+                    f"on line {begin_line} (nested, or '{CODE_END}' missing)"
+                )
             begin_line, blocks = number, blocks + 1
             kept.append(line[: len(line) - len(line.lstrip())] + CODE_PLACEHOLDER)
         elif marker == CODE_END:
@@ -55,7 +58,9 @@ def _strip_code(source: str, where: str) -> tuple[str, int]:
         elif not begin_line:
             kept.append(line)
     if begin_line:
-        raise ValueError(f"{where}, line {begin_line}: '{CODE_BEGIN}' is never closed by '{CODE_END}'")
+        raise ValueError(
+            f"{where}, line {begin_line}: '{CODE_BEGIN}' is never closed by '{CODE_END}'"
+        )
     return "\n".join(kept), blocks
 
 
@@ -65,17 +70,23 @@ def _strip_markdown(source: str, where: str) -> tuple[str, int]:
     for match in MD_MARKER.finditer(source):
         if match[1] == "BEGIN":
             if opened:
-                raise ValueError(f"{where}: '<!-- BEGIN SOLUTION -->' inside another solution "
-                                 "region (nested, or '<!-- END SOLUTION -->' missing)")
-            pieces.append(source[position:match.start()])
+                raise ValueError(
+                    f"{where}: '<!-- BEGIN SOLUTION -->' inside another solution "
+                    "region (nested, or '<!-- END SOLUTION -->' missing)"
+                )
+            pieces.append(source[position : match.start()])
             opened, regions = True, regions + 1
         else:
             if not opened:
-                raise ValueError(f"{where}: '<!-- END SOLUTION -->' without a '<!-- BEGIN SOLUTION -->'")
+                raise ValueError(
+                    f"{where}: '<!-- END SOLUTION -->' without a '<!-- BEGIN SOLUTION -->'"
+                )
             pieces.append(MD_PLACEHOLDER)
             position, opened = match.end(), False
     if opened:
-        raise ValueError(f"{where}: '<!-- BEGIN SOLUTION -->' is never closed by '<!-- END SOLUTION -->'")
+        raise ValueError(
+            f"{where}: '<!-- BEGIN SOLUTION -->' is never closed by '<!-- END SOLUTION -->'"
+        )
     pieces.append(source[position:])
     return "".join(pieces), regions
 
@@ -108,8 +119,10 @@ def strip_solutions(nb, name: str = "notebook"):
         regions += found
         exercise.cells.append(cell)
     if regions == 0:
-        raise ValueError(f"{name} has no {CODE_BEGIN} markers (nor <!-- BEGIN SOLUTION --> ones): "
-                         "mark the solution code so the exercise version has something to do")
+        raise ValueError(
+            f"{name} has no {CODE_BEGIN} markers (nor <!-- BEGIN SOLUTION --> ones): "
+            "mark the solution code so the exercise version has something to do"
+        )
     _retitle(exercise)
     return exercise
 
@@ -118,7 +131,9 @@ def exercise_path(solution_path: str | Path, exercises_dir: str | Path) -> Path:
     """exercises_dir / the exercise file name of a solution notebook (`_solutions` -> `_exercises`)."""
     solution_path = Path(solution_path)
     if not solution_path.name.endswith("_solutions.ipynb"):
-        raise ValueError(f"{solution_path.name}: a solution notebook's name must end in _solutions.ipynb")
+        raise ValueError(
+            f"{solution_path.name}: a solution notebook's name must end in _solutions.ipynb"
+        )
     return Path(exercises_dir) / solution_path.name.replace("_solutions.ipynb", "_exercises.ipynb")
 
 
@@ -126,8 +141,10 @@ def solution_notebooks(solutions_dir: str | Path) -> list[Path]:
     """The solution notebooks in `solutions_dir`, sorted by name."""
     solutions_dir = Path(solutions_dir)
     if not solutions_dir.is_dir():
-        raise FileNotFoundError(f"no solutions folder at {solutions_dir}: the solution notebooks "
-                                "live in solutions/ at the repository root (or pass --solutions DIR)")
+        raise FileNotFoundError(
+            f"no solutions folder at {solutions_dir}: the solution notebooks "
+            "live in solutions/ at the repository root (or pass --solutions DIR)"
+        )
     return sorted(solutions_dir.glob("*_solutions.ipynb"))
 
 
@@ -136,16 +153,19 @@ def render(solution_path: Path) -> str:
     text = solution_path.read_text(encoding="utf-8")
     raw = json.loads(text)
     if raw.get("nbformat_minor", 0) >= 5 and any("id" not in cell for cell in raw.get("cells", [])):
-        raise ValueError(f"{solution_path.name} has cells without an id (nbformat would invent random "
-                         "ones): open and save it in JupyterLab so the exercise ids stay stable")
+        raise ValueError(
+            f"{solution_path.name} has cells without an id (nbformat would invent random "
+            "ones): open and save it in JupyterLab so the exercise ids stay stable"
+        )
     nb = strip_solutions(nbformat.reads(text, as_version=4), name=solution_path.name)
     nbformat.validate(nb)
     text = nbformat.writes(nb)
     return text if text.endswith("\n") else text + "\n"
 
 
-def build(solutions_dir: str | Path = SOLUTIONS_DIR,
-          exercises_dir: str | Path = EXERCISES_DIR) -> list[Path]:
+def build(
+    solutions_dir: str | Path = SOLUTIONS_DIR, exercises_dir: str | Path = EXERCISES_DIR
+) -> list[Path]:
     """Write the exercise notebook of every solution notebook; return their paths."""
     sources = solution_notebooks(solutions_dir)
     Path(exercises_dir).mkdir(parents=True, exist_ok=True)
@@ -162,8 +182,9 @@ def _show(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def check(solutions_dir: str | Path = SOLUTIONS_DIR,
-          exercises_dir: str | Path = EXERCISES_DIR) -> list[str]:
+def check(
+    solutions_dir: str | Path = SOLUTIONS_DIR, exercises_dir: str | Path = EXERCISES_DIR
+) -> list[str]:
     """List what is out of sync between solutions/ and exercises/ (empty when in sync)."""
     problems, expected = [], set()
     for solution in solution_notebooks(solutions_dir):
@@ -172,13 +193,17 @@ def check(solutions_dir: str | Path = SOLUTIONS_DIR,
         if not path.exists():
             problems.append(f"{_show(path)} is missing (its source is {_show(solution)})")
         elif path.read_bytes() != render(solution).encode("utf-8"):
-            problems.append(f"{_show(path)} is stale: it differs from what {_show(solution)} generates "
-                            "(edit the solution notebook, never the exercise)")
+            problems.append(
+                f"{_show(path)} is stale: it differs from what {_show(solution)} generates "
+                "(edit the solution notebook, never the exercise)"
+            )
     for path in sorted(Path(exercises_dir).glob("*_exercises.ipynb")):
         if path not in expected:
-            problems.append(f"{_show(path)} has no solution notebook "
-                            f"{path.name.replace('_exercises.ipynb', '_solutions.ipynb')}: delete it "
-                            "or add the solution")
+            problems.append(
+                f"{_show(path)} has no solution notebook "
+                f"{path.name.replace('_exercises.ipynb', '_solutions.ipynb')}: delete it "
+                "or add the solution"
+            )
     return problems
 
 
@@ -186,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: build exercises/ from solutions/, or with --check report what is out of sync."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report; exit 1 when out of sync")
-    parser.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help="solution notebooks folder")
-    parser.add_argument("--exercises", type=Path, default=EXERCISES_DIR, help="exercise notebooks folder")
+    parser.add_argument(
+        "--solutions", type=Path, default=SOLUTIONS_DIR, help="solution notebooks folder"
+    )
+    parser.add_argument(
+        "--exercises", type=Path, default=EXERCISES_DIR, help="exercise notebooks folder"
+    )
     args = parser.parse_args(argv)
     try:
         if args.check:

@@ -8,6 +8,7 @@ network blocked and a wall-clock limit; the check cells are restored from the co
 result through `course_lib.course.checks` (COURSE_CHECK_LOG). A notebook that is not valid JSON, crashes
 its kernel or runs out of time is reported as such; the run always goes on to the next one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,13 @@ SYMBOLS = {"passed": "✔", "failed": "✘", "not done": "·", "not run": "–"}
 @dataclass
 class NotebookGrade:
     """The outcome of one student's notebook: how the run ended and each exercise's status."""
+
     student: str
     notebook: str
-    run: str                                   # "ok", "errors", "timeout", "unreadable", "crashed", "unknown"
+    run: str  # "ok", "errors", "timeout", "unreadable", "crashed", "unknown"
     detail: str = ""
     seconds: float = 0.0
-    exercises: dict[str, tuple[str, str]] = field(default_factory=dict)   # id -> (status, message)
+    exercises: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (status, message)
 
     @property
     def score(self) -> tuple[int, int]:
@@ -69,7 +71,9 @@ def expected_checks(reference: Path) -> list[str]:
         if cell.cell_type != "code":
             continue
         for module, fn in CHECK_CALL.findall(cell.source):
-            exercise = getattr(getattr(import_module(f"course_lib.course.checkers.{module}"), fn), "exercise_id")
+            exercise = getattr(
+                getattr(import_module(f"course_lib.course.checkers.{module}"), fn), "exercise_id"
+            )
             if exercise not in ids:
                 ids.append(exercise)
     return ids
@@ -77,15 +81,19 @@ def expected_checks(reference: Path) -> list[str]:
 
 def restore_check_cells(student_nb, reference_nb) -> int:
     """Put the reference's check cells back (matched by cell id; missing ones appended); return count changed."""
-    checks = {c.id: c.source for c in reference_nb.cells
-              if c.cell_type == "code" and CHECK_CALL.search(c.source)}
+    checks = {
+        c.id: c.source
+        for c in reference_nb.cells
+        if c.cell_type == "code" and CHECK_CALL.search(c.source)
+    }
     changed, seen = 0, set()
     for cell in student_nb.cells:
         if cell.get("id") in checks:
             seen.add(cell.id)
             if cell.cell_type != "code" or cell.source != checks[cell.id]:
                 cell.cell_type, cell.source = "code", checks[cell.id]
-                cell.setdefault("outputs", []); cell.setdefault("execution_count", None)
+                cell.setdefault("outputs", [])
+                cell.setdefault("execution_count", None)
                 changed += 1
     for cell_id, source in checks.items():
         if cell_id not in seen:
@@ -97,9 +105,15 @@ def restore_check_cells(student_nb, reference_nb) -> int:
 def _run_one(notebook: Path, workdir: Path, timeout: int) -> None:
     """Child process: execute one prepared notebook, going on past failing cells, and save it."""
     from nbclient import NotebookClient
+
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(workdir)}},
+    )
     try:
         client.execute()
     finally:
@@ -117,8 +131,14 @@ def _first_error(nb) -> str:
 
 def _run_limited(cmd: list[str], env: dict, timeout: int) -> tuple[int | None, str]:
     """Run `cmd` in its own process group; kill the whole group (kernel included) after `timeout` s."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, stderr = proc.communicate(timeout=timeout)
         return proc.returncode, stderr
@@ -128,19 +148,25 @@ def _run_limited(cmd: list[str], env: dict, timeout: int) -> tuple[int | None, s
         return None, ""
 
 
-def grade_notebook(path: Path, student: str, out_dir: Path, timeout: int = 300,
-                   exercises_dir: Path = EXERCISES_DIR) -> NotebookGrade:
+def grade_notebook(
+    path: Path, student: str, out_dir: Path, timeout: int = 300, exercises_dir: Path = EXERCISES_DIR
+) -> NotebookGrade:
     """Run one submitted notebook in a fresh kernel (network blocked, `timeout` seconds) and grade its checks."""
     grade = NotebookGrade(student, path.name, "ok")
     reference = reference_notebook(path.name, exercises_dir)
     if reference is None:
-        grade.run, grade.detail = "unknown", f"no exercises notebook in the course matches {path.name!r}"
+        grade.run, grade.detail = (
+            "unknown",
+            f"no exercises notebook in the course matches {path.name!r}",
+        )
         return grade
     expected = expected_checks(reference)
-    grade.exercises = {e: ("not run", "the notebook stopped before this check ran") for e in expected}
+    grade.exercises = {
+        e: ("not run", "the notebook stopped before this check ran") for e in expected
+    }
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception as error:                  # not JSON, not a notebook: say so, go on
+    except Exception as error:  # not JSON, not a notebook: say so, go on
         grade.run, grade.detail = "unreadable", f"{type(error).__name__}: {str(error)[:200]}"
         return grade
     restore_check_cells(nb, nbformat.read(reference, as_version=4))
@@ -148,12 +174,32 @@ def grade_notebook(path: Path, student: str, out_dir: Path, timeout: int = 300,
     executed, log = out_dir / path.name, out_dir / (path.stem + ".checks.jsonl")
     nbformat.write(nb, executed)
     log.unlink(missing_ok=True)
-    env = dict(os.environ, COURSE_CHECK_LOG=str(log), COURSE_BLOCK_NETWORK="1",
-               COURSE_PLAIN_PROGRESS="1", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = dict(
+        os.environ,
+        COURSE_CHECK_LOG=str(log),
+        COURSE_BLOCK_NETWORK="1",
+        COURSE_PLAIN_PROGRESS="1",
+        MPLBACKEND="Agg",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     start = time.perf_counter()
-    returncode, stderr = _run_limited([sys.executable, "-m", "course_lib.course.grading", "--run-one", str(executed),
-                                       "--workdir", str(path.parent), "--timeout", str(timeout)], env, timeout)
+    returncode, stderr = _run_limited(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.course.grading",
+            "--run-one",
+            str(executed),
+            "--workdir",
+            str(path.parent),
+            "--timeout",
+            str(timeout),
+        ],
+        env,
+        timeout,
+    )
     if returncode is None:
         grade.run, grade.detail = "timeout", f"still running after {timeout} s; stopped"
     elif returncode != 0:
@@ -165,8 +211,11 @@ def grade_notebook(path: Path, student: str, out_dir: Path, timeout: int = 300,
             grade.run, grade.detail = "errors", error
     for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
         result = json.loads(line)
-        status = "passed" if result["passed"] else (
-            "not done" if "not done yet" in result["message"] else "failed")
+        status = (
+            "passed"
+            if result["passed"]
+            else ("not done" if "not done yet" in result["message"] else "failed")
+        )
         grade.exercises[result["exercise"]] = (status, result["message"])
     return grade
 
@@ -176,12 +225,18 @@ def students(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
-def grade_folder(folder: str | Path, timeout: int = 300, out: str | Path | None = None,
-                 exercises_dir: Path = EXERCISES_DIR) -> list[NotebookGrade]:
+def grade_folder(
+    folder: str | Path,
+    timeout: int = 300,
+    out: str | Path | None = None,
+    exercises_dir: Path = EXERCISES_DIR,
+) -> list[NotebookGrade]:
     """Grade every student's notebooks under `folder`; write grades.csv and grades.md into `out`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder; pass the folder that holds one sub-folder per student")
+        raise ValueError(
+            f"{folder} is not a folder; pass the folder that holds one sub-folder per student"
+        )
     if not isinstance(timeout, int) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     out = Path(out) if out is not None else folder / "_grades"
@@ -189,10 +244,16 @@ def grade_folder(folder: str | Path, timeout: int = 300, out: str | Path | None 
     for student_dir in students(folder):
         notebooks = sorted(student_dir.glob("*.ipynb"))
         if not notebooks:
-            grades.append(NotebookGrade(student_dir.name, "-", "unknown", "no .ipynb files in this folder"))
+            grades.append(
+                NotebookGrade(student_dir.name, "-", "unknown", "no .ipynb files in this folder")
+            )
         for path in notebooks:
             print(f"grading {student_dir.name}/{path.name} …", flush=True)
-            grades.append(grade_notebook(path, student_dir.name, out / student_dir.name, timeout, exercises_dir))
+            grades.append(
+                grade_notebook(
+                    path, student_dir.name, out / student_dir.name, timeout, exercises_dir
+                )
+            )
     write_reports(grades, out)
     return grades
 
@@ -216,7 +277,9 @@ def write_reports(grades: list[NotebookGrade], out: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["student", "notebook", "run", "exercise", "status", "message"])
         for g in grades:
-            for exercise, (status, message) in g.exercises.items() or {"-": ("-", g.detail)}.items():
+            for exercise, (status, message) in (
+                g.exercises.items() or {"-": ("-", g.detail)}.items()
+            ):
                 writer.writerow([g.student, g.notebook, g.run, exercise, status, message])
     (out / "grades.md").write_text(table(grades), encoding="utf-8")
 
@@ -225,9 +288,14 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: grade a folder (or, internally, run one notebook)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", help="folder with one sub-folder of notebooks per student")
-    ap.add_argument("--timeout", type=int, default=300, help="seconds each notebook may run (default 300)")
-    ap.add_argument("--out", help="where to write grades.csv, grades.md and the executed notebooks "
-                                  "(default FOLDER/_grades)")
+    ap.add_argument(
+        "--timeout", type=int, default=300, help="seconds each notebook may run (default 300)"
+    )
+    ap.add_argument(
+        "--out",
+        help="where to write grades.csv, grades.md and the executed notebooks "
+        "(default FOLDER/_grades)",
+    )
     ap.add_argument("--run-one", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -235,7 +303,9 @@ def main(argv: list[str] | None = None) -> None:
         _run_one(Path(args.run_one), Path(args.workdir), args.timeout)
         return
     if not args.folder:
-        ap.error("give the folder of submissions, e.g. python -m course_lib.course.grading submissions/")
+        ap.error(
+            "give the folder of submissions, e.g. python -m course_lib.course.grading submissions/"
+        )
     grades = grade_folder(args.folder, args.timeout, args.out)
     print()
     print(table(grades))

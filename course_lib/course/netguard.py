@@ -3,6 +3,7 @@
 Used by the test suite (conftest.py) and, when COURSE_BLOCK_NETWORK=1, by
 `course_lib.setup()` inside notebook kernels.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -16,7 +17,7 @@ class NetworkBlocked(ConnectionError):
 
 
 def _is_loopback(address) -> bool:
-    if isinstance(address, (str, bytes)):          # AF_UNIX socket path
+    if isinstance(address, (str, bytes)):  # AF_UNIX socket path
         return True
     host = address[0]
     if host in ("localhost", ""):
@@ -24,7 +25,7 @@ def _is_loopback(address) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False                              # a host name: would need DNS
+        return False  # a host name: would need DNS
 
 
 def _guarded_connect(self, address):

@@ -5,6 +5,7 @@ when it is stale (used by the tests). The questions and answers live only in the
 notebooks' "Interview questions" sections: `**Qn. question**` followed by an answer between
 `<!-- BEGIN SOLUTION -->` and `<!-- END SOLUTION -->`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,35 +37,47 @@ def interview_questions(path: str | Path) -> list[tuple[str, str]]:
     nb = nbformat.read(path, as_version=4)
     text, inside = "", False
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and re.search(r"^#+ .*Interview questions", cell.source, re.M):
+        if cell.cell_type == "markdown" and re.search(
+            r"^#+ .*Interview questions", cell.source, re.M
+        ):
             inside = True
         if inside and cell.cell_type == "markdown":
             text += cell.source + "\n\n"
     heads = list(QUESTION.finditer(text))
     pairs = []
     for i, head in enumerate(heads):
-        body = text[head.end(): heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+        body = text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else len(text)]
         answer = ANSWER.search(body)
         if answer is None:
-            raise ValueError(f"{Path(path).name}: Q{head.group(1)} has no answer between "
-                             "<!-- BEGIN SOLUTION --> and <!-- END SOLUTION -->")
+            raise ValueError(
+                f"{Path(path).name}: Q{head.group(1)} has no answer between "
+                "<!-- BEGIN SOLUTION --> and <!-- END SOLUTION -->"
+            )
         pairs.append((head.group(2).strip(), answer.group(1).strip()))
     return pairs
 
 
 def render(solutions_dir: str | Path = SOLUTIONS_DIR) -> str:
     """QUESTIONS.md: per chapter, each question with a collapsed answer and a link to its notebook."""
-    lines = ["# Interview question bank", "",
-             "Every chapter's interview questions in one place, generated from `solutions/` by "
-             "`make exercises` (do not edit by hand). Try each one aloud first; the answers "
-             "quote numbers the course measured. Each chapter's link opens the solutions notebook.", ""]
+    lines = [
+        "# Interview question bank",
+        "",
+        "Every chapter's interview questions in one place, generated from `solutions/` by "
+        "`make exercises` (do not edit by hand). Try each one aloud first; the answers "
+        "quote numbers the course measured. Each chapter's link opens the solutions notebook.",
+        "",
+    ]
     for path in solution_notebooks(solutions_dir):
         pairs = interview_questions(path)
         if not pairs:
             continue
         nb = nbformat.read(path, as_version=4)
-        lines += [f"## {_title(nb, path)}", "", f"Answers with the exercises: "
-                  f"[solutions/{path.name}](solutions/{path.name})", ""]
+        lines += [
+            f"## {_title(nb, path)}",
+            "",
+            f"Answers with the exercises: [solutions/{path.name}](solutions/{path.name})",
+            "",
+        ]
         for i, (question, answer) in enumerate(pairs, 1):
             lines += [f"{i}. **{question}**", "", "   <details><summary>answer</summary>", ""]
             lines += [("   " + line).rstrip() for line in answer.splitlines()]

@@ -3,6 +3,7 @@
 `make execute` (python -m course_lib.course.run_notebooks notebooks/*.ipynb solutions/*.ipynb).
 Used by maintainers before committing notebook outputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ def set_runtime(nb, seconds: float) -> bool:
     """Rewrite the '**Measured runtime:**' line of the first markdown cell; False if absent."""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            line = (f"**Measured runtime:** {seconds:.0f} s on a 2-core CPU "
-                    f"(`make execute`; your machine may differ).")
+            line = (
+                f"**Measured runtime:** {seconds:.0f} s on a 2-core CPU "
+                f"(`make execute`; your machine may differ)."
+            )
             new, n = RUNTIME_LINE.subn(line, cell.source)
             cell.source = new
             return n > 0
@@ -42,9 +45,13 @@ def execute(path: Path, timeout: int = 600) -> float:
     """Run one notebook top to bottom in a fresh kernel, save it; return seconds taken."""
     nb = nbformat.read(path, as_version=4)
     os.environ["COURSE_PLAIN_PROGRESS"] = "1"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}},
-                            store_widget_state=False)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,
+    )
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@
 Taught in chapter 00 (tour of the datasets) and chapter 02 (data preparation).
 One seed per file; the output is byte-identical on every run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,19 +13,32 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from course_lib.world.instructions import FACT_QUESTIONS, SKILLS, fact_pairs, instruction_example, make_record
-from course_lib.world.new_facts import context_qa_records, new_fact_records
 from course_lib.data import DATA_DIR
-from course_lib.world.preferences import preference_pair
 from course_lib.world.documents import clinic_note, corpus_doc, review_text
 from course_lib.world.entities import WORLD_SEED, Chooser, World, make_world
+from course_lib.world.instructions import (
+    FACT_QUESTIONS,
+    SKILLS,
+    fact_pairs,
+    instruction_example,
+    make_record,
+)
+from course_lib.world.new_facts import context_qa_records, new_fact_records
+from course_lib.world.preferences import preference_pair
 
 SIZES = {
-    "corpus_val": 2000, "corpus_sample": 3000,
-    "clinic_train": 1500, "clinic_val": 300,
-    "reviews_train": 3000, "reviews_val": 500, "reviews_test": 1000,
-    "instructions_train": 1000, "instructions_val": 100, "instructions_test": 250,
-    "preferences_train": 2000, "preferences_test": 500,
+    "corpus_val": 2000,
+    "corpus_sample": 3000,
+    "clinic_train": 1500,
+    "clinic_val": 300,
+    "reviews_train": 3000,
+    "reviews_val": 500,
+    "reviews_test": 1000,
+    "instructions_train": 1000,
+    "instructions_val": 100,
+    "instructions_test": 250,
+    "preferences_train": 2000,
+    "preferences_test": 500,
     "context_qa_train": 400,
 }
 LABELS = ("negative", "neutral", "positive")
@@ -133,9 +147,12 @@ def preferences(split: str, n: int, w: World, noise: float = ANNOTATOR_NOISE) ->
 
 def world_json(w: World) -> dict:
     """The world as plain JSON (people, new_facts people, products, towns)."""
-    return {"towns": list(w.towns), "people": [asdict(p) for p in w.people],
-            "new_people": [asdict(p) for p in w.new_people],
-            "products": [asdict(p) for p in w.products]}
+    return {
+        "towns": list(w.towns),
+        "people": [asdict(p) for p in w.people],
+        "new_people": [asdict(p) for p in w.new_people],
+        "products": [asdict(p) for p in w.products],
+    }
 
 
 def build_all() -> dict[str, list]:
@@ -152,11 +169,14 @@ def build_all() -> dict[str, list]:
         files[f"reviews_{split}"] = reviews(split, SIZES[f"reviews_{split}"], w)
     seen: set[str] = set()
     for split in ("train", "val", "test"):
-        files[f"instructions_{split}"] = instructions(split, SIZES[f"instructions_{split}"], w, seen)
+        files[f"instructions_{split}"] = instructions(
+            split, SIZES[f"instructions_{split}"], w, seen
+        )
     for split in ("train", "test"):
         files[f"preferences_{split}"] = preferences(split, SIZES[f"preferences_{split}"], w)
-    files["context_qa_train"] = context_qa_records(Chooser(seed_for("context_qa_train")), w,
-                                                   SIZES["context_qa_train"])
+    files["context_qa_train"] = context_qa_records(
+        Chooser(seed_for("context_qa_train")), w, SIZES["context_qa_train"]
+    )
     return files
 
 
@@ -175,11 +195,10 @@ def write_all(out_dir: Path = DATA_DIR) -> list[Path]:
         path.write_text(dumps_jsonl(records), encoding="utf-8")
         written.append(path)
     path = out_dir / "world.json"
-    path.write_text(json.dumps(world_json(make_world()), indent=1, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(world_json(make_world()), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return written + [path]
-
-
 
 
 def main() -> None:

@@ -4,24 +4,43 @@ Taught in chapter 00 (the data world) and chapter 01 (pretraining data, domain
 shift, the entropy floor). Each generator takes a `Chooser`, so the
 log-probability of every document is known exactly.
 """
+
 from __future__ import annotations
 
 import math
 
-from course_lib.world.entities import (FEMALE_NAMES, FOODS, PETS, PET_NAMES, PROFESSIONS, TOWN_FEATURES,
-                    VISITOR_FIRST_NAMES, VISITOR_SURNAMES, WORKPLACE, Chooser, Person, Product,
-                    World)
+from course_lib.world.entities import (
+    FEMALE_NAMES,
+    FOODS,
+    PET_NAMES,
+    PETS,
+    PROFESSIONS,
+    TOWN_FEATURES,
+    VISITOR_FIRST_NAMES,
+    VISITOR_SURNAMES,
+    WORKPLACE,
+    Chooser,
+    Person,
+    Product,
+    World,
+)
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 PARTS = ["morning", "afternoon", "evening"]
 GOODS = ["apple", "pear", "egg", "onion", "carrot", "plum", "candle", "loaf"]
 WORK_DONE = {
-    "baker": "baked fresh bread", "carpenter": "built a new table",
-    "teacher": "taught the children to read", "fisher": "caught a basket of fish",
-    "painter": "painted a picture of the hills", "farmer": "milked the cows",
-    "tailor": "sewed a warm coat", "gardener": "planted roses",
-    "librarian": "sorted the old books", "potter": "made a blue bowl",
-    "musician": "played the violin", "cook": "made a pot of soup",
+    "baker": "baked fresh bread",
+    "carpenter": "built a new table",
+    "teacher": "taught the children to read",
+    "fisher": "caught a basket of fish",
+    "painter": "painted a picture of the hills",
+    "farmer": "milked the cows",
+    "tailor": "sewed a warm coat",
+    "gardener": "planted roses",
+    "librarian": "sorted the old books",
+    "potter": "made a blue bowl",
+    "musician": "played the violin",
+    "cook": "made a pot of soup",
 }
 
 
@@ -53,7 +72,9 @@ FACT_FORMS = {
 }
 
 
-def fact_statement(p: Person, attribute: str, form: int, subject: str | None = None) -> tuple[str, str]:
+def fact_statement(
+    p: Person, attribute: str, form: int, subject: str | None = None
+) -> tuple[str, str]:
     """Form number `form` of a fact about p, split as (prefix, rest): prefix + " " + rest."""
     if attribute not in FACT_FORMS:
         raise ValueError(f"unknown attribute {attribute!r}; use one of {sorted(FACT_FORMS)}")
@@ -65,7 +86,9 @@ def fact_statement(p: Person, attribute: str, form: int, subject: str | None = N
 
 def fact_sentence(ch: Chooser, p: Person, attribute: str, subject: str | None = None) -> str:
     """One sentence stating one fact about a person, in a random one of its forms."""
-    prefix, rest = fact_statement(p, attribute, ch.randint(0, len(FACT_FORMS[attribute]) - 1), subject)
+    prefix, rest = fact_statement(
+        p, attribute, ch.randint(0, len(FACT_FORMS[attribute]) - 1), subject
+    )
     return prefix + " " + rest
 
 
@@ -94,8 +117,10 @@ def story_doc(ch: Chooser, w: World) -> str:
     if ch.chance(0.5):
         q = ch.choice([x for x in w.people if x != p])
         s.append(f"There {p.pronoun} met {q.name}, the {q.profession} from {q.town}.")
-    s.append(f"In the evening, {ch.choice([p.first, p.pronoun])} ate {p.food} and fed "
-             f"{p.possessive} {p.pet} {p.pet_name}.")
+    s.append(
+        f"In the evening, {ch.choice([p.first, p.pronoun])} ate {p.food} and fed "
+        f"{p.possessive} {p.pet} {p.pet_name}."
+    )
     return " ".join(s)
 
 
@@ -106,14 +131,23 @@ def visitor_doc(ch: Chooser, w: World) -> str:
     learns to look facts up in its context (used by retrieval prompts in chapter 01).
     """
     first = ch.choice(VISITOR_FIRST_NAMES)
-    v = Person(name=f"{first} {ch.choice(VISITOR_SURNAMES)}",
-               pronoun="she" if first in FEMALE_NAMES else "he", town=ch.choice(w.towns),
-               profession=ch.choice(PROFESSIONS), pet=ch.choice(PETS),
-               pet_name=ch.choice(PET_NAMES), food=ch.choice(FOODS))
+    v = Person(
+        name=f"{first} {ch.choice(VISITOR_SURNAMES)}",
+        pronoun="she" if first in FEMALE_NAMES else "he",
+        town=ch.choice(w.towns),
+        profession=ch.choice(PROFESSIONS),
+        pet=ch.choice(PETS),
+        pet_name=ch.choice(PET_NAMES),
+        food=ch.choice(FOODS),
+    )
     attrs = ch.sample(["town", "profession", "pet", "food"], ch.randint(2, 3))
     # Attributes never mentioned do not shape the text: take their draws out of logp.
-    sizes = {"town": [len(w.towns)], "profession": [len(PROFESSIONS)],
-             "pet": [len(PETS), len(PET_NAMES)], "food": [len(FOODS)]}
+    sizes = {
+        "town": [len(w.towns)],
+        "profession": [len(PROFESSIONS)],
+        "pet": [len(PETS), len(PET_NAMES)],
+        "food": [len(FOODS)],
+    }
     ch.logp += sum(math.log(n) for a in sizes if a not in attrs for n in sizes[a])
     s = [f"A visitor called {v.name} came to {ch.choice(w.towns)}."]
     s += [fact_sentence(ch, v, a, v.name) for a in attrs]
@@ -140,12 +174,16 @@ def town_doc(ch: Chooser, w: World) -> str:
 def product_doc(ch: Chooser, w: World) -> str:
     """A catalogue entry for one product."""
     pr = ch.choice(w.products)
-    if pr.kind.endswith("s"):   # headphones
-        s = [f"The {pr.name} are {pr.colour} {pr.kind} made by {pr.brand}.",
-             f"They cost {pr.price} coins."]
+    if pr.kind.endswith("s"):  # headphones
+        s = [
+            f"The {pr.name} are {pr.colour} {pr.kind} made by {pr.brand}.",
+            f"They cost {pr.price} coins.",
+        ]
     else:
-        s = [f"The {pr.name} is {_a(pr.colour)} {pr.kind} made by {pr.brand}.",
-             f"It costs {pr.price} coins."]
+        s = [
+            f"The {pr.name} is {_a(pr.colour)} {pr.kind} made by {pr.brand}.",
+            f"It costs {pr.price} coins.",
+        ]
     if ch.chance(0.5):
         s.append(f"The {pr.aspects[0]} and the {pr.aspects[1]} are easy to clean.")
     return " ".join(s)
@@ -205,7 +243,7 @@ def review_text(ch: Chooser, pr: Product) -> tuple[str, str]:
             body, score = f"{_cap(c1)}, but {c2}.", s2 if s2 != 0 else s1
         else:
             body, score = f"Although {c1}, {c2}.", s2 if s2 != 0 else s1
-    if pr.kind.endswith("s"):   # headphones
+    if pr.kind.endswith("s"):  # headphones
         mine, this = f"My {pr.kind} are {pr.colour}.", f"These {pr.kind} arrived on time."
     else:
         mine, this = f"My {pr.kind} is {_a(pr.colour)} one.", f"This {pr.kind} arrived on time."
@@ -217,11 +255,17 @@ def comment_doc(ch: Chooser, w: World) -> str:
     """An unlabelled customer comment, as it would appear on a shop's web page."""
     pr = ch.choice(w.products)
     text, _ = review_text(ch, pr)
-    return f"A customer wrote about the {pr.name}: \"{text}\""
+    return f'A customer wrote about the {pr.name}: "{text}"'
 
 
-CORPUS_KINDS = {"profile": (profile_doc, 3), "story": (story_doc, 4), "town": (town_doc, 1),
-                "product": (product_doc, 1), "comment": (comment_doc, 2), "visitor": (visitor_doc, 2)}
+CORPUS_KINDS = {
+    "profile": (profile_doc, 3),
+    "story": (story_doc, 4),
+    "town": (town_doc, 1),
+    "product": (product_doc, 1),
+    "comment": (comment_doc, 2),
+    "visitor": (visitor_doc, 2),
+}
 
 
 def corpus_doc(ch: Chooser, w: World) -> tuple[str, str]:
@@ -256,5 +300,7 @@ def clinic_note(ch: Chooser) -> str:
     sex = ch.choice(["M", "F"])
     age = ch.randint(18, 89)
     review = ch.choice([3, 7, 14, 28])
-    return (f"Pt {age}{sex}. PC: {sym} x{dur}/7. O/E: {exam}. "
-            f"Imp: {sym}. Rx: {med} {dose}{unit} {freq}. F/U {review}/7 if no improvement.")
+    return (
+        f"Pt {age}{sex}. PC: {sym} x{dur}/7. O/E: {exam}. "
+        f"Imp: {sym}. Rx: {med} {dose}{unit} {freq}. F/U {review}/7 if no improvement."
+    )

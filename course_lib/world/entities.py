@@ -4,6 +4,7 @@ Taught in chapter 00 (tour of the world) and chapter 01 (the entropy floor).
 Every dataset of the course is generated from this one seeded world, so the
 course always knows the ground truth behind a piece of text.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,16 @@ T = TypeVar("T")
 
 WORLD_SEED = 1234
 
-TOWNS = ["Lindenfield", "Brookmere", "Oakhollow", "Saltmarsh",
-         "Redcliff", "Millbrook", "Stonebridge", "Fernwick"]
+TOWNS = [
+    "Lindenfield",
+    "Brookmere",
+    "Oakhollow",
+    "Saltmarsh",
+    "Redcliff",
+    "Millbrook",
+    "Stonebridge",
+    "Fernwick",
+]
 TOWN_FEATURES = {
     "Lindenfield": "a quiet town among linden trees",
     "Brookmere": "a town beside a wide lake",
@@ -28,41 +37,209 @@ TOWN_FEATURES = {
     "Stonebridge": "a town with a famous stone bridge",
     "Fernwick": "a small town at the edge of a forest",
 }
-PROFESSIONS = ["baker", "carpenter", "teacher", "fisher", "painter", "farmer",
-               "tailor", "gardener", "librarian", "potter", "musician", "cook"]
+PROFESSIONS = [
+    "baker",
+    "carpenter",
+    "teacher",
+    "fisher",
+    "painter",
+    "farmer",
+    "tailor",
+    "gardener",
+    "librarian",
+    "potter",
+    "musician",
+    "cook",
+]
 WORKPLACE = {
-    "baker": "bakery", "carpenter": "workshop", "teacher": "school",
-    "fisher": "harbour", "painter": "studio", "farmer": "farm",
-    "tailor": "shop", "gardener": "garden", "librarian": "library",
-    "potter": "workshop", "musician": "hall", "cook": "kitchen",
+    "baker": "bakery",
+    "carpenter": "workshop",
+    "teacher": "school",
+    "fisher": "harbour",
+    "painter": "studio",
+    "farmer": "farm",
+    "tailor": "shop",
+    "gardener": "garden",
+    "librarian": "library",
+    "potter": "workshop",
+    "musician": "hall",
+    "cook": "kitchen",
 }
 PETS = ["cat", "dog", "parrot", "rabbit", "goat", "tortoise", "hamster", "goose"]
-PET_NAMES = ["Pip", "Rufus", "Bella", "Nutmeg", "Biscuit", "Clover", "Pepper",
-             "Maple", "Socks", "Juniper", "Tansy", "Bramble", "Olive", "Fig"]
-FOODS = ["plum cake", "fish soup", "apple pie", "bean stew", "honey bread",
-         "pumpkin soup", "cheese pie", "berry tart", "mushroom stew",
-         "carrot cake", "onion soup", "rice pudding"]
-FEMALE_NAMES = {"Mira", "Ada", "Nina", "Rosa", "Lena", "Elsa", "Greta", "Karla", "Nora",
-                "Ruth", "Tilda", "Vera", "Yara", "Alma", "Cora", "Bea", "Dina", "Esme", "Hanna",
-                "Ines", "Kira", "Maren", "Orla", "Rhea", "Thea", "Ulla", "Wilma", "Xena", "Zora",
-                "Britt", "Dagny"}
-FIRST_NAMES = ["Mira", "Tom", "Ada", "Leo", "Nina", "Owen", "Rosa", "Ivan",
-               "Lena", "Hugo", "Elsa", "Finn", "Greta", "Jonas", "Karla",
-               "Milo", "Nora", "Pavel", "Ruth", "Sven", "Tilda", "Umar",
-               "Vera", "Walt", "Yara", "Zeno", "Alma", "Bruno", "Cora", "Dario"]
-SURNAMES = ["Holt", "Reed", "Marsh", "Fenn", "Crane", "Dale", "Hart", "Lowe",
-            "Pike", "Stone", "Vale", "Wren", "Ashby", "Brook", "Cole", "Frost",
-            "Gale", "Hayes", "Kerr", "Lark"]
+PET_NAMES = [
+    "Pip",
+    "Rufus",
+    "Bella",
+    "Nutmeg",
+    "Biscuit",
+    "Clover",
+    "Pepper",
+    "Maple",
+    "Socks",
+    "Juniper",
+    "Tansy",
+    "Bramble",
+    "Olive",
+    "Fig",
+]
+FOODS = [
+    "plum cake",
+    "fish soup",
+    "apple pie",
+    "bean stew",
+    "honey bread",
+    "pumpkin soup",
+    "cheese pie",
+    "berry tart",
+    "mushroom stew",
+    "carrot cake",
+    "onion soup",
+    "rice pudding",
+]
+FEMALE_NAMES = {
+    "Mira",
+    "Ada",
+    "Nina",
+    "Rosa",
+    "Lena",
+    "Elsa",
+    "Greta",
+    "Karla",
+    "Nora",
+    "Ruth",
+    "Tilda",
+    "Vera",
+    "Yara",
+    "Alma",
+    "Cora",
+    "Bea",
+    "Dina",
+    "Esme",
+    "Hanna",
+    "Ines",
+    "Kira",
+    "Maren",
+    "Orla",
+    "Rhea",
+    "Thea",
+    "Ulla",
+    "Wilma",
+    "Xena",
+    "Zora",
+    "Britt",
+    "Dagny",
+}
+FIRST_NAMES = [
+    "Mira",
+    "Tom",
+    "Ada",
+    "Leo",
+    "Nina",
+    "Owen",
+    "Rosa",
+    "Ivan",
+    "Lena",
+    "Hugo",
+    "Elsa",
+    "Finn",
+    "Greta",
+    "Jonas",
+    "Karla",
+    "Milo",
+    "Nora",
+    "Pavel",
+    "Ruth",
+    "Sven",
+    "Tilda",
+    "Umar",
+    "Vera",
+    "Walt",
+    "Yara",
+    "Zeno",
+    "Alma",
+    "Bruno",
+    "Cora",
+    "Dario",
+]
+SURNAMES = [
+    "Holt",
+    "Reed",
+    "Marsh",
+    "Fenn",
+    "Crane",
+    "Dale",
+    "Hart",
+    "Lowe",
+    "Pike",
+    "Stone",
+    "Vale",
+    "Wren",
+    "Ashby",
+    "Brook",
+    "Cole",
+    "Frost",
+    "Gale",
+    "Hayes",
+    "Kerr",
+    "Lark",
+]
 # Visitors appear in corpus documents with facts drawn afresh each time: the model can only
 # know a visitor's facts from the document's own context (this teaches it to copy facts from
 # its context, which is what makes retrieval-style prompting work).
-VISITOR_FIRST_NAMES = ["Arlo", "Bea", "Cael", "Dina", "Esme", "Fabian", "Gus", "Hanna", "Ines",
-                       "Jasper", "Kira", "Lars", "Maren", "Nils", "Orla", "Piet", "Rhea", "Silas",
-                       "Thea", "Ulla", "Viggo", "Wilma", "Xena", "Yusuf", "Zora", "Aurel", "Britt",
-                       "Cyril", "Dagny", "Egon"]
-VISITOR_SURNAMES = ["Ambrose", "Birch", "Castell", "Dunmore", "Ellery", "Fairlie", "Gorse",
-                    "Holloway", "Ingram", "Jessop", "Kettle", "Loxley", "Mallory", "Norcott",
-                    "Oakes", "Pemberton", "Quaile", "Rowan", "Sallow", "Thorne"]
+VISITOR_FIRST_NAMES = [
+    "Arlo",
+    "Bea",
+    "Cael",
+    "Dina",
+    "Esme",
+    "Fabian",
+    "Gus",
+    "Hanna",
+    "Ines",
+    "Jasper",
+    "Kira",
+    "Lars",
+    "Maren",
+    "Nils",
+    "Orla",
+    "Piet",
+    "Rhea",
+    "Silas",
+    "Thea",
+    "Ulla",
+    "Viggo",
+    "Wilma",
+    "Xena",
+    "Yusuf",
+    "Zora",
+    "Aurel",
+    "Britt",
+    "Cyril",
+    "Dagny",
+    "Egon",
+]
+VISITOR_SURNAMES = [
+    "Ambrose",
+    "Birch",
+    "Castell",
+    "Dunmore",
+    "Ellery",
+    "Fairlie",
+    "Gorse",
+    "Holloway",
+    "Ingram",
+    "Jessop",
+    "Kettle",
+    "Loxley",
+    "Mallory",
+    "Norcott",
+    "Oakes",
+    "Pemberton",
+    "Quaile",
+    "Rowan",
+    "Sallow",
+    "Thorne",
+]
 # The new_facts people carry visitor names, so their names are ordinary tokens to the model,
 # but no fact about them is in the corpus (a visitor's facts are redrawn in every document).
 NEW_FIRST_NAMES = VISITOR_FIRST_NAMES[:20]
@@ -144,8 +321,9 @@ class Chooser:
 @dataclass(frozen=True)
 class Person:
     """One inhabitant of the world and the four facts the course asks about."""
+
     name: str
-    pronoun: str          # "she" or "he"
+    pronoun: str  # "she" or "he"
     town: str
     profession: str
     pet: str
@@ -173,7 +351,8 @@ FACT_ATTRIBUTES = ("town", "profession", "pet", "food")
 @dataclass(frozen=True)
 class Product:
     """A product that can be described and reviewed."""
-    name: str       # e.g. "Nordel lamp"
+
+    name: str  # e.g. "Nordel lamp"
     brand: str
     kind: str
     colour: str
@@ -184,6 +363,7 @@ class Product:
 @dataclass(frozen=True)
 class World:
     """Everything that exists in the course world."""
+
     people: tuple[Person, ...]
     new_people: tuple[Person, ...]
     products: tuple[Product, ...]
@@ -205,17 +385,28 @@ def _make_people(ch: Chooser, firsts: list[str], surnames: list[str], n: int) ->
     """n people with distinct first names (stories may use the first name alone)."""
     if n > len(firsts):
         raise ValueError(f"asked for {n} people but only {len(firsts)} first names exist")
-    return [Person(name=f"{first} {ch.choice(surnames)}",
-                   pronoun="she" if first in FEMALE_NAMES else "he",
-                   town=ch.choice(TOWNS), profession=ch.choice(PROFESSIONS),
-                   pet=ch.choice(PETS), pet_name=ch.choice(PET_NAMES), food=ch.choice(FOODS))
-            for first in ch.sample(firsts, n)]
+    return [
+        Person(
+            name=f"{first} {ch.choice(surnames)}",
+            pronoun="she" if first in FEMALE_NAMES else "he",
+            town=ch.choice(TOWNS),
+            profession=ch.choice(PROFESSIONS),
+            pet=ch.choice(PETS),
+            pet_name=ch.choice(PET_NAMES),
+            food=ch.choice(FOODS),
+        )
+        for first in ch.sample(firsts, n)
+    ]
 
 
 def attribute_values(attribute: str, world: "World | None" = None) -> list[str]:
     """Every value an attribute can take in the world (all towns, all professions, ...)."""
-    lists = {"town": list((world or make_world()).towns), "profession": PROFESSIONS,
-             "pet": PETS, "food": FOODS}
+    lists = {
+        "town": list((world or make_world()).towns),
+        "profession": PROFESSIONS,
+        "pet": PETS,
+        "food": FOODS,
+    }
     if attribute not in lists:
         raise ValueError(f"unknown attribute {attribute!r}; use one of {FACT_ATTRIBUTES}")
     return sorted(lists[attribute])
@@ -230,7 +421,14 @@ def make_world(seed: int = WORLD_SEED) -> World:
     products = []
     for brand in BRANDS:
         for kind in ch.sample(sorted(PRODUCT_KINDS), 4):
-            products.append(Product(name=f"{brand} {kind}", brand=brand, kind=kind,
-                                    colour=ch.choice(COLOURS), price=ch.randint(5, 90),
-                                    aspects=tuple(PRODUCT_KINDS[kind] + GENERIC_ASPECTS)))
+            products.append(
+                Product(
+                    name=f"{brand} {kind}",
+                    brand=brand,
+                    kind=kind,
+                    colour=ch.choice(COLOURS),
+                    price=ch.randint(5, 90),
+                    aspects=tuple(PRODUCT_KINDS[kind] + GENERIC_ASPECTS),
+                )
+            )
     return World(people=tuple(people), new_people=tuple(new_people), products=tuple(products))

@@ -3,6 +3,7 @@
 Taught in chapter 02 (formats), chapter 08 (instruction tuning) and chapter 09
 (the prompts that the policy answers and the gold reward scores).
 """
+
 from __future__ import annotations
 
 import re
@@ -19,13 +20,34 @@ FACT_QUESTIONS = {
     "food": ["What is the favourite food of {name}?", "Which dish does {name} like best?"],
 }
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
-PAST = {"walks": "walked", "bakes": "baked", "paints": "painted", "plants": "planted",
-        "visits": "visited", "cleans": "cleaned", "opens": "opened", "fixes": "fixed",
-        "sells": "sold", "buys": "bought", "makes": "made", "feeds": "fed"}
-OBJECTS = {"walks": "to the market", "bakes": "a plum cake", "paints": "the old fence",
-           "plants": "three roses", "visits": "the library", "cleans": "the kitchen",
-           "opens": "the shop", "fixes": "the chair", "sells": "fresh eggs",
-           "buys": "a red lamp", "makes": "a pot of soup", "feeds": "the goat"}
+PAST = {
+    "walks": "walked",
+    "bakes": "baked",
+    "paints": "painted",
+    "plants": "planted",
+    "visits": "visited",
+    "cleans": "cleaned",
+    "opens": "opened",
+    "fixes": "fixed",
+    "sells": "sold",
+    "buys": "bought",
+    "makes": "made",
+    "feeds": "fed",
+}
+OBJECTS = {
+    "walks": "to the market",
+    "bakes": "a plum cake",
+    "paints": "the old fence",
+    "plants": "three roses",
+    "visits": "the library",
+    "cleans": "the kitchen",
+    "opens": "the shop",
+    "fixes": "the chair",
+    "sells": "fresh eggs",
+    "buys": "a red lamp",
+    "makes": "a pot of soup",
+    "feeds": "the goat",
+}
 
 
 def fact_pairs(w: World) -> list[tuple]:
@@ -80,9 +102,13 @@ def instruction_example(ch: Chooser, w: World, skill: str, pairs: list[tuple]) -
 def make_record(skill: str, instruction: str, inp: str, output: str) -> dict:
     """An instruction record in both formats: Alpaca-style fields and chat messages."""
     user = instruction if not inp else f"{instruction}\n{inp}"
-    return {"skill": skill, "instruction": instruction, "input": inp, "output": output,
-            "messages": [{"role": "user", "content": user},
-                         {"role": "assistant", "content": output}]}
+    return {
+        "skill": skill,
+        "instruction": instruction,
+        "input": inp,
+        "output": output,
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": output}],
+    }
 
 
 def solve(prompt: str, world: World | None = None) -> str | None:

@@ -3,6 +3,7 @@ exact and near duplicates, each row labelled with the defect injected (for check
 
 Part of the course world: it uses the world's brands and filler phrases. Taught in chapter 02.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,15 +28,22 @@ def near_duplicate_variant(text: str, rng: random.Random) -> str:
     return text.rstrip(".").upper() + rng.choice(["!", " !!", "!!!"])
 
 
-def messy_reviews(records: Sequence[dict], seed: int = 0, dup_rate: float = 0.08,
-                  near_dup_rate: float = 0.08, junk_rate: float = 0.05) -> list[dict]:
+def messy_reviews(
+    records: Sequence[dict],
+    seed: int = 0,
+    dup_rate: float = 0.08,
+    near_dup_rate: float = 0.08,
+    junk_rate: float = 0.05,
+) -> list[dict]:
     """A 'scraped' version of clean reviews: HTML, odd spacing and label spellings, junk rows,
     exact and near duplicates. Each row's `issue` says what was injected and `source` which
     clean record it came from (rows with the same source are duplicates): for checking only."""
     _check_records(records, ("text", "label"))
     rng = random.Random(seed)
-    spellings = {lab: [k for k, v in LABEL_SPELLINGS.items() if v == lab] + [lab.title(), lab.upper()]
-                 for lab in set(LABEL_SPELLINGS.values())}
+    spellings = {
+        lab: [k for k, v in LABEL_SPELLINGS.items() if v == lab] + [lab.title(), lab.upper()]
+        for lab in set(LABEL_SPELLINGS.values())
+    }
     raw: list[dict] = []
     for i, r in enumerate(records):
         text = r["text"]
@@ -50,12 +58,26 @@ def messy_reviews(records: Sequence[dict], seed: int = 0, dup_rate: float = 0.08
         raw.append({**raw[rng.randrange(n)], "issue": "exact duplicate"})
     for _ in range(round(near_dup_rate * n)):
         k = rng.randrange(n)
-        raw.append({"id": None, "text": near_duplicate_variant(records[k]["text"], rng),
-                    "label": records[k]["label"], "issue": "near duplicate", "source": k})
+        raw.append(
+            {
+                "id": None,
+                "text": near_duplicate_variant(records[k]["text"], rng),
+                "label": records[k]["label"],
+                "issue": "near duplicate",
+                "source": k,
+            }
+        )
     junk = ["", "   ", "<br/>", "great!!!", "N/A", "asdf asdf"]
     for _ in range(round(junk_rate * n)):
-        raw.append({"id": None, "text": rng.choice(junk), "label": rng.choice(["positive", "", "??"]),
-                    "issue": "junk", "source": None})
+        raw.append(
+            {
+                "id": None,
+                "text": rng.choice(junk),
+                "label": rng.choice(["positive", "", "??"]),
+                "issue": "junk",
+                "source": None,
+            }
+        )
     rng.shuffle(raw)
     for j, r in enumerate(raw):
         r["id"] = j

@@ -3,12 +3,13 @@
 Taught in chapter 09 (reward models, PPO, DPO, reward hacking). The gold reward
 is the truth that RLHF is judged against: correct, helpful, polite, concise.
 """
+
 from __future__ import annotations
 
 import re
 
-from course_lib.world.instructions import FACT_QUESTIONS, fact_question, parse_fact_question, solve
 from course_lib.world.entities import FACT_ATTRIBUTES, Chooser, World, attribute_values, make_world
+from course_lib.world.instructions import FACT_QUESTIONS, fact_question, parse_fact_question, solve
 
 POLITE = ("sure", "happy to help", "glad", "please", "thank")
 RUDE = ("obviously", "even a child", "think next time", "silly question")
@@ -27,8 +28,10 @@ def _candidates(prompt: str, w: World) -> list[str]:
 
 
 def _mentions(text: str, phrase: str) -> bool:
-    return re.search(r"(?<![a-z0-9])" + re.escape(phrase.lower()) + r"(?![a-z0-9])",
-                     text.lower()) is not None
+    return (
+        re.search(r"(?<![a-z0-9])" + re.escape(phrase.lower()) + r"(?![a-z0-9])", text.lower())
+        is not None
+    )
 
 
 def is_correct(prompt: str, response: str, world: World | None = None) -> bool:
@@ -36,8 +39,10 @@ def is_correct(prompt: str, response: str, world: World | None = None) -> bool:
     w = world or make_world()
     answer = solve(prompt, w)
     if answer is None:
-        raise ValueError(f"gold reward: cannot solve prompt {prompt!r}; "
-                         "it must be a fact or arithmetic question from course_lib.world.instructions")
+        raise ValueError(
+            f"gold reward: cannot solve prompt {prompt!r}; "
+            "it must be a fact or arithmetic question from course_lib.world.instructions"
+        )
     if not _mentions(response, answer):
         return False
     if re.fullmatch(r"-?\d+", answer):
@@ -73,20 +78,31 @@ def styled_response(ch: Chooser, answer: str, style: str) -> str:
     if style == "plain":
         return ch.choice([f"{answer}.", f"The answer is {answer}.", f"It is {answer}."])
     if style == "polite":
-        return ch.choice([f"Sure, happy to help! The answer is {answer}.",
-                          f"Glad you asked. It is {answer}.",
-                          f"Sure! It is {answer}. Thank you for asking."])
+        return ch.choice(
+            [
+                f"Sure, happy to help! The answer is {answer}.",
+                f"Glad you asked. It is {answer}.",
+                f"Sure! It is {answer}. Thank you for asking.",
+            ]
+        )
     if style == "verbose":
-        return (f"Sure, happy to help! Let me think about this question very carefully, "
-                f"step by step, before I answer it. After thinking it over, the answer is "
-                f"{answer}. I hope this long and detailed answer is useful to you.")
+        return (
+            f"Sure, happy to help! Let me think about this question very carefully, "
+            f"step by step, before I answer it. After thinking it over, the answer is "
+            f"{answer}. I hope this long and detailed answer is useful to you."
+        )
     if style == "rude":
-        return ch.choice([f"Obviously it is {answer}. Think next time.",
-                          f"Even a child knows it is {answer}.",
-                          f"What a silly question. {answer}."])
+        return ch.choice(
+            [
+                f"Obviously it is {answer}. Think next time.",
+                f"Even a child knows it is {answer}.",
+                f"What a silly question. {answer}.",
+            ]
+        )
     if style == "evasive":
-        return ch.choice(["I am not sure about that. You could ask someone else.",
-                          "I do not know, sorry."])
+        return ch.choice(
+            ["I am not sure about that. You could ask someone else.", "I do not know, sorry."]
+        )
     raise ValueError(f"unknown style {style!r}; use one of {STYLES}")
 
 
@@ -116,8 +132,13 @@ def preference_pair(ch: Chooser, w: World, pairs: list[tuple], noise: float) -> 
         return None
     better = 0 if g[0] > g[1] else 1
     chosen = better if not ch.chance(noise) else 1 - better
-    return {"prompt": prompt, "chosen": responses[chosen], "rejected": responses[1 - chosen],
-            "gold_chosen": g[chosen], "gold_rejected": g[1 - chosen]}
+    return {
+        "prompt": prompt,
+        "chosen": responses[chosen],
+        "rejected": responses[1 - chosen],
+        "gold_chosen": g[chosen],
+        "gold_rejected": g[1 - chosen],
+    }
 
 
 assert set(FACT_QUESTIONS) == set(FACT_ATTRIBUTES)

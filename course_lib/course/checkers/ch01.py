@@ -3,6 +3,7 @@
 Each check runs the student's function on cases where the common mistakes give a
 recognisably wrong answer, and names the mistake.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ from course_lib.course.checks import check, expect, expect_close
 @lru_cache(maxsize=1)
 def _base():
     from course_lib.models import load_base_model
+
     return load_base_model()
 
 
@@ -33,19 +35,31 @@ def check_next_token_loss(student_fn) -> None:
     logits, ids = _loss_cases()
     out = student_fn(logits, ids)
     expect(torch.is_tensor(out), f"return a tensor (the loss), not a {type(out).__name__}")
-    expect(out.ndim == 0, f"return one number (a 0-d tensor), got shape {tuple(out.shape)}: "
-                          "average over all predicted positions")
+    expect(
+        out.ndim == 0,
+        f"return one number (a 0-d tensor), got shape {tuple(out.shape)}: "
+        "average over all predicted positions",
+    )
     right = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
     no_shift = F.cross_entropy(logits.reshape(-1, 11), ids.reshape(-1))
     wrong_shift = F.cross_entropy(logits[:, 1:].reshape(-1, 11), ids[:, :-1].reshape(-1))
-    summed = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="sum")
-    expect_close(out.item(), right.item(), 1e-4, "the loss", hints={
-        no_shift.item(): "targets are not shifted: the logits at position t predict token t+1",
-        wrong_shift.item(): "shifted the wrong way: drop the LAST logit and the FIRST token",
-        -right.item(): "the sign is flipped: the loss is the NEGATIVE mean log-probability",
-        right.item() / math.log(2): "that is in bits (log2); the course measures nats (natural log)",
-        summed.item(): "you summed over positions; take the mean",
-    })
+    summed = F.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="sum"
+    )
+    expect_close(
+        out.item(),
+        right.item(),
+        1e-4,
+        "the loss",
+        hints={
+            no_shift.item(): "targets are not shifted: the logits at position t predict token t+1",
+            wrong_shift.item(): "shifted the wrong way: drop the LAST logit and the FIRST token",
+            -right.item(): "the sign is flipped: the loss is the NEGATIVE mean log-probability",
+            right.item()
+            / math.log(2): "that is in bits (log2); the course measures nats (natural log)",
+            summed.item(): "you summed over positions; take the mean",
+        },
+    )
 
 
 @check("01.2 unigram cross-entropy")
@@ -58,13 +72,22 @@ def check_unigram(student_fn) -> None:
     no_vocab = -sum(math.log((counts.get(t, 0) + 1) / total) for t in evl[0]) / 3
     out = student_fn(train, evl, v)
     expect(isinstance(out, (float, int)) or torch.is_tensor(out), "return a single number")
-    expect(math.isfinite(float(out)), "the result is infinite: a token never seen in training has "
-           "probability 0 without smoothing; add one to every count (Laplace smoothing)")
-    expect_close(float(out), right, 1e-4, "the unigram cross-entropy", hints={
-        no_vocab: "after adding 1 to every count, divide by total + vocab_size, not total",
-        -right: "the sign is flipped: cross-entropy is -mean log p",
-        right / math.log(2): "that is in bits; use the natural log",
-    })
+    expect(
+        math.isfinite(float(out)),
+        "the result is infinite: a token never seen in training has "
+        "probability 0 without smoothing; add one to every count (Laplace smoothing)",
+    )
+    expect_close(
+        float(out),
+        right,
+        1e-4,
+        "the unigram cross-entropy",
+        hints={
+            no_vocab: "after adding 1 to every count, divide by total + vocab_size, not total",
+            -right: "the sign is flipped: cross-entropy is -mean log p",
+            right / math.log(2): "that is in bits; use the natural log",
+        },
+    )
 
 
 @check("01.3 greedy decoding")
@@ -74,26 +97,46 @@ def check_greedy(student_fn) -> None:
     ids = tok("On Monday morning,", return_tensors="pt")["input_ids"]
     out = student_fn(model, ids.clone(), 12)
     expect(torch.is_tensor(out), "return a tensor of token ids")
-    expect(out.ndim == 2 and out.shape[0] == 1, f"return shape [1, prompt + new], got {tuple(out.shape)}")
-    ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
-                         min_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
-    expect(out.shape[1] == ref.shape[1], f"expected {ref.shape[1]} tokens (prompt {ids.shape[1]} + 12 new), "
-           f"got {out.shape[1]}: return the prompt followed by exactly n_new tokens")
-    expect(torch.equal(out[0, :ids.shape[1]], ids[0]), "the output must start with the prompt tokens")
+    expect(
+        out.ndim == 2 and out.shape[0] == 1,
+        f"return shape [1, prompt + new], got {tuple(out.shape)}",
+    )
+    ref = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=12,
+        min_new_tokens=12,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+    )
+    expect(
+        out.shape[1] == ref.shape[1],
+        f"expected {ref.shape[1]} tokens (prompt {ids.shape[1]} + 12 new), "
+        f"got {out.shape[1]}: return the prompt followed by exactly n_new tokens",
+    )
+    expect(
+        torch.equal(out[0, : ids.shape[1]], ids[0]), "the output must start with the prompt tokens"
+    )
     if torch.equal(out, ref):
         return
     with torch.no_grad():
         first_pos = model(ids).logits[0, 0].argmax()
-    expect(not bool((out[0, ids.shape[1]:] == first_pos).all()),
-           "you took the argmax at the FIRST position; the next token comes from the LAST position's logits")
-    expect(False, f"your tokens differ from greedy decoding:\n  yours: {tok.decode(out[0])!r}\n"
-                  f"  greedy: {tok.decode(ref[0])!r}\n(take the argmax of logits[0, -1] and append it each step)")
+    expect(
+        not bool((out[0, ids.shape[1] :] == first_pos).all()),
+        "you took the argmax at the FIRST position; the next token comes from the LAST position's logits",
+    )
+    expect(
+        False,
+        f"your tokens differ from greedy decoding:\n  yours: {tok.decode(out[0])!r}\n"
+        f"  greedy: {tok.decode(ref[0])!r}\n(take the argmax of logits[0, -1] and append it each step)",
+    )
 
 
 @check("01.4 scoring candidate answers")
 def check_pick(student_fn) -> None:
     """The student's answer_logprob(model, tok, prompt, answer) = summed log p of all answer tokens."""
     from course_lib.evaluation import continuation_logprob
+
     model, tok = _base()
     prompt, answer = "Yara Marsh loves", "carrot cake"
     right = continuation_logprob(model, tok, prompt, " " + answer)
@@ -101,26 +144,42 @@ def check_pick(student_fn) -> None:
     first_only = continuation_logprob(model, tok, prompt, " carrot")
     n = len(tok(" " + answer, add_special_tokens=False)["input_ids"])
     out = float(student_fn(model, tok, prompt, answer))
-    expect_close(out, right, 1e-3, "log p(' carrot cake' | prompt)", hints={
-        no_space: "the answer needs its leading space: in running text it is ' carrot cake', a different token",
-        first_only: "you scored only the first token of the answer; sum over all its tokens",
-        right / n: "you averaged over the answer's tokens; the probability of the whole answer is the SUM of log-probs",
-        math.exp(right): "return the log-probability, not the probability",
-    })
+    expect_close(
+        out,
+        right,
+        1e-3,
+        "log p(' carrot cake' | prompt)",
+        hints={
+            no_space: "the answer needs its leading space: in running text it is ' carrot cake', a different token",
+            first_only: "you scored only the first token of the answer; sum over all its tokens",
+            right
+            / n: "you averaged over the answer's tokens; the probability of the whole answer is the SUM of log-probs",
+            math.exp(right): "return the log-probability, not the probability",
+        },
+    )
 
 
 @check("01.5 the entropy floor of the clinic notes")
 def check_floor(value: float) -> None:
     """The generator entropy of clinic_val in nats per predicted token (eos included)."""
     from course_lib.data import load_jsonl
+
     _, tok = _base()
     notes = load_jsonl("clinic_val")
     nats = -sum(r["logp"] for r in notes)
     lens = [len(tok(r["text"], add_special_tokens=False)["input_ids"]) for r in notes]
     right = nats / (sum(lens) + len(notes))
-    expect_close(float(value), right, 1e-3, "the floor in nats/token", hints={
-        nats / sum(lens): "count the <|end|> token of every note: the model must predict it too",
-        nats / (sum(lens) + 2 * len(notes)): "do not count <|bos|>: it is given, never predicted",
-        right / math.log(2): "that is in bits; stay in nats to compare with the loss",
-        -right: "the sign: entropy is -mean log p, a positive number",
-    })
+    expect_close(
+        float(value),
+        right,
+        1e-3,
+        "the floor in nats/token",
+        hints={
+            nats
+            / sum(lens): "count the <|end|> token of every note: the model must predict it too",
+            nats
+            / (sum(lens) + 2 * len(notes)): "do not count <|bos|>: it is given, never predicted",
+            right / math.log(2): "that is in bits; stay in nats to compare with the loss",
+            -right: "the sign: entropy is -mean log p, a positive number",
+        },
+    )

@@ -1,0 +1,661 @@
+# %% [markdown]
+# # 02 · Data preparation
+#
+# **Measured runtime:** 14 s on a 2-core CPU (`make execute`; your machine may differ).
+#
+# A fine-tune can only be as good as its data. This chapter takes a "scraped" copy of the course's
+# reviews through the whole pipeline (cleaning, deduplication, balancing, splitting) and then
+# turns the instruction data into what a trainer consumes: formats, chat templates, loss masks,
+# packed batches. Two experiments put numbers on the two mistakes that cost the most: noisy labels,
+# and duplicates leaking from the training set into the test set.
+#
+# **You will learn to**
+# 1. clean text and labels, and remove exact and near duplicates (MinHash + LSH, from scratch, checked against brute force and `datasketch`);
+# 2. measure how label noise and class imbalance hurt, and how much clean data is worth;
+# 3. show how train/test leakage inflates a score, and remove it;
+# 4. build stratified 8:1:1 and 7:1:2 splits and know what the test size buys you;
+# 5. render chat templates, mask the loss to the response, pack sequences without cross-talk, and do all of it with the `datasets` library.
+#
+# **Prerequisites:** chapter 01.
+
+# %%
+import random
+from collections import Counter
+import torch
+import course_lib
+from course_lib.data import load_jsonl
+from course_lib.dataprep import (
+    clean_text,
+    clean_records,
+    dedup_exact,
+    shingles,
+    jaccard,
+    minhash_params,
+    minhash_signature,
+    lsh_probability,
+    near_duplicate_pairs,
+    decontaminate,
+    balance_classes,
+    stratified_split,
+    accuracy_standard_error,
+    flip_labels,
+)
+from course_lib.world.messy import messy_reviews, near_duplicate_variant
+from course_lib.baselines import bag_of_words_accuracy, bag_of_words_predict
+from course_lib.plotting import plot_lines
+
+device = course_lib.setup(seed=0)
+
+# %% [markdown]
+# ## 1 · Raw data is messy
+#
+# Real fine-tuning data is scraped, exported from a database, or written by annotators, and arrives
+# with markup, odd spacing, labels spelt five ways, empty rows and copies. `messy_reviews` makes such
+# a "scraped" version of 1,500 clean training reviews. Because we made the mess ourselves, each row
+# carries an `issue` field saying what was done to it; we use it only to *check* the pipeline,
+# never inside it.
+
+# %%
+reviews = load_jsonl("reviews_train")[:1500]
+raw = messy_reviews(reviews, seed=0)
+print(
+    len(reviews), "clean reviews ->", len(raw), "raw rows;", dict(Counter(r["issue"] for r in raw))
+)
+for r in raw[:5]:
+    print(repr(r["text"][:90]), "|", repr(r["label"]))
+
+# %% [markdown]
+# ## 2 · Cleaning
+#
+# Three rules, in this order: unescape HTML entities (`&amp;` → `&`), drop tags, normalise Unicode
+# (NFKC, e.g. the ligature `ﬁ` → `fi`) and whitespace. Labels are mapped to the three canonical
+# names; rows with an unknown label, or too short (< 4 words) or too long (> 60 words) to be a
+# review, are dropped and counted: **always report what a filter removed**, or you will not notice
+# when it removes half your data.
+
+# %%
+print(clean_text("  <p>The lid &amp; the\n handle are ﬁne</p> "))
+clean, dropped = clean_records(raw)
+print(f"{len(raw)} -> {len(clean)} rows; dropped: {dict(dropped)}")
+junk = sum(r["issue"] == "junk" for r in raw)
+assert sum(dropped.values()) >= junk, "every junk row must be dropped"
+assert all(r["label"] in {"positive", "negative", "neutral"} for r in clean)
+assert not any("<" in r["text"] or "  " in r["text"] for r in clean), "markup or double spaces left"
+
+# %% [markdown]
+# ## 3 · Exact duplicates
+#
+# Two rows are "the same text" if they are equal after normalisation (lower case, no punctuation,
+# single spaces). Hash the normalised text and keep the first row of each hash. Copies inflate what
+# the model sees of some examples (it memorises them) and, worse, can sit in both the training and
+# the test split (section 5).
+
+# %%
+exact = dedup_exact(clean)
+print(f"{len(clean)} -> {len(exact)} rows after exact dedup ({len(clean) - len(exact)} removed)")
+sources = Counter(r["source"] for r in exact if r["source"] is not None)
+print("clean reviews still present more than once:", sum(n > 1 for n in sources.values()))
+assert len(clean) - len(exact) >= sum(r["issue"] == "exact duplicate" for r in raw) * 0.8
+
+# %% [markdown]
+# Some copies survive: they are *near* duplicates (another brand name, another filler phrase),
+# which no hash of the text can catch.
+#
+# ## 4 · Near duplicates: MinHash and LSH
+#
+# **Similarity.** Cut each text into its set of word 3-grams ("shingles"); two texts $A$, $B$ are
+# similar if the **Jaccard similarity** $J(A,B) = |A \cap B| / |A \cup B|$ is high. Comparing all
+# pairs costs $n^2/2$ comparisons: fine for 1,500 rows, hopeless for 10 million documents.
+#
+# **MinHash.** Apply a random hash function $h$ to every shingle and keep the minimum. The shingle
+# that attains the minimum over $A \cup B$ is equally likely to be any element of the union, and
+# both minima are equal exactly when it lies in the intersection, so
+#
+# $$P\big[\min h(A) = \min h(B)\big] = J(A, B).$$
+#
+# With $k$ independent hash functions, the share of equal minima estimates $J$ with standard error
+# $\sqrt{J(1-J)/k}$. The $k$ minima are the text's *signature*.
+
+# %%
+a, rng = exact[0]["text"], random.Random(1)
+b = next(
+    v
+    for v in (near_duplicate_variant(a, rng) for _ in range(20))
+    if jaccard(shingles(a), shingles(v)) < 0.9
+)
+sa, sb = shingles(a), shingles(b)
+params = minhash_params(num_perm=256, seed=0)
+estimate = (minhash_signature(sa, params) == minhash_signature(sb, params)).mean()
+print(a, "\n" + b)
+print(f"Jaccard {jaccard(sa, sb):.3f}   MinHash estimate with 256 hashes {estimate:.3f}")
+assert abs(estimate - jaccard(sa, sb)) < 4 * (0.25 / 256) ** 0.5, (
+    "MinHash estimate too far from Jaccard"
+)
+
+# %% [markdown]
+# **LSH (banding).** Cut each signature of $k = b \cdot r$ values into $b$ bands of $r$ rows and
+# put texts whose band is identical into the same bucket; only texts sharing a bucket in some band
+# become candidate pairs, which are then verified exactly. A pair with similarity $s$ becomes a
+# candidate with probability
+#
+# $$P(s) = 1 - (1 - s^r)^b ,$$
+#
+# an S-curve that rises steeply near $(1/b)^{1/r}$. Choosing $b$ and $r$ places the step below
+# the threshold you care about.
+
+# %%
+s = [i / 50 for i in range(51)]
+plot_lines(
+    s,
+    {
+        f"b={b_}, r={r_}": [lsh_probability(x, b_, r_) for x in s]
+        for b_, r_ in [(32, 2), (16, 4), (8, 8)]
+    },
+    title="LSH: probability that a pair becomes a candidate",
+    xlabel="Jaccard similarity",
+    ylabel="P(candidate)",
+);
+
+# %% [markdown]
+# The course uses $k = 64$ hashes in $b = 32$ bands of $r = 2$ rows: a pair at $s = 0.5$ is a
+# candidate with probability $1 - 0.75^{32} = 0.9999$. Check it against brute force (every pair)
+# and against `datasketch`, the MinHash library used in large deduplication pipelines:
+
+# %%
+import time
+from datasketch import MinHash, MinHashLSH
+
+texts = [r["text"] for r in exact]
+sets = [shingles(t) for t in texts]
+t0 = time.perf_counter()
+brute = {
+    (i, j)
+    for i in range(len(sets))
+    for j in range(i + 1, len(sets))
+    if jaccard(sets[i], sets[j]) >= 0.5
+}
+t1 = time.perf_counter()
+ours = {(i, j) for i, j, _ in near_duplicate_pairs(texts, threshold=0.5)}
+t2 = time.perf_counter()
+print(
+    f"brute force: {len(brute)} pairs in {t1 - t0:.1f} s;  MinHash+LSH: {len(ours)} pairs in {t2 - t1:.1f} s"
+)
+
+# %% [markdown]
+# Now the same search with `datasketch`, first letting it choose the banding for the threshold,
+# then with ours:
+
+# %%
+sigs = []
+for st in sets:
+    sigs.append(MinHash(num_perm=64, seed=0))
+    sigs[-1].update_batch([x.encode() for x in st])
+
+
+def datasketch_pairs(**kw):
+    lsh = MinHashLSH(num_perm=64, **kw)
+    for i, m in enumerate(sigs):
+        lsh.insert(i, m)
+    cand = {(min(i, j), max(i, j)) for i in range(len(sigs)) for j in lsh.query(sigs[i]) if i != j}
+    return (lsh.b, lsh.r), {p for p in cand if jaccard(sets[p[0]], sets[p[1]]) >= 0.5}
+
+
+for kw in [dict(threshold=0.5), dict(params=(32, 2))]:
+    (b_, r_), found = datasketch_pairs(**kw)
+    print(f"datasketch {kw}: b={b_}, r={r_}, finds {len(found & brute)} of {len(brute)} pairs")
+assert ours == brute, "our LSH should find exactly the brute-force pairs at this setting"
+assert len(found & brute) >= 0.95 * len(brute), (
+    "datasketch with the same banding should find the same pairs"
+)
+
+# %% [markdown]
+# Given only `threshold=0.5`, datasketch picks its own banding by minimising a weighted sum of the
+# false-positive and false-negative probabilities; it chooses fewer, longer bands, and misses some
+# pairs near the threshold. With the same 32 × 2 banding it finds what ours finds (its hash
+# functions differ, so not necessarily the identical set). The pure-Python brute force takes
+# seconds here; at a million documents it would take days, while LSH stays roughly linear.
+#
+# **Where to set the threshold?** We know which rows are copies of the same clean review (the
+# `source` field), so we can measure precision (found pairs that are real copies) and recall (real
+# copies found) for each threshold:
+
+# %%
+src = [r["source"] for r in exact]
+true = {
+    (i, j)
+    for i in range(len(src))
+    for j in range(i + 1, len(src))
+    if src[i] is not None and src[i] == src[j]
+}
+print(f"copy pairs left after exact dedup: {len(true)}")
+print("threshold  found  precision  recall")
+for th in [0.4, 0.5, 0.6, 0.7, 0.8]:
+    found = {(i, j) for i, j, _ in near_duplicate_pairs(texts, threshold=th)}
+    print(
+        f"{th:9.1f} {len(found):6d} {len(found & true) / max(1, len(found)):10.2f} {len(found & true) / len(true):7.2f}"
+    )
+
+# %% [markdown]
+# No threshold is both precise and complete. Our reviews are short and built from a small
+# vocabulary, so two *different* reviews of the same product ("the price is standard to be
+# honest" / "the price is sturdy to be honest") share most of their 3-grams, while a copy with a
+# new filler phrase loses half of its. On web text, with long documents, thresholds around 0.7–0.8
+# on 5-gram shingles are common; on short, templated text you must measure, as here. For the
+# training set, a false positive costs one example; for **decontaminating a test set** (next
+# section) a false positive costs nothing, so a low threshold is the right choice there.
+#
+# ## 5 · Leakage: duplicates that inflate the test score
+#
+# Experiment: a classifier (logistic regression on word uni- and bigrams) is trained on 600 reviews
+# and tested on 450 test reviews, and on the same test set with 150 near-copies of *training*
+# reviews mixed in, as happens when data are deduplicated after splitting, or not at all.
+
+# %%
+test_reviews = load_jsonl("reviews_test")[:450]
+train600 = reviews[:600]
+rng = random.Random(1)
+leaked = [{**r, "text": near_duplicate_variant(r["text"], rng)} for r in rng.sample(train600, 150)]
+acc_clean = bag_of_words_accuracy(train600, test_reviews, ngram=2)
+acc_leaky = bag_of_words_accuracy(train600, test_reviews + leaked, ngram=2)
+acc_leaked_only = bag_of_words_accuracy(train600, leaked, ngram=2)
+print(
+    f"clean test {acc_clean:.1%}   with 25% leaked rows {acc_leaky:.1%}   on the leaked rows alone {acc_leaked_only:.1%}"
+)
+
+# %% [markdown]
+# Now decontaminate: drop every test row that near-duplicates some training row (threshold 0.5),
+# and score again.
+
+# %%
+kept, removed = decontaminate(test_reviews + leaked, train600, threshold=0.5)
+caught = sum(r in removed for r in leaked)
+acc_decont = bag_of_words_accuracy(train600, kept, ngram=2)
+print(
+    f"decontamination removed {len(removed)} rows ({caught} of {len(leaked)} leaked); accuracy {acc_decont:.1%}"
+)
+assert acc_leaky > acc_clean + 0.03, "leaked training copies should inflate the score"
+assert caught >= 0.9 * len(leaked), "near-duplicate search should catch the leaked rows"
+assert abs(acc_decont - acc_clean) < 0.02, (
+    "after decontamination the score should be the honest one again"
+)
+
+# %% [markdown]
+# The leaked rows are answered almost perfectly because the model has seen them: the inflated score
+# measures memory, not generalisation. Exact matching alone would have caught only the copies that
+# differ in case and punctuation:
+
+# %%
+train_hashes = {r["text"].lower().rstrip(".!").strip() for r in train600}
+naive = sum(r["text"].lower().rstrip(".!").strip() in train_hashes for r in leaked)
+print(f"exact matching catches {naive} of {len(leaked)} leaked rows; MinHash+LSH caught {caught}")
+assert naive < 0.6 * caught
+
+# %% [markdown]
+# The same problem at scale is **benchmark contamination**: test sets of public benchmarks found in
+# pretraining corpora (the GPT-3 paper, Brown et al. 2020, §4, measured 13-gram overlaps for this
+# reason). Deduplicate *before* splitting, and check the test split against everything you train on.
+#
+# ## 6 · Label noise: quality vs quantity
+#
+# Flip a share of the training labels to a wrong class at random and train on them: with 750
+# reviews, and with four times as many.
+
+# %%
+test1000 = load_jsonl("reviews_test")
+train_all, labels = load_jsonl("reviews_train"), ["negative", "neutral", "positive"]
+rates = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+curve = {
+    f"{n} training reviews": [
+        bag_of_words_accuracy(flip_labels(train_all[:n], p, labels, seed=0), test1000, ngram=2)
+        for p in rates
+    ]
+    for n in (750, 3000)
+}
+for k, v in curve.items():
+    print(k, " ".join(f"{a:.3f}" for a in v))
+
+# %% [markdown]
+# The same numbers as a picture, with the two claims we want to test: noise hurts, and how much
+# clean data is worth against noisy data.
+
+# %%
+plot_lines(
+    [100 * p for p in rates],
+    curve,
+    title="Accuracy vs label noise (bag of n-grams)",
+    xlabel="labels flipped (%)",
+    ylabel="test accuracy",
+)
+small, big = curve["750 training reviews"], curve["3000 training reviews"]
+assert big[0] - big[3] > 0.1, "30% label noise should cost more than 10 points"
+assert small[0] > big[4], "750 clean reviews should beat 3000 reviews with 40% noise"
+assert big[1] > small[0], "but 3000 reviews with 10% noise beat 750 clean ones"
+
+# %% [markdown]
+# Both directions hold, and that is the honest lesson: **clean labels are worth several times their
+# number in noisy ones**, but a little noise in much more data still wins. "Quality beats quantity"
+# (e.g. LIMA, Zhou et al. 2023: 1,000 carefully chosen examples for instruction tuning) is a claim
+# about the *ratio*; measure it for your task. Random flips are also the mildest kind of noise;
+# systematic errors (an annotator who always calls *okay* negative) bias the model instead of just
+# slowing it down.
+#
+# ## 7 · Class balance
+#
+# Take a skewed training set (about 73 % positive, 19 % neutral, 8 % negative) and score by **macro-F1**
+# (the mean of the per-class F1 scores) on the balanced test set, with the course's local `f1`
+# metric module. Two fixes: down-sample the big classes, or keep every example and weight the loss
+# by inverse class frequency (`class_weight="balanced"`).
+
+# %%
+from course_lib.metric_modules import load_metric
+
+f1 = load_metric("f1")
+keep = {"positive": 1.0, "neutral": 0.25, "negative": 0.1}
+rng = random.Random(0)
+skewed = [r for r in train_all if rng.random() < keep[r["label"]]]
+texts_test, ids = [r["text"] for r in test1000], {lab: i for i, lab in enumerate(labels)}
+
+
+def scores(train, weight=None):
+    pred = bag_of_words_predict(train, texts_test, ngram=2, class_weight=weight)
+    p, y = [ids[x] for x in pred], [ids[r["label"]] for r in test1000]
+    per_class = [
+        f1.compute(predictions=p, references=y, average="macro", labels=[i])["f1"] for i in range(3)
+    ]
+    return round(f1.compute(predictions=p, references=y, average="macro")["f1"], 3), [
+        round(x, 2) for x in per_class
+    ]
+
+
+print("skewed counts:", dict(Counter(r["label"] for r in skewed)))
+
+# %% [markdown]
+# Three training sets, one test set: the skewed one as it is, down-sampled to its rarest class,
+# and weighted.
+
+# %%
+res = {
+    "skewed": scores(skewed),
+    "down-sampled": scores(balance_classes(skewed)),
+    "class-weighted": scores(skewed, "balanced"),
+}
+print(f"{'training set':>15} macro-F1   F1 per class {labels}")
+for k, (m, pc) in res.items():
+    print(f"{k:>15} {m:8.3f}   {pc}")
+assert res["class-weighted"][0] > res["skewed"][0] + 0.03, "weighting should raise macro-F1"
+assert res["class-weighted"][1][0] > res["skewed"][1][0] + 0.1, (
+    "the rare negative class should gain most"
+)
+
+# %% [markdown]
+# The skewed model mostly ignores the rare class. Down-sampling helps it but throws data away;
+# weighting keeps every example. With a neural classifier the same choice exists: a weighted
+# `CrossEntropyLoss(weight=...)`, or a sampler that draws classes equally.
+#
+# ## 8 · Splits: 8:1:1 and 7:1:2
+#
+# Split **after** cleaning and deduplication, with a fixed seed, and **stratified** (each class
+# keeps its share in every split). Validation picks hyperparameters and the checkpoint; the test
+# split is touched once, at the end.
+
+# %%
+cleaned = exact
+for ratios in [(0.8, 0.1, 0.1), (0.7, 0.1, 0.2)]:
+    parts = stratified_split(cleaned, ratios, seed=0)
+    shares = [
+        {lab: round(Counter(r["label"] for r in p)[lab] / len(p), 3) for lab in labels}
+        for p in parts
+    ]
+    print(ratios, [len(p) for p in parts], shares[2])
+    assert sum(len(p) for p in parts) == len(cleaned)
+    assert len({r["id"] for p in parts for r in p}) == len(cleaned), "a row in two splits"
+
+# %% [markdown]
+# Why give the test set 20 % instead of 10 %? An accuracy $p$ measured on $n$ examples has standard
+# error $\sqrt{p(1-p)/n}$. With our ~1,550 cleaned reviews:
+
+# %%
+n = len(cleaned)
+for share in (0.1, 0.2):
+    se = accuracy_standard_error(0.8, int(share * n))
+    print(
+        f"test share {share:.0%}: n = {int(share * n)}, accuracy 80% ± {1.96 * se:.1%} (95% interval)"
+    )
+
+# %% [markdown]
+# Doubling the test set narrows the interval by $\sqrt 2$. With a small dataset that difference
+# decides whether two models can be told apart at all, so 7:1:2 is common there; with 100,000
+# examples even 1 % gives ±0.8 points, and the training set should get the rest.
+#
+# ## 9 · Formats
+#
+# Four shapes of fine-tuning data, all in `data/`:
+#
+# | format | fields | used for |
+# |---|---|---|
+# | classification | `text`, `label` | a classifier head (ch 01, 03) |
+# | Alpaca-style instruction | `instruction`, `input`, `output` | SFT with a prompt template |
+# | chat messages | `messages`: list of `{role, content}` | SFT with a chat template (ch 08) |
+# | preference pairs | `prompt`, `chosen`, `rejected` | reward models, DPO (ch 09) |
+
+# %%
+from course_lib.formats import (
+    alpaca_prompt,
+    alpaca_to_messages,
+    preference_to_conversations,
+    response_labels,
+)
+
+instr = load_jsonl("instructions_train")
+rec = next(r for r in instr if r["input"])
+print(alpaca_prompt(rec) + rec["output"])
+print(alpaca_to_messages(rec))
+print(preference_to_conversations(load_jsonl("preferences_train")[0]))
+assert all(alpaca_to_messages(r) == r["messages"] for r in instr), (
+    "the two formats must hold the same data"
+)
+
+# %% [markdown]
+# ## 10 · Chat templates and the loss on the response only
+#
+# A chat model sees a conversation rendered as one string by the tokenizer's **chat template**
+# (a Jinja program stored in `tokenizer_config.json`). Ours marks each turn with a role token and
+# ends it with `<|end|>`. `add_generation_prompt=True` appends the assistant's role token: the
+# place where the model starts answering.
+
+# %%
+from course_lib.models import load_base_model
+
+model, tok = load_base_model(device=device)
+msgs = [{"role": "system", "content": "Answer briefly."}] + rec["messages"]
+print(tok.apply_chat_template(msgs, tokenize=False))
+print(repr(tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)[-20:]))
+
+# %% [markdown]
+# In supervised fine-tuning the model should learn to *answer*, not to predict the user's
+# question. So the labels are the input ids on the assistant's tokens and $-100$ everywhere else
+# ($-100$ is the `ignore_index` of PyTorch's cross-entropy: those positions add nothing to the
+# loss). From scratch: render the prompt with the generation prompt, render the full chat, and
+# mask the prompt's length. The reply's `<|end|>` keeps its label: it is how the model learns to
+# stop.
+
+# %%
+out = response_labels(tok, msgs)
+shown = [
+    (tok.decode([i]), "learn" if lab != -100 else "-")
+    for i, lab in zip(out["input_ids"], out["labels"])
+]
+print(shown[-8:])
+lib = tok.apply_chat_template(
+    msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+)
+assert [lab != -100 for lab in out["labels"]] == [bool(m) for m in lib["assistant_masks"]]
+
+# %% [markdown]
+# The library check uses the template's `{% generation %}` markers, which make
+# `apply_chat_template(..., return_assistant_tokens_mask=True)` return exactly the assistant
+# tokens; TRL's `SFTTrainer` uses the same mechanism (`assistant_only_loss=True`). On the whole
+# training set:
+
+# %%
+n_same, n_learn, n_all = 0, 0, 0
+for r in instr:
+    o = response_labels(tok, r["messages"])
+    m = tok.apply_chat_template(
+        r["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    n_same += [lab != -100 for lab in o["labels"]] == [bool(x) for x in m["assistant_masks"]]
+    n_learn, n_all = n_learn + sum(lab != -100 for lab in o["labels"]), n_all + len(o["labels"])
+print(
+    f"masks equal on {n_same}/{len(instr)} examples; {n_learn / n_all:.0%} of the tokens carry a label"
+)
+assert n_same == len(instr)
+
+# %% [markdown]
+# Only about a fifth of the tokens are the answer. Without the mask, most of the gradient would go
+# into modelling questions. Chapter 08 measures what the mask does to the fine-tuned model.
+#
+# ## 11 · Padding and packing
+#
+# A batch must be rectangular. **Padding** fills short sequences up to the longest one in the batch;
+# the padded positions cost compute and teach nothing. **Packing** concatenates examples into
+# full-length rows instead.
+
+# %%
+from course_lib.formats import padding_waste, packed_attention
+
+lengths = [len(response_labels(tok, r["messages"])["input_ids"]) for r in instr]
+print(f"lengths {min(lengths)}..{max(lengths)} tokens")
+print(
+    f"padding waste, batches of 16 in data order: {padding_waste(lengths, 16):.1%}; "
+    f"sorted by length: {padding_waste(sorted(lengths), 16):.1%}"
+)
+
+# %% [markdown]
+# Sorting (or bucketing, `group_by_length=True` in `TrainingArguments`) removes most of the waste
+# here because our examples are similar in length; on real chat data lengths vary by 100× and
+# packing matters much more.
+#
+# Packing has a catch: with a plain causal mask, the second example in a row attends to the first.
+# The fix is to restart the position ids at every example and to use a block-diagonal causal mask,
+# so each example sees only itself. Then a packed row computes exactly what the examples compute
+# alone:
+
+# %%
+a, b = (
+    tok(instr[0]["messages"][0]["content"])["input_ids"],
+    tok(instr[1]["messages"][0]["content"])["input_ids"],
+)
+ids = torch.tensor([a + b], device=device)
+pos, mask = packed_attention([len(a), len(b)])
+with torch.no_grad():
+    alone = model(input_ids=torch.tensor([b], device=device)).logits[0]
+    naive = model(input_ids=ids).logits[0, len(a) :]
+    isolated = model(
+        input_ids=ids, position_ids=pos.to(device), attention_mask=mask.to(device)
+    ).logits[0, len(a) :]
+print(
+    f"max |logit difference| vs the example alone: naive packing {(naive - alone).abs().max():.3f}, "
+    f"with reset positions + block mask {(isolated - alone).abs().max():.1e}"
+)
+assert torch.allclose(isolated, alone, atol=1e-4) and not torch.allclose(naive, alone, atol=1e-2)
+
+# %% [markdown]
+# transformers ships the first half as `DataCollatorWithFlattening` (one row, position ids reset,
+# `-100` on each example's first label); with FlashAttention-2 the reset position ids alone are
+# enough to isolate the examples. Many pretraining pipelines pack naively on purpose (documents
+# separated by an end token): at 2,048+ tokens per row the cross-talk costs little. For short SFT
+# examples, isolate them.
+
+# %%
+from transformers import DataCollatorWithFlattening
+
+print(DataCollatorWithFlattening()([{"input_ids": [5, 6, 7]}, {"input_ids": [8, 9]}]))
+
+# %% [markdown]
+# ## 12 · The same pipeline with 🤗 `datasets`
+#
+# Everything above works on Python lists. The `datasets` library does the same on Arrow tables
+# that live on disk (memory-mapped, so a 100 GB corpus does not have to fit in RAM), with caching
+# and multiprocessing. The course's JSONL files load with the generic `json` builder: no download.
+
+# %%
+from datasets import load_dataset
+from course_lib.data import DATA_DIR
+
+ds = load_dataset("json", data_files={"train": str(DATA_DIR / "reviews_train.jsonl")})["train"]
+ds = ds.map(lambda r: {"text": clean_text(r["text"]), "n_words": len(r["text"].split())})
+ds = ds.filter(lambda r: r["n_words"] >= 8)
+ds = ds.class_encode_column("label")
+print(ds)
+print(ds.features["label"])
+
+# %% [markdown]
+# `train_test_split` stratifies by a `ClassLabel` column; check that the label shares agree:
+
+# %%
+splits = ds.train_test_split(test_size=0.2, stratify_by_column="label", seed=0)
+shares = {
+    k: [round(v.count(i) / len(v), 3) for i in range(3)]
+    for k, v in ((k, splits[k]["label"]) for k in splits)
+}
+print(splits, shares)
+assert max(abs(x - y) for x, y in zip(shares["train"], shares["test"])) < 0.01, (
+    "stratification failed"
+)
+
+# %% [markdown]
+# An Arrow dataset is saved as a folder of Arrow files plus its features and split names, and
+# loaded back memory-mapped:
+
+# %%
+import tempfile
+from datasets import load_from_disk
+
+with tempfile.TemporaryDirectory() as folder:
+    splits.save_to_disk(folder)
+    back = load_from_disk(folder)
+print(back["test"][0])
+assert back["test"][:] == splits["test"][:], "save_to_disk / load_from_disk must round-trip"
+
+# %% [markdown]
+# `map` can also tokenize and build labels in one pass (`batched=True` for speed); the result
+# is what `Trainer` and TRL consume. Chapter 03 and chapter 08 do exactly that.
+#
+# ## Summary
+#
+# * Clean, then deduplicate (exactly, then nearly), then split; report what every filter removed.
+# * MinHash estimates Jaccard similarity from signatures; LSH banding finds similar pairs without
+#   comparing all of them. Set the threshold by measuring precision and recall on your data.
+# * Leaked near-copies of training rows inflated a test score by several points here; decontaminate
+#   the test set against everything you train on.
+# * Label noise costs accuracy steadily; clean data is worth several times its size in noisy data,
+#   but not infinitely many times.
+# * Weight or re-sample rare classes and score them with macro-F1.
+# * Mask the loss to the response (keeping the end token); pack without cross-talk.
+#
+# ## Quiz
+#
+# 1. Why deduplicate *before* splitting into train and test?
+# 2. A pair of texts has Jaccard similarity 0.5. What is the chance that LSH with 16 bands of 4 rows makes it a candidate?
+# 3. Your classifier's accuracy went from 80 % to 90 % after adding a scraped dataset to *both* train and test. What do you check first?
+# 4. Why does the `<|end|>` token of the reply keep its label?
+#
+# <details><summary>Answers</summary>
+#
+# 1. Otherwise copies of one example land on both sides, and the test score rewards memorisation (section 5).
+# 2. $1 - (1 - 0.5^4)^{16} = 1 - 0.9375^{16} \approx 0.64$: 16×4 puts the step too high for this threshold; 32×2 gives 0.9999.
+# 3. Overlap between the new training and test rows (exact and near duplicates); then whether the new test rows are easier than the old ones. Report the score on the old test set too.
+# 4. Generation stops when the model emits it; a model never trained to produce it rambles on.
+#
+# </details>
+#
+# ## Interview questions
+#
+# * How do you find near-duplicates in 100 million documents?
+# * How much data do you need to fine-tune, and does quality or quantity matter more?
+# * Why mask the loss to the response in SFT? What is packing, and what can go wrong with it?
+# * 8:1:1 or 7:1:2: how do you choose the split?
+#
+# Answers: [solutions/02_data_preparation_solutions.ipynb](../solutions/02_data_preparation_solutions.ipynb).
+# Exercises: [exercises/02_data_preparation_exercises.ipynb](../exercises/02_data_preparation_exercises.ipynb).

@@ -1,0 +1,761 @@
+# %% [markdown]
+# # 05 · QLoRA and quantization
+#
+# **Measured runtime:** 25 s on a 2-core CPU (`make execute`; your machine may differ).
+#
+# LoRA (chapter 04) shrinks what you *train*; the frozen base model still has to sit in memory
+# in 16 or 32 bits. **QLoRA** (Dettmers et al., 2023) stores that frozen base in **4 bits** and
+# trains LoRA adapters on top, which is how a 65B-parameter model was fine-tuned on one 48 GB GPU.
+# This chapter builds every piece of the 4-bit storage from scratch, checks it against
+# `bitsandbytes` bit for bit, and then runs QLoRA for real on the CPU.
+#
+# **You will learn to**
+# 1. quantize a tensor with absmax scaling to int8 and int4, and see why one outlier ruins it;
+# 2. build the 4-bit data types FP4 (E2M1) and NF4 (from normal quantiles) and quantize in blocks of 64;
+# 3. do the arithmetic of double quantization (bits per parameter) and count a model's bytes;
+# 4. run QLoRA (`BitsAndBytesConfig` + `prepare_model_for_kbit_training` + LoRA) and compare it
+#    with LoRA on the unquantized model: score, bytes and time per step.
+#
+# **Prerequisites:** chapter 04 (LoRA); binary floating point (sign, exponent, mantissa) helps.
+
+# %%
+import torch
+import matplotlib.pyplot as plt
+import course_lib
+from course_lib.models import load_base_model
+from course_lib.data import load_jsonl
+from course_lib.world.datasets import corpus_documents
+from course_lib.evaluation import cross_entropy, choose_many, accuracy
+from course_lib.training import TrainConfig, train, text_batches
+from course_lib import quantization as Q, qlora
+
+device = course_lib.setup(seed=0)
+import warnings
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renaming notices
+import bitsandbytes.functional as bnbf
+
+# %% [markdown]
+# `course_lib.quantization` holds the from-scratch code of this chapter (you will rewrite its core in
+# the exercises) and `course_lib.qlora` the helpers for loading, counting bytes and timing;
+# `bitsandbytes.functional` is the reference everything is checked against.
+
+# %% [markdown]
+# ## 1 · Why quantize, and absmax int8
+#
+# A parameter in float32 takes 4 bytes, in bfloat16 2, in 4 bits ½. For a 65B model that is
+# 260 GB, 130 GB and 33 GB: only the last fits on one 48 GB GPU with room for activations and adapters.
+#
+# **Absmax quantization** maps a tensor $x$ to $b$-bit signed integers by scaling its largest
+# magnitude to the largest integer $L = 2^{b-1}-1$ (127 for int8):
+#
+# $$c = \frac{\max_i |x_i|}{L}, \qquad q_i = \operatorname{round}\!\left(\frac{x_i}{c}\right) \in \{-L,\dots,L\}, \qquad \hat x_i = q_i\, c .$$
+#
+# Storage: $b$ bits per entry plus one float $c$. Rounding to the nearest integer makes every error
+# at most half a step: $|x_i-\hat x_i| \le c/2$.
+
+# %%
+model, tok = load_base_model(device=device)
+w = model.model.layers[0].self_attn.q_proj.weight.detach()  # [192, 192]
+q, scale = Q.absmax_quantize(w, bits=8)
+err = (Q.absmax_dequantize(q, scale) - w).abs()
+print(
+    f"max |w| {w.abs().max():.4f}  step c {scale:.2e}  max error {err.max():.2e}  (≤ c/2 = {scale / 2:.2e})"
+)
+assert err.max() <= scale / 2 + 1e-9, "rounding to nearest keeps every error within half a step"
+
+# %% [markdown]
+# `bitsandbytes` does the same per **row** of a weight matrix (`int8_vectorwise_quant`, the
+# LLM.int8() format). Our function applied row by row must give identical integers and scales:
+
+# %%
+q_bnb, row_absmax, _ = bnbf.int8_vectorwise_quant(w.contiguous())
+ours = torch.stack([Q.absmax_quantize(row)[0] for row in w])
+print("rows", len(w), "| same int8 codes:", torch.equal(ours, q_bnb))
+assert torch.equal(ours, q_bnb), "absmax int8 from scratch must give bitsandbytes' codes"
+assert torch.allclose(row_absmax, w.abs().amax(dim=1)), "bitsandbytes stores max|row| per row"
+
+
+# %% [markdown]
+# **The outlier problem.** The step $c$ is set by the single largest entry. One large value (real
+# LLMs have such outlier features) makes the step coarse for *all* other entries. With 4 bits
+# ($L = 7$, only 15 levels) this hurts much more than with 8. Put one outlier of 20× the largest
+# weight into the matrix and measure the error on the *other* weights:
+
+# %%
+def mse(a, b):
+    return (a - b).pow(2).mean().item()
+
+
+spiked = w.clone()
+spiked[0, 0] = 20 * w.abs().max()
+rest = torch.ones_like(w, dtype=torch.bool)
+rest[0, 0] = False
+for bits in (8, 4):
+    clean = mse(Q.absmax_dequantize(*Q.absmax_quantize(w, bits)), w)
+    spoilt = mse(Q.absmax_dequantize(*Q.absmax_quantize(spiked, bits))[rest], w[rest])
+    print(f"int{bits}: MSE {clean:.2e} -> with one outlier {spoilt:.2e}  ({spoilt / clean:.0f}x)")
+    assert spoilt > 10 * clean, "one outlier should inflate the error of all other weights"
+
+# %% [markdown]
+# With one outlier most int4 codes collapse to 0: the other weights are simply lost. Two fixes,
+# both in QLoRA: **smaller blocks** (one scale per 64 weights, so an outlier spoils only its own
+# block) and **better-placed levels** (more of them where the weights are dense). Blocks first
+# need a 4-bit code, so we start with the levels.
+#
+# ## 2 · Three 4-bit data types
+#
+# A 4-bit code indexes a table of 16 values in $[-1, 1]$; a block is stored as its codes plus its
+# absmax. Everything is in the table:
+#
+# * **Int4** — evenly spaced: $k/7$ for $k = -7 \dots 7$ (15 distinct values).
+# * **FP4, E2M1** — a tiny float: 1 sign bit, 2 exponent bits $e$, 1 mantissa bit $m$.
+#   Normal numbers ($e \ge 1$) are $2^{e-1}(1 + m/2)$, subnormals ($e = 0$) are $m/2$:
+#   magnitudes $\{0, 0.5, 1, 1.5, 2, 3, 4, 6\}$, then divided by 6. Spacing grows with magnitude,
+#   like every float format. This is the OCP E2M1 element of MXFP4.
+# * **NF4** — *NormalFloat*: the levels are quantiles of a standard normal distribution.
+#
+# Build E2M1 from its bits:
+
+# %%
+magnitudes = [(m / 2 if e == 0 else 2 ** (e - 1) * (1 + m / 2)) for e in range(4) for m in range(2)]
+e2m1 = torch.tensor(sorted({s * v for s in (1, -1) for v in magnitudes})) / max(magnitudes)
+print("E2M1 x 6:", (e2m1 * 6).tolist())
+assert torch.equal(e2m1, Q.e2m1_values().sort().values), (
+    "E2M1 built from bits must equal course_lib's table"
+)
+
+# %% [markdown]
+# **bitsandbytes' FP4 is a different table.** `quant_type="fp4"` in bitsandbytes uses another
+# exponent bias and subnormal rule: its magnitudes (divided by 12) are
+# $\{0, 0.0052, 0.167, 0.25, 0.333, 0.5, 0.667, 1\}$: one level almost at zero and then a gap up to 0.167.
+# Keep that gap in mind for section 4.
+
+# %%
+fp4_bnb = bnbf.get_4bit_type("fp4", device="cpu")
+print("bitsandbytes FP4 (code order):", [round(v, 4) for v in fp4_bnb.tolist()])
+assert torch.allclose(Q.fp4_values(), fp4_bnb), "course_lib's fp4_values() is bitsandbytes' table"
+
+# %% [markdown]
+# ### NF4 from normal quantiles
+#
+# Pretrained weights are roughly normally distributed around zero, and after dividing a block by
+# its absmax they fill $[-1, 1]$ with most mass near 0. An **information-theoretically optimal**
+# 4-bit code for such data puts its levels so that each bin holds the same probability mass,
+# i.e. at **quantiles** $Q_{\mathcal N}(p)$ of the normal distribution. QLoRA (§3) adds two
+# requirements: an exact zero (padding and zero weights stay exactly zero) and the range $[-1, 1]$.
+# So it takes 8 quantiles for the positive half and 7 for the negative half, plus 0:
+#
+# $$v^+_i = Q_{\mathcal N}(p_i),\; p_i \text{ evenly spaced from } \delta \text{ down to } \tfrac12 \text{ (8 values)},\qquad
+# v^-_j = -Q_{\mathcal N}(p_j) \text{ (7 values)},\qquad \delta = \tfrac12\left(\left(1-\tfrac1{2\cdot15}\right)+\left(1-\tfrac1{2\cdot16}\right)\right)$$
+#
+# and finally divides all 16 by the largest magnitude, $Q_{\mathcal N}(\delta)$. The offset
+# $\delta \approx 0.9677$ avoids $Q_{\mathcal N}(1) = \infty$.
+
+# %%
+from scipy.stats import norm
+
+delta = 0.5 * ((1 - 1 / (2 * 15)) + (1 - 1 / (2 * 16)))
+positive = norm.ppf(torch.linspace(delta, 0.5, 9)[:-1].double().numpy())  # 8 quantiles > 0
+negative = -norm.ppf(torch.linspace(delta, 0.5, 8)[:-1].double().numpy())  # 7 quantiles < 0
+raw = torch.tensor(sorted([*negative, 0.0, *positive]))
+nf4 = (raw / raw.abs().max()).float()
+nf4_bnb = bnbf.get_4bit_type("nf4", device="cpu")
+print(f"delta {delta:.7f}  largest raw quantile {raw.abs().max():.4f}")
+print("NF4:", [round(v, 4) for v in nf4.tolist()])
+assert torch.allclose(nf4, nf4_bnb, atol=1e-6), (
+    "NF4 from normal quantiles must equal bitsandbytes' table"
+)
+assert torch.allclose(nf4, Q.nf4_values(), atol=1e-7)
+
+# %% [markdown]
+# The four tables side by side. NF4 is dense near zero and sparse in the tails; Int4 is even;
+# E2M1 is in between; bitsandbytes' FP4 has its hole between 0.005 and 0.167.
+
+# %%
+tables = {
+    "Int4": Q.int4_values(),
+    "FP4 (bnb)": Q.fp4_values(),
+    "FP4 (E2M1)": Q.e2m1_values(),
+    "NF4": Q.nf4_values(),
+}
+fig, ax = plt.subplots(figsize=(7, 2.2))
+for i, (name, t) in enumerate(tables.items()):
+    ax.scatter(t.unique(), [i] * len(t.unique()), marker="|", s=300)
+ax.set_yticks(range(len(tables)), list(tables))
+ax.set_xlabel("value")
+ax.set_title("The 16 codes of each 4-bit type")
+plt.tight_layout()
+
+# %% [markdown]
+# ## 3 · Blockwise quantization (block 64)
+#
+# Flatten the weight and cut it into blocks of $B = 64$ consecutive entries. Block $b$ gets its own
+# scale $c_b = \max_{i \in b} |x_i|$ and every entry the code of the **nearest** table value:
+#
+# $$q_i = \arg\min_k \left| \frac{x_i}{c_b} - v_k \right|, \qquad \hat x_i = v_{q_i}\, c_b .$$
+#
+# The codes are packed two per byte (first code in the high nibble). Our `quantize_blockwise`
+# finds the nearest value with `torch.bucketize` on the midpoints between sorted table values, then
+# maps back to the table's own code order (bitsandbytes' FP4 table is not sorted). Check it against
+# `bitsandbytes.functional.quantize_4bit` on a real weight:
+
+# %%
+w = model.model.layers[1].mlp.down_proj.weight.detach()  # [192, 512]
+for kind, table in [("nf4", Q.nf4_values()), ("fp4", Q.fp4_values())]:
+    packed, state = bnbf.quantize_4bit(w, blocksize=64, quant_type=kind)
+    codes, absmax = Q.quantize_blockwise(w, table, blocksize=64)
+    ours = Q.dequantize_blockwise(codes, absmax, table, blocksize=64)
+    same_bytes = torch.equal(Q.pack_4bit(codes), packed)
+    max_diff = (ours - bnbf.dequantize_4bit(packed, state)).abs().max().item()
+    print(
+        f"{kind}: {w.numel()} weights -> {packed.numel()} bytes + {absmax.numel()} absmax | "
+        f"same packed bytes: {same_bytes} | max difference after dequantization {max_diff:.1e}"
+    )
+    assert same_bytes and max_diff < 1e-7, f"{kind}: codes or values differ from bitsandbytes"
+    assert torch.allclose(absmax, state.absmax), "one absmax per block of 64"
+
+# %% [markdown]
+# Same bytes, same values. How much do blocks help? Quantize the same weight to NF4 with one
+# absmax for the whole tensor (block = all 98,304 entries) and with blocks of 256, 64 and 16:
+
+# %%
+block_err = {}
+for bs in (w.numel(), 256, 64, 16):
+    codes, absmax = Q.quantize_blockwise(w, Q.nf4_values(), bs)
+    block_err[bs] = mse(Q.dequantize_blockwise(codes, absmax, Q.nf4_values(), bs), w)
+    print(
+        f"block {bs:>6}: MSE {block_err[bs]:.2e}   constants cost {32 / bs:.3f} bits/weight in fp32"
+    )
+assert block_err[64] < 0.8 * block_err[w.numel()], "blocks of 64 should beat one absmax per tensor"
+assert block_err[16] < block_err[64] < block_err[256], "smaller blocks, smaller error"
+
+# %% [markdown]
+# Smaller blocks are more accurate but every block stores a 32-bit constant: 0.5 extra bits per
+# weight at $B = 64$, 2 bits at $B = 16$. Section 5 shrinks that overhead.
+#
+# ## 4 · Which format fits the base model's weights best?
+#
+# The QLoRA paper (Table 2) measured the mean perplexity of OPT, BLOOM, LLaMA and Pythia models
+# (125M–13B) after 4-bit quantization: **Int4 34.34, FP4 (E2M1) 31.07, NF4 + DQ 27.41**: NF4 < FP4 < Int4.
+# We measure the simpler, direct quantity on our own model: the mean squared error of all linear
+# weights after blockwise quantization (block 64), for each table.
+
+# %%
+weights = qlora.linear_weights(model)
+print(f"{len(weights)} linear layers, {sum(v.numel() for v in weights.values()):,} weights")
+format_mse = {name: qlora.format_mse(model, t) for name, t in tables.items()}
+for name, e in sorted(format_mse.items(), key=lambda kv: kv[1]):
+    print(f"{name:>11}: weight MSE {e:.3e}   ({e / format_mse['NF4']:.2f}x NF4)")
+
+# %% [markdown]
+# Now the ordering, asserted with margins (NF4 at least 10 % below E2M1, E2M1 at least 3 % below Int4),
+# and the surprise about bitsandbytes' FP4 table:
+
+# %%
+e = format_mse
+assert e["NF4"] < 0.9 * e["FP4 (E2M1)"], f"NF4 should beat FP4 (E2M1) by 10 %, got {e}"
+assert e["FP4 (E2M1)"] < 0.97 * e["Int4"], f"FP4 (E2M1) should beat Int4 by 3 %, got {e}"
+assert e["FP4 (bnb)"] > e["Int4"], (
+    "measured: bitsandbytes' FP4 table loses to Int4 on these weights"
+)
+
+# %% [markdown]
+# **What we find.** The paper's ordering **NF4 < FP4 < Int4** holds on our weights when FP4 means
+# the E2M1 format the paper names. bitsandbytes' own FP4 table, however, comes out *worse than
+# Int4*: its gap between 0.005 and 0.167 is exactly where most normalised weights lie. So "FP4" is
+# not one format, and which one a library implements matters. The histogram shows why: the
+# weights of one layer divided by their block's absmax, with the levels of each table on top.
+
+# %%
+flat = w.reshape(-1, 64)
+normed = (flat / flat.abs().amax(1, keepdim=True)).reshape(-1)
+fig, axes = plt.subplots(1, 4, figsize=(12, 2.6), sharey=True)
+for ax, (name, t) in zip(axes, tables.items()):
+    ax.hist(normed.numpy(), bins=80, color="lightgrey")
+    for v in t.unique():
+        ax.axvline(v, color="tab:red", lw=0.8)
+    ax.set_title(f"{name}: MSE {format_mse[name]:.2e}", fontsize=9)
+axes[0].set_ylabel("weights (block-normalised)")
+plt.tight_layout()
+
+
+# %% [markdown]
+# **Codes used equally often.** A code carries the most information when all 16 codes are used
+# equally often (entropy 4 bits). Quantile levels are built for exactly that: measure the entropy
+# of the code histogram of all linear weights.
+
+# %%
+def code_entropy(table):
+    codes = torch.cat([Q.quantize_blockwise(v, table, 64)[0].reshape(-1) for v in weights.values()])
+    p = torch.bincount(codes.long(), minlength=16).double() / codes.numel()
+    return -(p[p > 0] * p[p > 0].log2()).sum().item()
+
+
+entropy = {name: code_entropy(t) for name, t in tables.items()}
+print({k: round(v, 3) for k, v in entropy.items()}, "bits of 4")
+assert entropy["NF4"] > entropy["Int4"] + 0.1, "NF4 should use its codes more evenly than Int4"
+
+# %% [markdown]
+# **Does it matter for the model?** Replace every linear weight by its 4-bit version (quantize,
+# then dequantize: "fake quantization") and measure validation cross-entropy on 300 corpus documents.
+
+# %%
+val_texts = [d["text"] for d in corpus_documents("val", 300)]
+val_ce = {"fp32": cross_entropy(model, tok, val_texts)}
+for name, t in tables.items():
+    val_ce[name] = cross_entropy(qlora.fake_quantize(model, t), tok, val_texts)
+for name, ce in val_ce.items():
+    print(f"{name:>11}: {ce:.4f} nats/token  ({ce - val_ce['fp32']:+.4f})")
+assert max(val_ce.values()) - val_ce["fp32"] < 0.01, (
+    "4-bit weights should barely change this model's loss"
+)
+
+# %% [markdown]
+# On this model every 4-bit format costs almost nothing: the differences in cross-entropy are
+# in the third or fourth decimal, too small to rank the formats reliably. The weight MSE
+# ranking above is robust; the paper's *quality* ranking was measured on models with
+# billions of parameters, whose outlier features make the format matter much more.
+# A small model with a simple language does not reproduce that part, and we do not pretend it does.
+#
+# ## 5 · Double quantization
+#
+# With blocks of 64 every weight carries $32/64 = 0.5$ extra bits for its block's fp32 absmax.
+# **Double quantization** (QLoRA §3) quantizes those constants too: subtract their mean
+# (they are all positive), quantize them blockwise to 8 bits in blocks of 256, and keep one fp32
+# constant per 256 constants:
+#
+# $$\text{bits/param} = 4 + \underbrace{\frac{8}{64} + \frac{32}{64 \cdot 256}}_{0.127} \quad\text{instead of}\quad 4 + \underbrace{\frac{32}{64}}_{0.5}.$$
+#
+# The saving, 0.373 bits per parameter, is about 3 GB for a 65B model. From scratch against
+# bitsandbytes (`compress_statistics=True` turns double quantization on):
+
+# %%
+_, plain = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4")
+_, dq = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
+codes2, absmax2, offset = Q.double_quantize(plain.absmax, dq.state2.code, blocksize=256)
+print(
+    f"{plain.absmax.numel()} fp32 constants -> {codes2.numel()} uint8 codes + {absmax2.numel()} fp32 + offset {offset:.4f}"
+)
+assert torch.allclose(offset, dq.offset) and torch.allclose(absmax2, dq.state2.absmax), (
+    "offset and 2nd-level absmax"
+)
+same = (codes2 == dq.absmax).float().mean().item()
+x = (plain.absmax - offset) / absmax2.repeat_interleave(256)[: len(codes2)]
+code8 = dq.state2.code
+ours_dist, bnb_dist = (x - code8[codes2.long()]).abs(), (x - code8[dq.absmax.long()]).abs()
+print(
+    f"same 8-bit codes: {same:.2%}; where they differ, ours is never farther: {bool((ours_dist <= bnb_dist + 1e-7).all())}"
+)
+assert (
+    same > 0.98
+    and (ours_dist <= bnb_dist + 1e-7).all()
+    and (codes2.int() - dq.absmax.int()).abs().max() <= 1
+)
+
+
+# %% [markdown]
+# The offset and the second-level constants are identical. The 8-bit codes agree except for a
+# handful of near-ties: bitsandbytes finds the nearest of the 256 values of its 8-bit "dynamic" code by
+# a binary search (7 halvings) that can end on the neighbour when two values are almost equally near;
+# ours takes the true nearest, and the two never differ by more than one code.
+# (On the 4-bit codes above, with only 16 values, they agree everywhere.)
+#
+# Now count bits per parameter from the tensors bitsandbytes actually allocates for this layer
+# (codes, constants, second-level constants; the 16- and 256-entry code tables are shared
+# lookup tables, left out), next to the formula:
+
+# %%
+def nbytes(*ts):
+    return sum(t.numel() * t.element_size() for t in ts)
+
+
+n = w.numel()
+bits_plain = 8 * nbytes(packed, plain.absmax) / n
+bits_dq = 8 * nbytes(packed, dq.absmax, dq.state2.absmax, dq.offset.reshape(1)) / n
+print(f"without DQ: {bits_plain:.4f} bits/param (formula {Q.bits_per_parameter(4, 64):.4f})")
+print(
+    f"with DQ:    {bits_dq:.4f} bits/param (formula {Q.bits_per_parameter(4, 64, double_quant=True):.4f})"
+)
+print(f"saving on a 65B model: {(bits_plain - bits_dq) * 65e9 / 8 / 1e9:.1f} GB")
+assert abs(bits_plain - Q.bits_per_parameter(4, 64)) < 1e-9
+assert abs(bits_dq - Q.bits_per_parameter(4, 64, double_quant=True)) < 0.005, (
+    "DQ overhead should be ~0.127 bits"
+)
+
+# %% [markdown]
+# (The measured DQ figure is a hair above the formula: this layer's 1,536 constants fill 6 blocks of
+# 256 exactly, plus one fp32 offset per layer.)
+#
+# ## 6 · QLoRA for real: a 4-bit base model in transformers
+#
+# `transformers` does all of the above at load time: with a `BitsAndBytesConfig` every
+# `nn.Linear` (except the output head, here tied to the embeddings) becomes a
+# `bitsandbytes.nn.Linear4bit` whose weight is the packed uint8 codes plus a `quant_state`.
+#
+# Two dtypes are involved:
+# * the **storage dtype**: 4-bit NF4 codes (+ 8-bit double-quantized constants);
+# * the **compute dtype** (`bnb_4bit_compute_dtype`): each forward pass *dequantizes* the weight to
+#   this dtype and does an ordinary matmul in it. On GPUs bfloat16 is usual; float32 is exact but
+#   slower there. Nothing is ever computed *in* 4 bits.
+
+# %%
+q4 = qlora.load_4bit(quant_type="nf4", double_quant=True, compute_dtype=torch.float32)
+layer = q4.model.layers[0].self_attn.q_proj
+print(
+    type(layer).__name__,
+    "| weight",
+    layer.weight.dtype,
+    tuple(layer.weight.shape),
+    "| quant_type",
+    layer.weight.quant_state.quant_type,
+    "| nested (DQ):",
+    layer.weight.quant_state.nested,
+)
+deq = bnbf.dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+ref = model.model.layers[0].self_attn.q_proj.weight
+codes, absmax = Q.quantize_blockwise(ref, Q.nf4_values(), 64)
+print(f"same packed codes as ours: {torch.equal(layer.weight.data, Q.pack_4bit(codes))}")
+assert torch.equal(layer.weight.data, Q.pack_4bit(codes)), (
+    "transformers' 4-bit weight = our NF4 codes"
+)
+no_dq, with_dq = mse(Q.dequantize_blockwise(codes, absmax, Q.nf4_values()), ref), mse(deq, ref)
+print(
+    f"weight MSE: NF4 {no_dq:.3e}, NF4 + DQ {with_dq:.3e} ({with_dq / no_dq - 1:+.2%} from quantizing the constants)"
+)
+assert with_dq < 1.05 * no_dq, "double quantization should add almost no error"
+
+# %% [markdown]
+# The compute dtype, measured: the loss on one batch of 64 validation documents, with float32 and
+# with bfloat16 compute. The models are in training mode, the path training takes (see the CPU
+# note in section 8 for why that matters here).
+
+# %%
+vb = next(iter(text_batches(tok, val_texts[:64], batch_size=64)))
+compute = {}
+with torch.no_grad():
+    for dt in (torch.float32, torch.bfloat16):
+        m4 = q4 if dt == torch.float32 else qlora.load_4bit(compute_dtype=dt)
+        compute[str(dt)] = m4.train()(**vb).loss.item()
+    fake_nf4 = qlora.fake_quantize(model, Q.nf4_values()).train()(**vb).loss.item()
+print(
+    f"loss: fp32 compute {compute['torch.float32']:.5f} | bf16 compute {compute['torch.bfloat16']:.5f} | "
+    f"fake-quantized NF4 (no DQ) {fake_nf4:.5f}"
+)
+assert abs(compute["torch.float32"] - fake_nf4) < 2e-3, "fp32 compute = our NF4 weights (up to DQ)"
+assert abs(compute["torch.bfloat16"] - compute["torch.float32"]) < 0.02, (
+    "bf16 compute adds rounding, but little"
+)
+
+# %% [markdown]
+# ### Model size in bytes
+#
+# Counted from the tensors each model allocates (`model_bytes` walks parameters, buffers and the
+# 4-bit `quant_state`s, counting tied weights once) and checked against transformers'
+# `get_memory_footprint()`, which counts parameters and buffers only.
+
+# %%
+bf16_model = load_base_model()[0].to(torch.bfloat16)
+sizes = {
+    "fp32": qlora.model_bytes(model),
+    "bf16": qlora.model_bytes(bf16_model),
+    "4-bit NF4+DQ": qlora.model_bytes(q4),
+}
+footprint = {
+    "fp32": model.get_memory_footprint(),
+    "bf16": bf16_model.get_memory_footprint(),
+    "4-bit NF4+DQ": q4.get_memory_footprint(),
+}
+for k, v in sizes.items():
+    print(
+        f"{k:>13}: {v['total']:>10,} bytes (weights {v['weights']:,} + quant state {v['quant_state']:,}) "
+        f"| get_memory_footprint {footprint[k]:,}"
+    )
+lin = sum(t.numel() for t in weights.values())
+emb = model.model.embed_tokens.weight.numel()
+print(
+    f"linear weights: {lin:,} params; embeddings (fp32 in every version, tied to the head): {emb:,}"
+)
+
+# %% [markdown]
+# The checks: our count equals transformers' for parameters and buffers, bf16 is exactly half of
+# fp32, and the linear layers alone cost what the bits-per-parameter formula says.
+
+# %%
+for k in sizes:
+    assert sizes[k]["weights"] == footprint[k], (
+        "our count of parameters and buffers = get_memory_footprint"
+    )
+assert sizes["bf16"]["total"] * 2 == sizes["fp32"]["total"], "bf16 is exactly half of fp32"
+linear_4bit = sizes["4-bit NF4+DQ"]["total"] - (sizes["fp32"]["total"] - 4 * lin)
+qs = layer.weight.quant_state
+tables_bits = (
+    8 * len(weights) * 4 * (qs.code.numel() + qs.state2.code.numel()) / lin
+)  # 16 + 256 floats per layer
+expected = Q.bits_per_parameter(4, 64, double_quant=True) + tables_bits
+print(
+    f"linear layers in 4 bits: {8 * linear_4bit / lin:.3f} bits/param = formula {Q.bits_per_parameter(4, 64, True):.3f}"
+    f" + code tables {tables_bits:.3f} (+ offsets) -> expected {expected:.3f}"
+)
+assert abs(8 * linear_4bit / lin - expected) < 0.02, (
+    "4-bit linear layers should cost the formula + code tables"
+)
+plt.figure(figsize=(5, 2.6))
+plt.bar(list(sizes), [v["total"] / 1e6 for v in sizes.values()])
+plt.ylabel("MB")
+plt.title("Base model size");
+
+# %% [markdown]
+# The 4-bit model is not 8× smaller than fp32 but about 4×: the **embedding matrix stays in
+# full precision** (it is a lookup table, not an `nn.Linear`, and here it doubles as the output
+# head), and in this tiny model it holds 13 % of the parameters. In a 65B model the embeddings are
+# well under 1 %, so the whole model approaches 4.13 bits per parameter. The 4-bit layers cost a
+# little more than the formula because every layer also stores its two code tables (16 + 256 floats),
+# which a large layer would hardly notice.
+#
+# ## 7 · Training: QLoRA vs LoRA on the same task
+#
+# The task: inject the 80 new facts of `new_facts` (chapter 01) by training on their statements,
+# and score the fact probes in the trained phrasing and in an unseen paraphrase.
+#
+# `prepare_model_for_kbit_training` gets a quantized model ready for training: it freezes every
+# base parameter, casts the remaining full-precision ones (norms, embeddings) to float32 for stable
+# training, makes the input embeddings' outputs require gradients (so gradients can flow back
+# through frozen layers to the adapters), and by default turns on **gradient checkpointing**
+# (activations are recomputed in the backward pass: less memory, more time). We turn that off here
+# to time the 4-bit layers alone, and measure it separately below.
+#
+# **A CPU caveat (bitsandbytes 0.50).** On CPUs with AVX512-BF16, the first time a `Linear4bit`
+# runs in eval mode on an input without gradient, bitsandbytes *repacks* its weight for a fast bf16
+# inference kernel, and that kernel has no backward: training the model afterwards would silently
+# get no gradient through those layers (PyTorch warns "an autograd kernel was not registered").
+# So: train first, evaluate after, and time freshly loaded models; `qlora.cpu_packed_layers(model)`
+# lists repacked layers and `qlora.step_seconds` refuses them.
+
+# %%
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+facts = load_jsonl("new_facts")
+statements = [s for f in facts for s in f["statements"]]
+
+
+def probe_acc(m, kind):
+    picks = choose_many(m, tok, [f[kind] for f in facts], [f["candidates"] for f in facts])
+    return accuracy(picks, [f["answer"] for f in facts])
+
+
+def add_lora(m):
+    torch.manual_seed(0)  # the same adapter initialisation for both
+    return get_peft_model(
+        m, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
+
+
+cfg = TrainConfig(lr=5e-3, max_steps=150, warmup_steps=15)
+print(
+    len(statements),
+    f"training statements; base model before training: {probe_acc(model, 'probe_seen'):.1%}",
+)
+
+# %% [markdown]
+# Same LoRA (r = 16 on all linear layers, 150 steps, lr 5e-3, batch 16), same seed, two bases: the
+# fp32 base model, and the 4-bit NF4 + DQ base prepared for k-bit training.
+
+# %%
+lora = add_lora(load_base_model(device=device)[0])
+hist_lora = train(lora, text_batches(tok, statements, batch_size=16), cfg)
+qlora_model = add_lora(
+    prepare_model_for_kbit_training(
+        qlora.load_4bit(device=device), use_gradient_checkpointing=False
+    )
+)
+hist_qlora = train(qlora_model, text_batches(tok, statements, batch_size=16), cfg)
+lora.print_trainable_parameters()
+qlora_model.print_trainable_parameters()
+
+# %% [markdown]
+# The score: probe accuracy in the trained phrasing and in the unseen paraphrase (chapter 01's fact probes).
+
+# %%
+score = {
+    name: (probe_acc(m, "probe_seen"), probe_acc(m, "probe_paraphrase"))
+    for name, m in [("LoRA (fp32 base)", lora), ("QLoRA (NF4 base)", qlora_model)]
+}
+for name, (seen, para) in score.items():
+    print(f"{name}: seen phrasing {seen:.1%}  paraphrase {para:.1%}")
+print(
+    f"training time: LoRA {hist_lora.seconds:.1f} s, QLoRA {hist_qlora.seconds:.1f} s for {cfg.max_steps} steps"
+)
+(l_seen, l_para), (q_seen, q_para) = score.values()
+assert l_seen > 0.8 and q_seen > 0.8, "both should learn most of the facts"
+assert q_seen >= l_seen - 0.1 and q_para >= l_para - 0.15, (
+    "QLoRA should come close to LoRA on the same budget"
+)
+
+# %% [markdown]
+# The two loss curves:
+
+# %%
+from course_lib.plotting import plot_losses
+
+plot_losses({"LoRA": hist_lora, "QLoRA": hist_qlora}, title="Training loss: LoRA vs QLoRA");
+
+# %% [markdown]
+# QLoRA learns the facts as LoRA does: training the adapters on top of a 4-bit base loses little,
+# as the paper found at scale (QLoRA matched 16-bit full fine-tuning and 16-bit LoRA on its
+# benchmarks). The adapters themselves stay in full precision, and so do their gradients and
+# optimizer states; only the frozen base is 4-bit.
+#
+# ## 8 · Is QLoRA faster? Time per step, measured
+#
+# A common claim is that QLoRA "trains faster". Look at what a step does: every `Linear4bit`
+# **dequantizes its weight** in the forward pass and again in the backward pass (to pass the
+# gradient to the layer below), then runs the same matmul LoRA runs. The dequantization is extra
+# work proportional to the weights; the matmul is proportional to weights × tokens. So QLoRA is
+# never faster per step, and the overhead is largest when there are few tokens per step (small
+# micro-batches, which is exactly how memory-starved QLoRA runs are set up).
+#
+# Median time of one forward + backward pass on freshly loaded models (the trained ones were
+# evaluated, see the CPU caveat in section 7), the runs interleaved so that a busy machine slows
+# both alike:
+
+# %%
+batch1 = next(iter(text_batches(tok, statements, batch_size=1)))
+batch16 = next(iter(text_batches(tok, statements, batch_size=16)))
+clinic = next(
+    iter(text_batches(tok, [r["text"] for r in load_jsonl("clinic_train")], batch_size=16))
+)
+pair = {
+    "LoRA": add_lora(load_base_model(device=device)[0]),
+    "QLoRA": add_lora(
+        prepare_model_for_kbit_training(
+            qlora.load_4bit(device=device), use_gradient_checkpointing=False
+        )
+    ),
+}
+step = {}
+for name, b, reps in [
+    ("1 statement", batch1, 20),
+    ("16 statements", batch16, 10),
+    ("16 clinic notes", clinic, 3),
+]:
+    step[name] = qlora.step_seconds(pair, b, repeats=reps)
+    t = step[name]
+    print(
+        f"{name:>16} ({b['input_ids'].numel():>5} tokens): LoRA {t['LoRA'] * 1e3:6.1f} ms  "
+        f"QLoRA {t['QLoRA'] * 1e3:6.1f} ms  ratio {t['QLoRA'] / t['LoRA']:.2f}"
+    )
+
+# %% [markdown]
+# The claims, asserted: QLoRA is clearly slower with one short sequence per step, never faster,
+# and its relative overhead shrinks as the step gets more tokens (the dequantization cost is fixed per step).
+
+# %%
+ratios = {k: v["QLoRA"] / v["LoRA"] for k, v in step.items()}
+assert ratios["1 statement"] > 1.15, (
+    "with few tokens per step the dequantization should show: QLoRA slower"
+)
+assert min(ratios.values()) > 0.9, "QLoRA should not be faster than LoRA at any batch size"
+assert ratios["1 statement"] > ratios["16 clinic notes"], (
+    "the overhead should shrink as tokens per step grow"
+)
+
+# %% [markdown]
+# And with the default of `prepare_model_for_kbit_training`, gradient checkpointing on: the
+# forward pass of every layer runs twice.
+
+# %%
+gc_model = add_lora(
+    prepare_model_for_kbit_training(
+        qlora.load_4bit(device=device),  # default: checkpointing on
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
+)
+t_gc = qlora.step_seconds(
+    {"QLoRA": pair["QLoRA"], "QLoRA + checkpointing": gc_model, "LoRA": pair["LoRA"]},
+    batch16,
+    repeats=6,
+)
+for k, v in t_gc.items():
+    print(f"{k:>22}: {v * 1e3:6.1f} ms per forward + backward ({v / t_gc['LoRA']:.2f}x LoRA)")
+assert t_gc["QLoRA + checkpointing"] > 1.15 * t_gc["QLoRA"], (
+    "recomputing activations should cost time"
+)
+
+# %% [markdown]
+# **So: QLoRA is slower per step, not faster.** What it saves is **memory**: the frozen base
+# takes ~4.13 instead of 16 bits per parameter, which is what lets a 65B model fit on one GPU at
+# all, or a 7B model on a consumer card. Fewer GPUs can make a whole project cheaper, and a model
+# that fits where it did not can be trained at all, but per step, with the same hardware and batch,
+# dequantization (and the usual gradient checkpointing) costs time. (On GPUs the QLoRA paper and
+# later reports see the same: the 4-bit path trades speed for memory.)
+#
+# ## 9 · Paged optimizers
+#
+# The third QLoRA ingredient. When a long sequence makes GPU memory spike, training would
+# crash with out-of-memory. **Paged optimizers** allocate the optimizer states (AdamW's two moments)
+# in **CUDA unified memory**: when the GPU runs short, the driver evicts pages of them to CPU RAM and
+# brings them back when the optimizer step needs them, like virtual memory paging. It costs
+# nothing while memory suffices and turns a crash into a slowdown when it does not.
+# With LoRA the optimizer states are small anyway (2 × 4 bytes per *trainable* parameter, counted
+# below), so paging matters for the rare spikes, not for the average.
+#
+# It is a GPU-only mechanism: on a CPU there is nothing to page out to. bitsandbytes'
+# `PagedAdamW` runs on CPU tensors but warns and falls back to an ordinary optimizer; with
+# `transformers` you would pass `optim="paged_adamw_32bit"` (or `"paged_adamw_8bit"`) on a GPU.
+
+# %%
+trainable = sum(p.numel() for p in qlora_model.parameters() if p.requires_grad)
+print(
+    f"trainable LoRA parameters: {trainable:,} -> AdamW states {2 * 4 * trainable:,} bytes "
+    f"vs the 4-bit base {sizes['4-bit NF4+DQ']['total']:,} bytes"
+)
+assert 2 * 4 * trainable < sizes["4-bit NF4+DQ"]["total"], (
+    "LoRA's optimizer states are smaller than the base"
+)
+
+# %% [markdown]
+# ## Summary
+#
+# * **Absmax** quantization scales by the largest magnitude; one outlier coarsens every other
+#   entry. **Blocks** of 64 confine the damage (measured: much lower error than one scale per tensor).
+# * **4-bit types** differ only in their 16 levels. **NF4** puts them at normal quantiles (with an
+#   exact zero), built here from `scipy`'s `norm.ppf` and equal to bitsandbytes' table. On the
+#   base model's weights the error ordering is **NF4 < FP4 (E2M1) < Int4**, the QLoRA paper's; but
+#   bitsandbytes' *own* FP4 table is worse than Int4, and on this small model all formats change
+#   the validation loss by less than 0.01 nats.
+# * **Double quantization** cuts the constants from 0.5 to 0.127 bits per parameter (measured
+#   from the allocated tensors).
+# * **QLoRA** = 4-bit NF4 frozen base (+ DQ) + LoRA adapters in full precision + compute in
+#   bf16/fp32 + paged optimizers. Here it learned the new facts as LoRA did, with the base 4× smaller,
+#   and it was **slower per step**, most at small micro-batches.
+#
+# ## Quiz
+#
+# 1. Why is the absmax error of int4 hurt far more by one outlier than that of int8?
+# 2. Why does NF4 have 8 positive and only 7 negative levels?
+# 3. A block of 64 weights is all zeros except one value. What do its codes look like, and what is its absmax?
+# 4. How many bits per parameter does a 4-bit NF4 weight cost with blocks of 64, with and without double quantization?
+# 5. Does `bnb_4bit_compute_dtype=torch.bfloat16` mean the matmul runs in 4 bits?
+#
+# <details><summary>Answers</summary>
+#
+# 1. The step is $\max|x|/L$ with $L = 7$ instead of 127: the same outlier makes the step 18× coarser
+#    relative to the typical weight, and most weights round to 0.
+# 2. A 4-bit code has 16 values and NF4 wants an exact zero; 16 = 8 + 1 + 7, so one side gets one
+#    level fewer. The largest magnitude is 1 on both sides.
+# 3. The nonzero value maps to ±1 (its own absmax); every other weight maps to the code of 0 (exactly zero,
+#    thanks to NF4's exact zero). The absmax is the magnitude of that one value.
+# 4. $4 + 32/64 = 4.5$ without, $4 + 8/64 + 32/(64 \cdot 256) \approx 4.127$ with double quantization.
+# 5. No: the weight is stored in 4 bits and dequantized to bf16 for each matmul, which runs in bf16.
+# </details>
+#
+# ## Interview questions
+#
+# * What does QLoRA add to LoRA, and what does each piece save?
+# * Why NF4 rather than Int4 or FP4? What does "information-theoretically optimal" mean here?
+# * What is double quantization, and how many bits per parameter does it save?
+# * Is QLoRA faster than LoRA? What did you measure, and why?
+# * What is the difference between the storage dtype and the compute dtype of a 4-bit layer?
+#
+# Exercises: [../exercises/05_qlora_quantization_exercises.ipynb](../exercises/05_qlora_quantization_exercises.ipynb)

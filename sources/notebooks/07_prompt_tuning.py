@@ -1,0 +1,562 @@
+# %% [markdown]
+# # 07 · Prompt tuning, prefix tuning, P-tuning
+#
+# **Measured runtime:** 25 s on a 2-core CPU (`make execute`; your machine may differ).
+#
+# LoRA (chapter 04) changes weights. The methods of this chapter change none: they learn a few
+# **virtual tokens**, vectors that the frozen model reads as if they were part of its input
+# (prompt tuning, P-tuning) or part of every layer's attention memory (prefix tuning). They are the
+# smallest adapters there are, and on a small model they are also the weakest, which this chapter
+# measures instead of hiding.
+#
+# **You will learn to**
+# 1. build a soft prompt from scratch (prepend embeddings, extend the attention mask and the labels) and show it equals peft's `PromptTuningConfig`, logits and loss;
+# 2. initialise a soft prompt randomly or from the embeddings of a text, and see why the scale matters;
+# 3. explain prefix tuning by the shapes of what it injects, count its parameters, and know what the MLP reparametrisation adds and drops;
+# 4. run prompt tuning, prefix tuning and P-tuning through peft on one task and compare them with LoRA and full fine-tuning, parameters against score;
+# 5. say when a soft prompt is the right tool, and why it is not on a 2 M-parameter model.
+#
+# **Prerequisites:** chapters 03 (the training loop) and 04 (LoRA, `trainable_share`, the clinic task).
+
+# %%
+import copy
+import warnings
+import torch
+import course_lib
+from course_lib.models import load_base_model
+from course_lib.data import load_jsonl
+from course_lib.evaluation import cross_entropy
+from course_lib.lora import inject_lora, trainable_share
+from course_lib.models import BASE_MODEL_DIR
+from course_lib.prompt_tuning import (
+    SoftPromptLM,
+    prepend_soft_prompt,
+    text_init,
+    copy_prompt_from_peft,
+    prefix_param_count,
+    prefix_projection_param_count,
+    real_token_cross_entropy,
+)
+from course_lib.training import TrainConfig, train, text_batches
+
+device = course_lib.setup(seed=0)
+base, tok = load_base_model(device=device)
+for noisy in [
+    "past_key_values",
+    "is_gradient_checkpointing",
+    "Position ids",
+]:  # library deprecation chatter
+    warnings.filterwarnings("ignore", message=f".*{noisy}.*")
+
+# %% [markdown]
+# The shapes that matter in this chapter come from the model's config:
+
+# %%
+cfg = base.config
+n_layers, n_heads, n_kv, head_dim, hidden = (
+    cfg.num_hidden_layers,
+    cfg.num_attention_heads,
+    cfg.num_key_value_heads,
+    cfg.head_dim,
+    cfg.hidden_size,
+)
+print(
+    f"{n_layers} layers, {n_heads} query heads, {n_kv} key/value heads of size {head_dim}, hidden size {hidden}, "
+    f"{trainable_share(base)[1]:,} parameters"
+)
+
+# %% [markdown]
+# ## 1 · A soft prompt is a matrix in front of the input
+#
+# A prompt in words ("Summarise this clinic note:") steers a model through the embeddings of its
+# tokens. **Prompt tuning** (Lester et al. 2021, *The Power of Scale for Parameter-Efficient Prompt
+# Tuning*) skips the words: it learns the vectors directly. With token embeddings
+# $E(x) \in \mathbb{R}^{L \times d}$ and a trainable **soft prompt** $P \in \mathbb{R}^{n \times d}$
+# ($n$ virtual tokens), the frozen model reads
+#
+# $$\tilde X = [\,P\,;\,E(x)\,] \in \mathbb{R}^{(n + L) \times d}.$$
+#
+# Two more things must grow with the sequence, or the model and the loss see the wrong thing:
+#
+# * the **attention mask** gets $n$ ones in front: every real token may attend to the prompt;
+# * the **labels** get $n$ values $-100$ in front: a virtual token has nothing to predict, and
+#   $-100$ is the index PyTorch's cross-entropy ignores.
+#
+# The prompt goes **in front**: in a causal model a token only sees what comes before it, so a
+# prompt placed after the text could not influence the text at all. Only $n \cdot d$ numbers are
+# trained; the model is not touched.
+
+# %%
+prompt = torch.randn(3, hidden)
+enc = tok(["Pt 35M. Cough.", "Pt 60F."], return_tensors="pt", padding=True)
+labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+embeds = base.get_input_embeddings()(enc["input_ids"].to(device))
+e, m, y = prepend_soft_prompt(
+    prompt.to(device), embeds, enc["attention_mask"].to(device), labels.to(device)
+)
+print("embeddings", tuple(embeds.shape), "->", tuple(e.shape))
+print("mask  ", m[1].tolist())
+print("labels", y[1].tolist())
+assert (
+    e.shape[1] == embeds.shape[1] + 3
+    and bool((y[:, :3] == -100).all())
+    and bool((m[:, :3] == 1).all())
+)
+
+# %% [markdown]
+# `course_lib.prompt_tuning.SoftPromptLM` wraps a model with this: it freezes the model, keeps
+# $P$ as its only `nn.Parameter`, and in `forward` embeds the tokens, calls `prepend_soft_prompt` and
+# runs the model on `inputs_embeds`. Note the logits: they cover the $n$ virtual positions too.
+
+# %%
+soft = SoftPromptLM(copy.deepcopy(base), n_virtual=20)
+ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+out = soft(input_ids=ids, attention_mask=mask, labels=labels.to(device))
+n_soft, n_all = trainable_share(soft)
+print(
+    f"trainable: {n_soft:,} of {n_all:,} ({n_soft / n_all:.3%}); logits {tuple(out.logits.shape)} for "
+    f"{ids.shape[1]} real tokens; loss {out.loss.item():.3f}"
+)
+assert n_soft == 20 * hidden and out.logits.shape[1] == ids.shape[1] + 20
+
+# %% [markdown]
+# ## 2 · The same with peft, number for number
+#
+# peft's `PromptTuningConfig` does exactly this in `PeftModelForCausalLM.forward`: it concatenates
+# ones to the mask and $-100$s to the labels, then the prompt to `inputs_embeds`. With
+# `prompt_tuning_init="RANDOM"` (the default) the prompt is an `nn.Embedding(n, d)` with PyTorch's
+# default initialisation, $\mathcal{N}(0, 1)$. Give our module the same prompt and compare:
+
+# %%
+from peft import (
+    PromptTuningConfig,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    TaskType,
+    get_peft_model,
+)
+
+torch.manual_seed(0)
+peft_prompt = get_peft_model(
+    copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+)
+copy_prompt_from_peft(soft, peft_prompt)
+with torch.no_grad():
+    ours = soft(input_ids=ids, attention_mask=mask, labels=labels.to(device))
+    theirs = peft_prompt(input_ids=ids, attention_mask=mask, labels=labels.to(device))
+diff = (ours.logits[:, 20:] - theirs.logits[:, 20:]).abs().max().item()
+print(
+    f"max |logit difference| on the real tokens {diff:.1e}; loss ours {ours.loss:.5f}, peft {theirs.loss:.5f}"
+)
+assert torch.allclose(ours.logits[:, 20:], theirs.logits[:, 20:], atol=1e-5) and torch.allclose(
+    ours.loss, theirs.loss, atol=1e-6
+)
+
+# %% [markdown]
+# **Initialisation from a text.** Lester et al. compare random initialisation, embeddings of
+# sampled vocabulary, and embeddings of words related to the task; at small model sizes the informed
+# initialisations win clearly, and the gap vanishes at 11 B parameters. peft's `TEXT` init tokenizes
+# `prompt_tuning_init_text` and repeats (or cuts) its token embeddings to $n$ rows; `text_init` does the same:
+
+# %%
+INIT_TEXT = "Clinic note. Patient presents with symptoms; assessment and plan follow."
+text_cfg = PromptTuningConfig(
+    task_type=TaskType.CAUSAL_LM,
+    num_virtual_tokens=20,
+    prompt_tuning_init="TEXT",
+    prompt_tuning_init_text=INIT_TEXT,
+    tokenizer_name_or_path=str(BASE_MODEL_DIR),
+)
+peft_text = get_peft_model(copy.deepcopy(base), text_cfg)
+ours_text = text_init(base.get_input_embeddings(), tok(INIT_TEXT)["input_ids"], 20)
+assert torch.equal(peft_text.prompt_encoder["default"].embedding.weight, ours_text), (
+    "same rows as peft"
+)
+norm = lambda w: w.norm(dim=-1).mean().item()
+print(
+    f"mean vector norm: vocabulary {norm(base.get_input_embeddings().weight):.2f}, text init {norm(ours_text):.2f}, "
+    f"random init {norm(peft_prompt.prompt_encoder['default'].embedding.weight):.2f}"
+)
+
+# %% [markdown]
+# The scale is the point: a random $\mathcal{N}(0, 1)$ vector in $d = 192$ dimensions has norm about
+# $\sqrt{192} \approx 14$, far larger than any real token embedding. The frozen model has never seen
+# such inputs, and the optimiser first has to shrink them. A text initialisation starts inside the
+# distribution the model knows.
+#
+# ## 3 · Scoring a prompt-tuned model
+#
+# `evaluation.cross_entropy` shifts the logits against the token ids. With a soft prompt the logits
+# have $n$ extra positions in front, so they no longer line up with the ids: the positions must be
+# cut away first. `real_token_cross_entropy` keeps only the last $L$ logits, which is right for every
+# model here (for a plain or a prefix-tuned model nothing is cut):
+
+# %%
+clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
+clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
+ce_base = real_token_cross_entropy(base, tok, clinic_val)
+assert abs(ce_base - cross_entropy(base, tok, clinic_val)) < 1e-6, (
+    "same number as chapter 04 for a plain model"
+)
+print(f"base model on clinic notes: {ce_base:.3f} nats/token")
+
+
+# %% [markdown]
+# ## 4 · One task for every method
+#
+# The common task is chapter 04's cheap one: adapt to clinic notes (an abbreviation-heavy domain the
+# base model has barely seen) for 20 steps of 16 notes, warm-up 2, and score the validation loss on
+# 100 held-out notes (lower is better). Every method gets the same data and steps and **its own
+# learning rate**, chosen by a short sweep when this chapter was written (20 steps, seed 0). Virtual
+# tokens need large learning rates (0.03 to 3 here, against 3e-3 for full fine-tuning): a few vectors
+# have to move a long way, and their gradient arrives through the whole frozen network.
+#
+# | method | lrs tried | chosen |
+# |---|---|---|
+# | full fine-tune | 1e-3, 3e-3 | **3e-3** |
+# | LoRA q,v r=8 | 3e-3, 1e-2, 3e-2, 1e-1 | **3e-2** |
+# | prompt tuning, random init | 0.1, 0.3, 1, 3, 10 | **3** |
+# | prompt tuning, text init | 0.01, 0.03, 0.1, 0.3 | **0.03** |
+# | prefix tuning | 0.03, 0.1, 0.3, 1 | **1** |
+# | prefix tuning + MLP | 3e-3, 1e-2, 3e-2, 1e-1 | **3e-2** |
+# | P-tuning (MLP encoder) | 3e-3, 1e-2, 3e-2, 1e-1 | **3e-2** |
+#
+# We also report how much of the domain gap each method closes,
+# $\frac{\text{base} - \text{method}}{\text{base} - \text{full fine-tune}}$.
+
+# %%
+def clinic_run(model, lr, steps=20):
+    h = train(
+        model,
+        text_batches(tok, clinic_train, batch_size=16),
+        TrainConfig(lr=lr, max_steps=steps, warmup_steps=2, progress=False),
+    )
+    return real_token_cross_entropy(model, tok, clinic_val), h.seconds
+
+
+results = {}  # method -> (trainable parameters, clinic loss, seconds)
+
+
+def record(name, model, lr):
+    ce, secs = clinic_run(model, lr)
+    results[name] = (trainable_share(model)[0], ce, secs)
+    print(f"{name:>24}: clinic loss {ce:.3f}, {results[name][0]:>9,} trainable, {secs:.1f} s")
+
+
+# %% [markdown]
+# The two ends of the scale from chapter 04, measured again here: full fine-tuning and LoRA
+# ($r = 8$, $\alpha = 16$ on `q_proj` and `v_proj`):
+
+# %%
+record("full fine-tune", copy.deepcopy(base), lr=3e-3)
+record(
+    "LoRA q,v r=8", inject_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=8, alpha=16), lr=3e-2
+)
+
+# %% [markdown]
+# Now prompt tuning with 20 virtual tokens, random and text initialisation:
+
+# %%
+torch.manual_seed(0)
+record(
+    "prompt tuning, random",
+    get_peft_model(
+        copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+    ),
+    lr=3.0,
+)
+record("prompt tuning, text", get_peft_model(copy.deepcopy(base), text_cfg), lr=0.03)
+assert results["prompt tuning, text"][1] < ce_base - 2, (
+    "a soft prompt should lower the clinic loss clearly"
+)
+
+# %% [markdown]
+# Both soft prompts take the clinic loss from about 12.5 down to under 8 nats/token with 3,840
+# trained numbers, but note the learning rates: the random prompt (norm about 14 per vector) needed
+# lr 3, a hundred times the text prompt's 0.03, before it caught up. In the sweep, at the *same* learning
+# rate the text initialisation was clearly better (lr 0.1: 7.83 vs 8.83; lr 0.3: 8.09 vs 8.23); each
+# at its own best rate, the two end up close. So on this model the initialisation mostly decides how
+# hard the prompt is to optimise, not where it ends (one seed; not asserted).
+#
+# ## 5 · Prefix tuning: virtual keys and values in every layer
+#
+# A soft prompt acts only at the input; by the upper layers its influence has passed through every
+# frozen block. **Prefix tuning** (Li & Liang 2021, *Prefix-Tuning: Optimizing Continuous Prompts for
+# Generation*) gives every layer its own virtual tokens, and not as inputs but directly as attention
+# **keys and values**. In layer $\ell$, each head attends over
+#
+# $$K^{(\ell)} = [\,P_K^{(\ell)} ; X W_K^{(\ell)}\,], \qquad V^{(\ell)} = [\,P_V^{(\ell)} ; X W_V^{(\ell)}\,],$$
+#
+# while the queries come from the real tokens only. This is exactly the shape of a **KV cache**: a
+# prefix is a cache of $n$ "past tokens" that never existed. Per layer, the key and the value each
+# have shape `[batch, n_kv_heads, n_virtual, head_dim]`; with grouped-query attention the cache has
+# `n_kv_heads`, not `n_heads`, heads (peft sets this up from `num_key_value_heads`). Without
+# reparametrisation the trainable parameters are
+#
+# $$n_\text{virtual} \times n_\text{layers} \times 2 \times \underbrace{n_\text{kv heads} \cdot d_\text{head}}_{\text{kv dim}}.$$
+#
+# peft stores them as one `nn.Embedding(n_virtual, n_layers·2·kv_dim)` and, in `get_prompt`, reshapes
+# it into a transformers `DynamicCache`, passed as `past_key_values`:
+
+# %%
+torch.manual_seed(0)
+prefix = get_peft_model(
+    copy.deepcopy(base), PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+)
+cache = prefix.get_prompt(batch_size=2)
+print(
+    type(cache).__name__,
+    "with",
+    len(cache.layers),
+    "layers; layer 0: keys",
+    tuple(cache.layers[0].keys.shape),
+    "values",
+    tuple(cache.layers[0].values.shape),
+)
+n_prefix = prefix_param_count(20, n_layers, n_kv, head_dim)
+print(f"prefix parameters: 20 × {n_layers} × 2 × {n_kv * head_dim} = {n_prefix:,}")
+assert tuple(cache.layers[0].keys.shape) == (2, n_kv, 20, head_dim)
+assert n_prefix == sum(p.numel() for p in prefix.parameters() if p.requires_grad)
+
+# %% [markdown]
+# Two details of how this meets a Llama model. The prefix keys are injected **after** the rotary
+# position embedding (the cache holds rotated keys), so they carry no position; they are free
+# vectors. And the real tokens are numbered from $n$ on, because the model believes $n$ tokens came
+# before them. The attention mask gets $n$ ones in front, as for a soft prompt, but the logits and
+# labels do not grow: the virtual tokens are not in the sequence, only in the memory.
+#
+# **The MLP reparametrisation.** Li & Liang found that optimising the prefix directly was unstable and
+# slightly worse, so they trained a smaller matrix and an MLP that maps it to the prefix:
+# $P = \text{MLP}(P')$. peft's `prefix_projection=True` uses an `nn.Embedding(n, kv_dim)` followed by
+# `Linear(kv_dim, h) → tanh → Linear(h, n_layers·2·kv_dim)`. That costs far more parameters during
+# training, but it is **discarded afterwards**: only its output, the prefix itself, is needed.
+
+# %%
+torch.manual_seed(0)
+prefix_mlp = get_peft_model(
+    copy.deepcopy(base),
+    PrefixTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=20,
+        prefix_projection=True,
+        encoder_hidden_size=128,
+    ),
+)
+n_mlp = sum(p.numel() for p in prefix_mlp.parameters() if p.requires_grad)
+assert n_mlp == prefix_projection_param_count(20, n_layers, n_kv * head_dim, 128)
+from peft import get_peft_model_state_dict
+
+saved = get_peft_model_state_dict(prefix_mlp)
+print(
+    f"trained with the MLP: {n_mlp:,} parameters; saved: {dict((k, tuple(v.shape)) for k, v in saved.items())}"
+)
+assert sum(v.numel() for v in saved.values()) == n_prefix, "what is saved is the prefix alone"
+
+# %% [markdown]
+# Train both prefix variants on the clinic notes:
+
+# %%
+record("prefix tuning", prefix, lr=1.0)
+record("prefix tuning + MLP", prefix_mlp, lr=3e-2)
+
+# %% [markdown]
+# **What works with transformers 5 (5.24) and peft 0.21.2.** Training and scoring go through the
+# forward pass, and there prefix tuning works: peft passes its `DynamicCache` as `past_key_values`
+# and the model uses it (a `FutureWarning` says that argument is being renamed to `cache`). Text
+# generation is another matter: `generate()` creates its own cache and passes it as `cache`, the
+# model prefers that one, and **peft's prefix is silently dropped**. Check it: compare peft's
+# `generate` with the base model's, and with a greedy loop that calls the forward pass (no cache):
+
+# %%
+x = tok(["Pt 35M. PC:"], return_tensors="pt").to(device)
+kw = dict(max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+with torch.no_grad():
+    by_generate, by_base = prefix.generate(**x, **kw)[0, -12:], base.generate(**x, **kw)[0, -12:]
+    seq = x["input_ids"]
+    for _ in range(12):
+        seq = torch.cat(
+            [
+                seq,
+                prefix(input_ids=seq, attention_mask=torch.ones_like(seq))
+                .logits[:, -1:]
+                .argmax(-1),
+            ],
+            1,
+        )
+for name, t in [
+    ("base generate", by_base),
+    ("prefix generate", by_generate),
+    ("prefix, forward loop", seq[0, -12:]),
+]:
+    print(f"{name:>21}: {ascii(tok.decode(t))}")
+
+# %% [markdown]
+# peft's `generate` returns exactly the base model's continuation; the forward loop, which does use
+# the prefix, continues differently. (Neither is a readable note: a loss of about 6.4 nats/token is
+# still a weak model; the point is only *which* model produced the text.) The claim, checked (if this
+# assert fails, your library versions have fixed the problem):
+
+# %%
+assert torch.equal(by_generate, by_base), "peft's generate ignored the prefix here"
+assert not torch.equal(seq[0, -12:], by_base), "the forward pass does use the trained prefix"
+
+# %% [markdown]
+# So with these versions, evaluate and decode prefix-tuned models through the forward pass (as the
+# loss above does), or pass the prefix cache yourself. Prompt tuning and P-tuning are not affected:
+# their virtual tokens travel in `inputs_embeds`.
+#
+# ## 6 · P-tuning: a prompt encoder
+#
+# **P-tuning** (Liu et al. 2021, *GPT Understands, Too*) also learns input-level virtual tokens, but
+# produces them with a small network, a **prompt encoder**: trainable embeddings $h_1..h_n$ go through
+# a bidirectional LSTM and an MLP in the paper, so that the virtual tokens depend on each other and
+# are easier to optimise than independent vectors. peft's `PromptEncoderConfig` offers the MLP
+# (default: three linear layers with ReLU) or the LSTM. Like prefix tuning's MLP, the encoder is only
+# needed during training: peft saves its output, the $n \times d$ prompt.
+
+# %%
+torch.manual_seed(0)
+ptuning = get_peft_model(
+    copy.deepcopy(base),
+    PromptEncoderConfig(
+        task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20, encoder_hidden_size=128
+    ),
+)
+record("P-tuning (MLP encoder)", ptuning, lr=3e-2)
+assert tuple(get_peft_model_state_dict(ptuning)["prompt_embeddings"].shape) == (20, hidden)
+
+# %% [markdown]
+# **P-tuning v2** (Liu et al. 2022, *P-Tuning v2: Prompt Tuning Can Be Comparable to Fine-tuning
+# Universally Across Scales and Tasks*) is, in its own words, deep prompt tuning: trainable prompts
+# in **every** layer, i.e. prefix tuning, applied to understanding tasks (classification, sequence
+# labelling) with a classification head instead of a verbaliser, and with the reparametrisation made
+# optional. In peft there is no separate config: you run it with `PrefixTuningConfig` (with
+# `task_type=TaskType.SEQ_CLS` for a classifier). Our "prefix tuning" run above *is* deep prompt
+# tuning on a language-modelling task. Its reported result is the reason it exists: deep prompts
+# close much of the gap that input-only prompts leave on models below 10 B parameters.
+#
+# ## 7 · Trainable parameters against score
+#
+# All methods, same task, same 20 steps, each at its own learning rate:
+
+# %%
+gap = ce_base - results["full fine-tune"][1]
+n_base = trainable_share(base)[1]
+print(f"{'method':>24} {'trainable':>10} {'of base':>8} {'clinic loss':>12} {'gap closed':>11}")
+print(f"{'base model':>24} {0:>10,} {0:>8.2%} {ce_base:>12.3f} {0:>11.0%}")
+for name, (n, ce, secs) in sorted(results.items(), key=lambda kv: kv[1][0]):
+    print(f"{name:>24} {n:>10,} {n / n_base:>8.2%} {ce:>12.3f} {(ce_base - ce) / gap:>11.0%}")
+
+# %% [markdown]
+# The same as a plot, parameters on a log scale:
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6.8, 3.6))
+shift = {"prompt tuning, random": (4, 5), "prompt tuning, text": (4, -10), "LoRA q,v r=8": (-60, 6)}
+for name, (n, ce, _) in results.items():
+    ax.scatter(n, ce, s=30)
+    ax.annotate(
+        name, (n, ce), fontsize=7, xytext=shift.get(name, (4, 3)), textcoords="offset points"
+    )
+ax.axhline(ce_base, ls="--", color="grey")
+ax.text(3e3, ce_base - 0.35, "base model", fontsize=7, color="grey")
+ax.set_xscale("log")
+ax.set_xlabel("trainable parameters (log)")
+ax.set_ylabel("clinic validation loss (nats/token)")
+ax.set_title("Clinic notes, 20 steps: parameters vs loss")
+plt.tight_layout()
+
+# %% [markdown]
+# The orderings this chapter claims, asserted with margins wide enough to hold across seeds:
+
+# %%
+params = {k: v[0] for k, v in results.items()}
+loss = {k: v[1] for k, v in results.items()}
+assert min(params, key=params.get).startswith("prompt tuning"), (
+    "prompt tuning trains by far the fewest parameters"
+)
+assert (
+    loss["full fine-tune"] < min(loss["prompt tuning, random"], loss["prompt tuning, text"]) - 1.0
+), "full fine-tuning beats prompt tuning by a clear margin"
+assert loss["LoRA q,v r=8"] < loss["prompt tuning, text"], (
+    "LoRA beats prompt tuning on this small model"
+)
+assert loss["prefix tuning"] < loss["prompt tuning, text"] - 0.5, (
+    "deep prompts (every layer) beat input-only prompts"
+)
+assert loss["full fine-tune"] < loss["prefix tuning"] - 1.0, (
+    "and full fine-tuning beats every PEFT method here"
+)
+
+# %% [markdown]
+# What the table says, on this 2 M-parameter model and this task:
+#
+# * **Input-level prompts** (prompt tuning with either initialisation, P-tuning) close a bit more than
+#   half of the domain gap. P-tuning's encoder trains 18× more parameters than prompt tuning for about
+#   the same loss here.
+# * **Deep prompts** (prefix tuning, with or without the MLP) close about three quarters, as much as LoRA
+#   on `q`,`v` with a similar number of parameters. Putting virtual tokens into every layer is what
+#   matters, as P-tuning v2 argues. The MLP reparametrisation trains 7× more parameters for the same
+#   result; its benefit in Li & Liang was stability, which at our tuned learning rates we do not need.
+# * **Full fine-tuning** stays far ahead: a new domain with its own abbreviations needs the model's own
+#   weights to change, and 20 steps of any PEFT method do not get there.
+#
+# **Why the gap, and why the papers see less of it.** A soft prompt can only add context; it cannot
+# change what the frozen network computes from context. Lester et al. found that prompt tuning on T5
+# trails model tuning badly at small sizes and matches it only around 10 B+ parameters (T5-XXL, 11 B),
+# with about 0.01 % of the parameters trained; the larger the model, the more behaviours are already
+# in it for a prompt to select. Li & Liang report prefix tuning competitive with fine-tuning on
+# table-to-text generation (GPT-2, BART) with 0.1 % of the parameters, and weaker when data is plentiful
+# or the task far from pretraining. Our model has 2 M parameters and a domain it has barely seen:
+# the case these methods are worst at. On a 7 B model and a task the model can already half do, the
+# same 0.1–1 % can be enough.
+#
+# **When to choose a prompt method.** When you serve many tasks from one large frozen model and each
+# task must be tiny (a few thousand numbers per task, mixed tasks in one batch, since the prompt is
+# part of the input); when the model is large (≥ 10 B) and the task is close to what it already does.
+# Otherwise LoRA is the better default: more capacity per parameter, mergeable, and stable with
+# ordinary learning rates.
+#
+# ## Summary
+#
+# * A soft prompt is an $n \times d$ matrix prepended to the token embeddings; the attention mask gets
+#   $n$ ones and the labels $n$ values $-100$ in front. Ours equals peft's `PromptTuningConfig` (logits
+#   on the real tokens and loss).
+# * Initialisation matters at small scale: peft's random init is $\mathcal{N}(0,1)$, far from the
+#   vocabulary's scale; a text init starts among real embeddings.
+# * Prefix tuning injects keys and values into every layer, `[batch, n_kv_heads, n, head_dim]` each:
+#   $n \cdot n_\text{layers} \cdot 2 \cdot \text{kv dim}$ parameters; the MLP reparametrisation is a
+#   training aid and is dropped when saving. With transformers 5.24 / peft 0.21.2, `generate()` drops
+#   the prefix; the forward pass works.
+# * P-tuning produces the prompt with an encoder (MLP or LSTM); P-tuning v2 is deep prompt tuning, run
+#   with `PrefixTuningConfig`.
+# * On our 2 M-parameter model the prompt methods close only part of the domain gap that LoRA and full
+#   fine-tuning close: the small-model gap Lester et al. describe.
+#
+# ## Quiz
+#
+# 1. Why must the labels of the virtual tokens be $-100$, and what happens if you forget to extend the labels at all?
+# 2. A model has 32 layers, 32 query heads, 8 key/value heads and head_dim 128. How many parameters has a prefix of 10 virtual tokens (no projection)?
+# 3. Why can't you evaluate a prompt-tuned model with a loss function that shifts `logits[:, :-1]` against `input_ids[:, 1:]`?
+# 4. What happens to prefix tuning's MLP after training?
+#
+# <details><summary>Answers</summary>
+#
+# 1. A virtual token has no target; $-100$ is the index the cross-entropy ignores. Without extending, the
+#    labels are $n$ positions shorter than the logits: Hugging Face raises a shape error (or, in a
+#    hand-written loss, every target is misaligned by $n$ positions).
+# 2. $10 \times 32 \times 2 \times 8 \cdot 128 = 655{,}360$ (not $\times 32$ heads: the cache has 8).
+# 3. The logits have $n$ extra positions in front; they must be cut off first (`real_token_cross_entropy`).
+# 4. It is discarded: peft saves only its output, the prefix ($n \times n_\text{layers} \cdot 2 \cdot$ kv dim).
+# </details>
+#
+# ## Interview questions
+#
+# * Compare prompt tuning, prefix tuning and P-tuning: where do the trainable vectors enter, and how many are there?
+# * When is prompt tuning the right choice, and when is LoRA?
+# * Why does prompt tuning underperform on small models?
+#
+# Answers, with this chapter's numbers, and the exercises are in
+# [the exercises notebook](../exercises/07_prompt_tuning_exercises.ipynb).

@@ -1,0 +1,747 @@
+# %% [markdown]
+# # 10 · Evaluation and deployment
+#
+# **Measured runtime:** 41 s on a 2-core CPU (`make execute`; your machine may differ).
+#
+# A fine-tuned model is only as good as the numbers that say so, and only useful once it runs
+# somewhere. This chapter first takes the usual metrics apart (each one computed by hand and then
+# through `evaluate`, with the course's own local metric modules), shows where each one misleads,
+# then scores a base model and two LoRA adapters on every course task in one call. The second half
+# ships an adapter: merge it, save it, reload it without peft, shrink it to int8, and serve several
+# adapters from one base model in one batch.
+#
+# **You will learn to**
+# 1. compute perplexity, accuracy/F1, exact match, BLEU and ROUGE by hand and check them against `evaluate`;
+# 2. say what each metric rewards and show, with numbers, where BLEU/ROUGE and perplexity mislead;
+# 3. score a model or adapter on every course task with one harness call and read the table;
+# 4. merge a LoRA adapter, save it as safetensors, reload it with plain transformers, and prove nothing changed;
+# 5. quantize the merged model to int8 and measure size, latency and score honestly; serve several adapters from one base.
+#
+# **Prerequisites:** chapters 04 (LoRA, peft) and 05 (absmax quantization); chapter 08's SFT batches help.
+
+# %%
+import copy
+import math
+import tempfile
+import time
+import warnings
+from pathlib import Path
+import torch
+import torch.nn.functional as F
+import course_lib
+from course_lib import deploy, harness
+from course_lib.models import load_base_model
+from course_lib.data import load_jsonl
+from course_lib.evaluation import choose_many, cross_entropy, perplexity
+from course_lib.metric_modules import available_metrics, load_metric
+from course_lib.sft import answer, sft_batches, user_text
+from course_lib.training import TrainConfig, train, text_batches
+
+device = course_lib.setup(seed=0)
+base, tok = load_base_model(device=device)
+warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|past_key_values|deprecated).*")
+
+# %% [markdown]
+# ## 1 · Two adapters to evaluate
+#
+# To have something worth evaluating, we train two small LoRA adapters on the same frozen base model
+# (peft, all linear layers, $r = 16$):
+#
+# * **instruct**: supervised fine-tuning on `instructions_train` (chat template, loss on the answer
+#   only, `course_lib.sft.sft_batches`), so the model learns to answer in the expected format;
+# * **clinic**: plain next-token training on clinic notes, a domain the base model has never seen.
+#
+# Both are saved with `save_pretrained`, which writes only the adapter weights.
+
+# %%
+from peft import LoraConfig, PeftModel, get_peft_model
+
+lora_cfg = LoraConfig(
+    task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0
+)
+INSTRUCT_STEPS, CLINIC_STEPS = 100, 30
+work = Path(tempfile.mkdtemp())
+t0 = time.perf_counter()
+instruct = get_peft_model(copy.deepcopy(base), lora_cfg)
+train(
+    instruct,
+    sft_batches(tok, load_jsonl("instructions_train"), 16),
+    TrainConfig(lr=3e-3, max_steps=INSTRUCT_STEPS, progress=False),
+)
+clinic = get_peft_model(copy.deepcopy(base), lora_cfg)
+clinic_texts = [r["text"] for r in load_jsonl("clinic_train")]
+train(
+    clinic,
+    text_batches(tok, clinic_texts, 16),
+    TrainConfig(lr=3e-3, max_steps=CLINIC_STEPS, progress=False),
+)
+instruct.save_pretrained(work / "instruct")
+clinic.save_pretrained(work / "clinic")
+print(f"trained both adapters in {time.perf_counter() - t0:.1f} s")
+
+# %% [markdown]
+# A training loss going down is not an evaluation: it is measured on the data the adapter was fitted
+# to. Everything below uses held-out data only (`*_val`, `*_test`, `new_facts`).
+
+# %% [markdown]
+# ## 2 · Perplexity, by hand and from the model's loss
+#
+# For a corpus of $N$ predicted tokens (padding excluded), the mean cross-entropy and the perplexity are
+#
+# $$\mathrm{CE} = \frac{1}{N}\sum_{t=1}^{N} -\log p_\theta(x_t \mid x_{<t}), \qquad \mathrm{PPL} = e^{\mathrm{CE}}.$$
+#
+# Perplexity is the effective number of equally likely next tokens. Three details matter: the
+# logits at position $t$ predict the token at $t+1$ (shift by one), padding must not count, and the
+# average runs over **tokens of the whole corpus**, not over sequences. Hugging Face's
+# `model(labels=...)` shifts internally and ignores label $-100$, so with padding labelled $-100$ its
+# loss is exactly our pooled CE.
+
+# %%
+texts = [r["text"] + tok.eos_token for r in load_jsonl("corpus_val")[:16]]
+enc = tok(texts, return_tensors="pt", padding=True)
+with torch.no_grad():
+    logits = base(**enc).logits
+target, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].bool()
+token_ce = F.cross_entropy(
+    logits[:, :-1].transpose(1, 2), target, reduction="none"
+)  # [batch, len-1]
+ce_by_hand = token_ce[mask].mean()
+labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+with torch.no_grad():
+    ce_hf = base(**enc, labels=labels).loss
+assert torch.allclose(ce_by_hand, ce_hf, atol=1e-5)
+assert math.isclose(
+    math.exp(ce_by_hand),
+    perplexity(base, tok, [r["text"] for r in load_jsonl("corpus_val")[:16]]),
+    rel_tol=1e-4,
+)
+print(
+    f"mean token CE {ce_by_hand:.4f} nats = HF loss {ce_hf:.4f};  perplexity {math.exp(ce_by_hand):.3f}"
+)
+
+# %% [markdown]
+# The course's `evaluation.perplexity` and the model's own loss agree with the hand computation.
+# Now the two common mistakes: averaging the **per-sequence** perplexities (short, hard sequences
+# weigh as much as long ones, and by Jensen's inequality the mean of exponentials exceeds the
+# exponential of the mean), and letting padding positions into the mean.
+
+# %%
+per_seq_ce = (token_ce * mask).sum(1) / mask.sum(1)
+ppl_pooled = math.exp(ce_by_hand)
+ppl_mean_of_seqs = per_seq_ce.exp().mean().item()
+ppl_with_padding = token_ce.mean().exp().item()  # padding targets are garbage (pad after pad)
+print(
+    f"pooled {ppl_pooled:.3f} | mean of per-sequence PPLs {ppl_mean_of_seqs:.3f} | padding counted {ppl_with_padding:.3f}"
+)
+print(f"padding share of positions: {1 - mask.float().mean():.1%}")
+assert ppl_mean_of_seqs > ppl_pooled * 1.01, (
+    "averaging sequence perplexities should overstate PPL here"
+)
+assert abs(ppl_with_padding - ppl_pooled) > 0.01 * ppl_pooled, (
+    "counting padding should change the number"
+)
+
+# %% [markdown]
+# **Why perplexity is not enough.** It measures how well the model predicts *the reference text*,
+# token by token. It says nothing about whether the model, left to generate, produces the right
+# answer in the right format. The harness in section 5 shows this directly: the base model has a
+# low general-text CE and still scores zero exact match on instructions.
+#
+# ## 3 · Accuracy and F1
+#
+# For classification-style outputs: accuracy $= \frac{1}{n}\sum_i [\hat y_i = y_i]$; for one class $c$,
+# $P_c = \frac{TP_c}{TP_c + FP_c}$, $R_c = \frac{TP_c}{TP_c + FN_c}$, $F1_c = \frac{2 P_c R_c}{P_c + R_c} = \frac{2TP_c}{2TP_c + FP_c + FN_c}$;
+# macro-F1 averages $F1_c$ over classes with equal weight, so a rare class counts as much as a frequent one.
+#
+# Our task: the base model answers the new-fact probes by picking the likeliest of 8 candidates,
+# once with the fact statements in its context (it can copy) and once without.
+
+# %%
+facts = load_jsonl("new_facts")
+with_ctx = [" ".join(f["statements"]) + " " + f["probe_seen"] for f in facts]
+pred_ctx = choose_many(base, tok, with_ctx, [f["candidates"] for f in facts])
+pred_zero = choose_many(
+    base, tok, [f["probe_seen"] for f in facts], [f["candidates"] for f in facts]
+)
+gold = [f["answer"] for f in facts]
+classes = sorted({c for f in facts for c in f["candidates"]})
+ids = {c: i for i, c in enumerate(classes)}
+print(len(facts), "probes,", len(classes), "distinct answers")
+
+
+# %% [markdown]
+# By hand first, then through the local `accuracy` and `f1` modules (`load_metric` points
+# `evaluate.load` at `course_lib/metrics/<name>/`, never at the Hub):
+
+# %%
+def macro_f1(pred, gold):
+    labels = sorted(set(gold) | set(pred))
+    f1s = []
+    for c in labels:
+        tp = sum(p == c and g == c for p, g in zip(pred, gold))
+        fp, fn = (
+            sum(p == c and g != c for p, g in zip(pred, gold)),
+            sum(p != c and g == c for p, g in zip(pred, gold)),
+        )
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return sum(f1s) / len(f1s)
+
+
+print("local metrics:", available_metrics())
+acc_metric, f1_metric = load_metric("accuracy"), load_metric("f1")
+for name, pred in [("statements in context", pred_ctx), ("zero-shot", pred_zero)]:
+    acc = acc_metric.compute(predictions=[ids[p] for p in pred], references=[ids[g] for g in gold])[
+        "accuracy"
+    ]
+    f1 = f1_metric.compute(
+        predictions=[ids[p] for p in pred], references=[ids[g] for g in gold], average="macro"
+    )["f1"]
+    assert math.isclose(acc, sum(p == g for p, g in zip(pred, gold)) / len(gold)) and math.isclose(
+        f1, macro_f1(pred, gold)
+    )
+    print(f"{name:22s} accuracy {acc:.3f}  macro-F1 {f1:.3f}")
+
+# %% [markdown]
+# Two claims follow from these numbers, and the next cell checks them: copying from the context
+# works, and without the context the base model is near chance, because these facts are new to it.
+
+# %%
+acc_ctx = sum(p == g for p, g in zip(pred_ctx, gold)) / len(gold)
+acc_zero = sum(p == g for p, g in zip(pred_zero, gold)) / len(gold)
+assert acc_ctx > acc_zero + 0.3, (
+    "with the statements in context the base model should copy the answer"
+)
+assert acc_zero < 0.35, "without them it should be near chance (1/8 = 0.125)"
+
+# %% [markdown]
+# Accuracy and macro-F1 differ because the answers are not balanced across classes: macro-F1 punishes a
+# model that collapses onto a few frequent candidates. Report both when classes are imbalanced.
+#
+# ## 4 · Exact match, BLEU and ROUGE on generated answers
+#
+# Now generations. The instruct adapter answers held-out instructions greedily. **Exact match** is
+# 1 if the prediction equals the reference (after an agreed normalisation), else 0: right for
+# short factual answers, merciless for anything else.
+
+# %%
+test = load_jsonl("instructions_test")
+instruct.eval()
+t0 = time.perf_counter()
+replies = answer(instruct, tok, [user_text(r) for r in test], max_new_tokens=32)
+print(f"{len(test)} greedy answers in {time.perf_counter() - t0:.1f} s")
+em = load_metric("exact_match")
+em_lib = em.compute(predictions=replies, references=[r["output"] for r in test])["exact_match"]
+em_hand = sum(p.strip() == r["output"].strip() for p, r in zip(replies, test)) / len(test)
+assert math.isclose(em_lib, em_hand)
+for r, p in list(zip(test, replies))[::50]:
+    print(f"[{r['skill']:10s}] ref {r['output'][:45]!r:48s} got {p[:45]!r}")
+print(f"exact match (strict) {em_lib:.3f}")
+
+# %% [markdown]
+# After our short LoRA run the adapter answers in the chat format (short replies that stop) but rarely
+# with the right content, so its exact match is about zero: remember this when BLEU and ROUGE below
+# give it partial credit.
+#
+# Exact match is strict on purpose, but how strict is a choice: a trailing full stop or a capital
+# letter turns a right answer into a zero. The local module exposes the usual normalisations;
+# always say which ones you used.
+
+# %%
+refs = [r["output"] for r in test]
+variants = {
+    "strict": {},
+    "ignore case": {"ignore_case": True},
+    "ignore case + punctuation": {"ignore_case": True, "ignore_punctuation": True},
+}
+em_by_variant = {
+    k: em.compute(predictions=replies, references=refs, **v)["exact_match"]
+    for k, v in variants.items()
+}
+print({k: round(v, 3) for k, v in em_by_variant.items()})
+toy = em.compute(predictions=["Bean stew.", "rabbit"], references=["bean stew", "rabbit"])[
+    "exact_match"
+]
+toy_norm = em.compute(
+    predictions=["Bean stew.", "rabbit"],
+    references=["bean stew", "rabbit"],
+    ignore_case=True,
+    ignore_punctuation=True,
+)["exact_match"]
+assert (toy, toy_norm) == (0.5, 1.0)
+assert em_by_variant["ignore case + punctuation"] - em_by_variant["strict"] < 0.05, (
+    "normalising does not rescue these answers: the low EM is real"
+)
+
+# %% [markdown]
+# ### BLEU by hand
+#
+# BLEU (Papineni et al., 2002) scores n-gram overlap with the reference, at corpus level:
+#
+# $$p_n = \frac{\sum_{\text{sent}}\sum_{g \in \text{n-grams}} \min\big(\mathrm{count}_\text{cand}(g), \mathrm{count}_\text{ref}(g)\big)}{\sum_{\text{sent}}\sum_{g} \mathrm{count}_\text{cand}(g)}, \qquad
+# \mathrm{BP} = \begin{cases}1 & c > r\\ e^{1 - r/c} & c \le r\end{cases}, \qquad
+# \mathrm{BLEU} = \mathrm{BP}\cdot\exp\Big(\tfrac{1}{4}\sum_{n=1}^{4}\log p_n\Big).$$
+#
+# The **clipping** (min) stops "the the the" from scoring; the **geometric** mean makes one zero
+# precision zero the score; the **brevity penalty** stops short, precise candidates from winning
+# ($c$, $r$: total candidate and reference lengths). We score the 50 *rewrite* answers (put a
+# sentence in the past tense), where the answer is a whole sentence.
+
+# %%
+from collections import Counter
+import re
+
+
+def tokens(text):
+    return re.findall(r"\w+|[^\w\s]", text)  # the local module's tokenizer
+
+
+def ngram_counts(toks, n):
+    return Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
+
+
+def bleu_by_hand(cands, refs, max_order=4):
+    cands, refs = [tokens(c) for c in cands], [tokens(r) for r in refs]
+    p = []
+    for n in range(1, max_order + 1):
+        clipped = sum(
+            sum((ngram_counts(c, n) & ngram_counts(r, n)).values()) for c, r in zip(cands, refs)
+        )
+        p.append(clipped / sum(sum(ngram_counts(c, n).values()) for c in cands))
+    c_len, r_len = sum(map(len, cands)), sum(map(len, refs))
+    bp = 1.0 if c_len > r_len else math.exp(1 - r_len / c_len)
+    return bp * math.exp(sum(map(math.log, p)) / max_order) if min(p) > 0 else 0.0, p, bp
+
+
+# %% [markdown]
+# Two systems on the same 50 rewrite prompts: the instruct adapter, and a trivial baseline that
+# returns the input sentence unchanged (present tense, so always wrong). Hand-made and library BLEU
+# must agree to the last digit.
+
+# %%
+rewrite = [(r, p) for r, p in zip(test, replies) if r["skill"] == "rewrite"]
+rw_refs, rw_preds = [r["output"] for r, _ in rewrite], [p for _, p in rewrite]
+rw_copy = [r["input"] for r, _ in rewrite]  # a "model" that returns the input unchanged
+bleu = load_metric("bleu")
+for name, preds in [("instruct adapter", rw_preds), ("copy the input", rw_copy)]:
+    lib = bleu.compute(predictions=preds, references=rw_refs)
+    mine, p, bp = bleu_by_hand(preds, rw_refs)
+    assert math.isclose(lib["bleu"], mine, abs_tol=1e-12) and math.isclose(
+        lib["brevity_penalty"], bp
+    )
+    print(f"{name:17s} BLEU {mine:.3f}  p1..p4 {[round(x, 3) for x in p]}  BP {bp:.3f}")
+
+
+# %% [markdown]
+# ### ROUGE by hand
+#
+# ROUGE (Lin, 2004), as our local module defines it: lower-cased whitespace tokens;
+# ROUGE-N overlap $= \sum_g \min(\mathrm{count}_\text{pred}(g), \mathrm{count}_\text{ref}(g))$ over n-grams,
+# $P = \text{overlap}/|\text{pred n-grams}|$, $R = \text{overlap}/|\text{ref n-grams}|$, $F = 2PR/(P+R)$;
+# ROUGE-L uses the longest common subsequence (LCS) instead of the overlap. Scores are averaged
+# over examples (BLEU pools over the corpus instead).
+
+# %%
+def f_measure(overlap, n_pred, n_ref):
+    return 0.0 if overlap == 0 else 2 * overlap / (n_pred + n_ref)  # = 2PR/(P+R)
+
+
+def lcs(a, b):
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev, row = row, [0]
+        for j, y in enumerate(b, 1):
+            row.append(prev[j - 1] + 1 if x == y else max(prev[j], row[j - 1]))
+    return row[-1]
+
+
+def rouge_by_hand(pred, ref):
+    p, r = pred.lower().split(), ref.lower().split()
+    out = {
+        f"rouge{n}": f_measure(
+            sum((ngram_counts(p, n) & ngram_counts(r, n)).values()),
+            max(len(p) - n + 1, 0),
+            max(len(r) - n + 1, 0),
+        )
+        for n in (1, 2)
+    }
+    return out | {"rougeL": f_measure(lcs(p, r), len(p), len(r))}
+
+
+# %% [markdown]
+# Same two systems, ROUGE through the local module, checked example by example against the hand version:
+
+# %%
+rouge = load_metric("rouge")
+rouge_scores = {}
+for name, preds in [("instruct adapter", rw_preds), ("copy the input", rw_copy)]:
+    lib = rouge.compute(predictions=preds, references=rw_refs)
+    hand = [rouge_by_hand(p, r) for p, r in zip(preds, rw_refs)]
+    for k in lib:
+        assert math.isclose(lib[k], sum(h[k] for h in hand) / len(hand), abs_tol=1e-12), k
+    rouge_scores[name] = lib
+    print(f"{name:17s}", {k: round(v, 3) for k, v in lib.items()})
+
+# %% [markdown]
+# ### Where overlap metrics mislead
+#
+# The "copy the input" baseline never does the task (not one sentence is put in the past tense,
+# so its exact match is zero), yet BLEU and ROUGE give it a high score, because most of the words
+# of the answer are already in the question. A wrong answer that shares the reference's words beats
+# a right answer in other words. Measured on a single fact:
+
+# %%
+em_copy = em.compute(predictions=rw_copy, references=rw_refs)["exact_match"]
+bleu_copy = bleu.compute(predictions=rw_copy, references=rw_refs)["bleu"]
+print(
+    f"copy-the-input: exact match {em_copy:.2f}, BLEU {bleu_copy:.3f}, ROUGE-L {rouge_scores['copy the input']['rougeL']:.3f}"
+)
+assert em_copy == 0 and bleu_copy > 0.3 and rouge_scores["copy the input"]["rougeL"] > 0.6
+ref = "Umar Cole has a rabbit as a pet."
+wrong, right = "Umar Cole has a dog as a pet.", "His pet is a rabbit."
+for name, pred in [("wrong, same words", wrong), ("right, other words", right)]:
+    s = rouge.compute(predictions=[pred], references=[ref])
+    b = bleu.compute(predictions=[pred], references=[ref], smooth=True)["bleu"]
+    print(
+        f"{name:19s} ROUGE-1 {s['rouge1']:.3f}  ROUGE-L {s['rougeL']:.3f}  BLEU(smoothed) {b:.3f}"
+    )
+assert (
+    rouge.compute(predictions=[wrong], references=[ref])["rouge1"]
+    > rouge.compute(predictions=[right], references=[ref])["rouge1"] + 0.3
+)
+
+# %% [markdown]
+# Rule of thumb: use exact match (or a task-specific checker) when there is one right answer,
+# BLEU/ROUGE only as a rough signal for long free-form text, and never as the only number.
+#
+# ## 5 · One harness for every course task
+#
+# `course_lib.harness.evaluate_all(model, tok, n)` scores a model (or a peft model with its active
+# adapter) on every course task at once: general-text and clinic CE (lower is better), exact match
+# per skill on held-out instructions, new-fact recall (multiple choice, trained and paraphrased
+# probe), and the mean gold reward of greedy answers to preference prompts. One call per model,
+# same data, same settings: that is what makes a comparison fair.
+
+# %%
+N_EVAL = 50
+table, seconds = {}, {}
+for name, model in [("base", base), ("instruct LoRA", instruct), ("clinic LoRA", clinic)]:
+    t0 = time.perf_counter()
+    table[name] = harness.evaluate_all(model.eval(), tok, n=N_EVAL)
+    seconds[name] = time.perf_counter() - t0
+print(f"{'task':18s}" + "".join(f"{name:>15s}" for name in table))
+for key in table["base"]:
+    print(f"{key:18s}" + "".join(f"{table[name].get(key, float('nan')):15.3f}" for name in table))
+print("seconds per call:", {k: round(v, 1) for k, v in seconds.items()})
+
+# %% [markdown]
+# What the table shows, checked with margins: the clinic adapter learned its domain; the instruct adapter
+# paid for its training with general-text CE, and did not (yet) get answers right; the base model
+# models text well and follows no instructions:
+
+# %%
+b, ins, cli = table["base"], table["instruct LoRA"], table["clinic LoRA"]
+assert cli["clinic CE"] < b["clinic CE"] - 1.0, "the clinic adapter should learn the clinic domain"
+assert ins["general CE"] > b["general CE"] + 0.2, (
+    "SFT on short chats should cost general-text modelling"
+)
+assert ins["EM all"] < 0.1, (
+    "a short LoRA SFT run is not expected to get answers right yet (see the text)"
+)
+assert b["general CE"] < 1.0 and b["EM all"] < 0.05, (
+    "the base model: low perplexity, no instruction following"
+)
+
+# %% [markdown]
+# Read the table by rows. The clinic adapter wins its own task by a wide margin. The instruct adapter is
+# the honest surprise: its exact match is still about zero after our short LoRA run (section 4 showed
+# why: half-right answers, so ROUGE moves and EM does not; chapter 08's longer full SFT gets further),
+# while it already paid in general-text CE: evaluating only the task you trained for would hide that cost.
+# The base model's row is the "perplexity is not enough" lesson in one line: the best general-text CE,
+# and an exact match of zero, because it never learned to answer in the format. Note also that `n` is a budget knob:
+# `N_EVAL` examples per task keep this notebook fast; for a report use all held-out data, and remember
+# that with 50 examples one answer moves exact match by 0.02.
+#
+# ## 6 · Deployment: merge, save, reload without peft
+#
+# A LoRA layer computes $W x + \frac{\alpha}{r} B A x$. **Merging** folds the update into the weight once,
+#
+# $$W' = W + \tfrac{\alpha}{r}\, B A \quad (B \in \mathbb{R}^{d_\text{out}\times r},\ A \in \mathbb{R}^{r\times d_\text{in}}),$$
+#
+# so serving costs exactly what the base model costs: no extra matmuls, no peft at inference time.
+# peft's `merge_and_unload` does this for every adapted layer and returns a plain transformers model.
+
+# %%
+ref_layer = instruct.base_model.model.model.layers[0].self_attn.q_proj
+W, A, B = (
+    ref_layer.base_layer.weight,
+    ref_layer.lora_A["default"].weight,
+    ref_layer.lora_B["default"].weight,
+)
+W_merged_by_hand = W + ref_layer.scaling["default"] * (B @ A)
+prompts = [user_text(r) for r in test[::25]]
+chat = [
+    tok.apply_chat_template(
+        [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+    )
+    for p in prompts
+]
+tok.padding_side = "left"
+enc = tok(chat, return_tensors="pt", padding=True, add_special_tokens=False)
+with torch.no_grad():
+    logits_adapter = instruct(**enc).logits
+replies_adapter = answer(instruct, tok, prompts)
+merged = deploy.merge_adapter(copy.deepcopy(instruct))
+assert torch.allclose(merged.model.layers[0].self_attn.q_proj.weight, W_merged_by_hand, atol=1e-6)
+print(
+    type(merged).__name__,
+    "| peft left inside:",
+    any("lora" in n for n, _ in merged.named_modules()),
+)
+
+# %% [markdown]
+# Save with `save_pretrained` (safetensors) and reload with `AutoModelForCausalLM`, the way a
+# server that has never heard of peft would. The reloaded model must give the same logits and the
+# same greedy text as the unmerged adapter.
+
+# %%
+deploy.save_model(merged, tok, work / "merged")
+served, served_tok = deploy.load_plain(work / "merged")
+with torch.no_grad():
+    logits_served = served(**enc).logits
+max_diff = (logits_served - logits_adapter).abs().max().item()
+assert torch.allclose(logits_served, logits_adapter, atol=1e-4), max_diff
+assert answer(served, served_tok, prompts) == replies_adapter
+print(
+    f"max |logit difference| adapter vs merged+reloaded: {max_diff:.2e}; greedy answers identical"
+)
+adapter_bytes = deploy.folder_bytes(work / "instruct", "*.safetensors")
+merged_bytes = deploy.folder_bytes(work / "merged", "*.safetensors")
+print(
+    f"on disk: adapter {adapter_bytes / 1e6:.2f} MB, merged model {merged_bytes / 1e6:.2f} MB ({merged_bytes / adapter_bytes:.1f}x)"
+)
+assert adapter_bytes < 0.2 * merged_bytes, (
+    "the adapter should be a small fraction of the merged model"
+)
+
+# %% [markdown]
+# The difference is float rounding ($W + \Delta W$ summed once versus $Wx + \Delta W x$ summed per
+# call). Note the sizes: with $r = 16$ on every linear layer of a model this small, the adapter is a
+# sizeable fraction of the model; on a 7 B model the same adapter would be well under 1 %.
+#
+# ## 7 · Post-training int8 quantization of the merged model
+#
+# **Weight-only int8, per output channel** (chapter 05's absmax, one scale per row):
+# $s_i = \max_j |W_{ij}| / 127$, $q_{ij} = \mathrm{round}(W_{ij}/s_i) \in [-127, 127]$, and the layer computes
+# $(x\, q^\top) \odot s^\top$. A per-row scale keeps one loud row from wasting the others' precision.
+# `course_lib.deploy.Int8Linear` does exactly this.
+#
+# **PyTorch dynamic quantization** (`torch.ao.quantization.quantize_dynamic`) stores int8 weights
+# too, and in addition quantizes each *activation* to 8 bits on the fly, per call, so that the
+# matmul itself runs in integer arithmetic. In torch 2.13 it still ships, but the source marks it
+# deprecated (warning: "torch.ao.quantization is deprecated … please migrate to torchao"); torchao is
+# not installed here, so we use the old API with a per-channel weight config and say so.
+
+# %%
+merged.eval()
+int8_mine = deploy.quantize_linears(merged)  # weight-only, from scratch (lm_head stays tied fp32)
+int8_torch = deploy.torch_dynamic_int8(merged)  # torch: int8 weights + dynamic int8 activations
+w = merged.model.layers[0].mlp.up_proj.weight
+qw = int8_torch.model.layers[0].mlp.up_proj.weight()  # torch's quantized weight
+q, s = deploy.quantize_per_channel(w)
+print(
+    qw.qscheme(),
+    "| torch scale / our scale:",
+    (qw.q_per_channel_scales().float() / s.squeeze()).mean().item(),
+)
+step_gap = (qw.dequantize() - deploy.dequantize_per_channel(q, s)).abs().max() / s.max()
+assert step_gap <= 1.0 + 1e-4, "both quantizers agree to within one quantization step"
+
+# %% [markdown]
+# torch's symmetric int8 uses the range $[-128, 127]$ and a scale $\max|W|/127.5$ (read
+# `torch/ao/quantization/observer.py`), ours $\max|W|/127$: the ratio printed above is $127/127.5$,
+# and the dequantized weights agree to within one step. Now size, speed and score, each against fp32.
+
+# %%
+models = {
+    "fp32 merged": merged,
+    "int8 weight-only (ours)": int8_mine,
+    "int8 dynamic (torch)": int8_torch,
+}
+sizes = {k: deploy.state_dict_bytes(m) for k, m in models.items()}
+batch = tok(chat, return_tensors="pt", padding=True, add_special_tokens=False)
+lat_fwd, lat_gen = {}, {}
+with torch.no_grad():
+    for k, m in models.items():
+        lat_fwd[k] = deploy.median_seconds(lambda: m(**batch), repeats=9)
+        lat_gen[k] = deploy.median_seconds(
+            lambda: m.generate(**batch, max_new_tokens=16, do_sample=False, pad_token_id=0),
+            repeats=3,
+        )
+for k in models:
+    print(
+        f"{k:24s} {sizes[k] / 1e6:5.2f} MB  forward {lat_fwd[k] * 1e3:6.1f} ms  generate(16) {lat_gen[k] * 1e3:6.0f} ms"
+    )
+assert (
+    sizes["int8 weight-only (ours)"] < 0.45 * sizes["fp32 merged"]
+    and sizes["int8 dynamic (torch)"] < 0.5 * sizes["fp32 merged"]
+)
+
+# %% [markdown]
+# Size is the sure win. Now the score, for each version of the same merged model: the share of 50
+# held-out instructions where the greedy answer is identical to the fp32 model's, ROUGE-L against the
+# references, and general-text CE (the most sensitive of the three).
+
+# %%
+score, fp_preds = {}, None
+for k, m in models.items():
+    preds = answer(m, tok, [user_text(r) for r in test[::5]])
+    fp_preds = fp_preds or preds
+    score[k] = (
+        sum(p == q for p, q in zip(preds, fp_preds)) / len(preds),
+        rouge.compute(predictions=preds, references=[r["output"] for r in test[::5]])["rougeL"],
+        cross_entropy(m, tok, [r["text"] for r in load_jsonl("corpus_val")[:100]]),
+    )
+    print(
+        f"{k:24s} same answer as fp32 {score[k][0]:.2f}   ROUGE-L {score[k][1]:.3f}   general CE {score[k][2]:.4f}"
+    )
+fp_ce = score["fp32 merged"][2]
+assert abs(score["int8 weight-only (ours)"][2] - fp_ce) < 0.005, (
+    "weight-only per-channel int8 should be near lossless"
+)
+assert score["int8 dynamic (torch)"][2] - fp_ce > score["int8 weight-only (ours)"][2] - fp_ce, (
+    "activation quantization should cost more"
+)
+
+# %% [markdown]
+# And the speed, stated as measured (the medians from the timing cell above):
+
+# %%
+speedup = lat_fwd["fp32 merged"] / lat_fwd["int8 dynamic (torch)"]
+verdict = "faster" if speedup > 1.1 else ("slower" if speedup < 0.9 else "about as fast")
+print(
+    f"torch dynamic int8 forward is {speedup:.2f}x the speed of fp32 here: {verdict}; "
+    f"ours {lat_fwd['fp32 merged'] / lat_fwd['int8 weight-only (ours)']:.2f}x (it dequantizes in Python, so no speed-up is expected)"
+)
+
+# %% [markdown]
+# What int8 buys and costs, as measured above:
+#
+# * **Size:** the linear weights shrink 4×; the whole checkpoint less, because the tied embedding
+#   (1399 × 192) stays fp32 and this tiny model has a large embedding share.
+# * **Score:** weight-only per-channel int8 is practically lossless here; quantizing the
+#   activations as well (torch's dynamic mode) costs measurably more CE, because one scale per
+#   activation tensor is coarse when a few activation features are large.
+# * **Speed:** whatever the line above measured on this machine, and it depends on the CPU, the
+#   thread count and the batch: on a 2 M-parameter model the matmuls are tiny, so Python and kernel
+#   overheads weigh as much as the arithmetic, and the from-scratch layer (which turns its int8
+#   weights back into floats on every call) cannot use integer kernels at all. Do not quote a
+#   speed-up you have not measured on your own hardware; on large models, where reading the weights
+#   dominates, int8 kernels typically pay off.
+#
+# ## 8 · Serving several adapters from one base model
+#
+# Merging gives one model per task. If you serve many tasks, keep **one** base model and many
+# small adapters instead: peft's `load_adapter` adds a named adapter, `set_adapter` switches, and
+# passing `adapter_names=[...]` (one name per row, `"__base__"` for none) runs a **mixed batch**
+# in one forward: every LoRA layer computes the base output once and adds each row's own
+# $\frac{\alpha}{r} B A x$ (peft 0.21.2, `LoraLayer._mixed_batch_forward`).
+
+# %%
+server = PeftModel.from_pretrained(copy.deepcopy(base), work / "instruct", adapter_name="instruct")
+server.load_adapter(work / "clinic", adapter_name="clinic")
+server.eval()
+mix_texts = chat[:2] + [clinic_texts[0][:60], clinic_texts[1][:60]]
+mix = tok(mix_texts, return_tensors="pt", padding=True, add_special_tokens=False)
+single = {}
+with torch.no_grad():
+    for name in ["instruct", "clinic"]:
+        server.set_adapter(name)
+        single[name] = server(**mix).logits
+    with server.disable_adapter():
+        single["__base__"] = server(**mix).logits
+
+# %% [markdown]
+# Now the same four rows in **one** forward pass, each routed to its own adapter (or none):
+
+# %%
+route = ["instruct", "__base__", "clinic", "instruct"]
+with torch.no_grad():
+    mixed = server(**mix, adapter_names=route).logits
+for i, name in enumerate(route):
+    assert torch.allclose(mixed[i], single[name][i], atol=1e-5), (i, name)
+print("mixed batch rows equal the single-adapter runs:", route)
+print(
+    "max |difference| over all rows:",
+    max((mixed[i] - single[n][i]).abs().max().item() for i, n in enumerate(route)),
+)
+
+# %% [markdown]
+# Finally, the memory bill for serving $N$ tasks: one base plus $N$ adapters, against $N$ merged copies.
+
+# %%
+base_bytes = deploy.tensor_bytes(base)
+lora_bytes = (
+    sum(p.numel() * p.element_size() for n, p in server.named_parameters() if "lora_" in n) / 2
+)  # per adapter
+for n_tasks in [2, 10, 100]:
+    shared, copies = base_bytes + n_tasks * lora_bytes, n_tasks * base_bytes
+    print(
+        f"{n_tasks:3d} tasks: base + adapters {shared / 1e6:7.1f} MB   merged copies {copies / 1e6:7.1f} MB  ({copies / shared:.1f}x)"
+    )
+assert 10 * base_bytes > 2 * (base_bytes + 10 * lora_bytes)
+print(f"one adapter = {lora_bytes / base_bytes:.1%} of the base model")
+
+# %% [markdown]
+# Merged or unmerged? **Merge** when one model serves one task: zero inference overhead and no peft
+# dependency (section 6). **Keep adapters separate** when one deployment serves many tasks or
+# customers: one copy of the base in memory, adapters swapped or mixed per row, at the price of the
+# extra low-rank matmuls in every adapted layer. (Production servers such as vLLM and LoRAX batch
+# rows with different adapters the same way, with fused kernels.)
+#
+# ## Summary
+#
+# * Perplexity $= e^{\text{mean token CE}}$, pooled over the corpus's real tokens; we matched it to the
+#   model's own loss and showed that averaging per-sequence perplexities or counting padding gives
+#   another number. It measures prediction of reference text, not task success.
+# * Accuracy/macro-F1, exact match, BLEU and ROUGE, each computed by hand and equal to the local
+#   `evaluate` modules. Exact match's normalisation is a choice to report; BLEU and ROUGE gave a
+#   high score to a baseline that copies the input and never does the task.
+# * One harness call per model put the base model and two adapters side by side on every course task:
+#   the clinic adapter wins its task, the short instruct run paid in general-text CE before it got any
+#   answer exactly right, and the base model has the lowest CE with zero exact match.
+# * Merging a LoRA adapter and reloading it with plain transformers gave the same logits (to
+#   float rounding) and the same greedy text.
+# * Int8: size down by more than half; weight-only per-channel int8 kept the score; dynamic
+#   activation quantization cost more CE; the speed change is whatever your machine measures, not a textbook promise.
+# * One base model served two adapters and the base in one mixed batch (`adapter_names=`), equal row by row to
+#   separate runs; ten tasks cost far less memory as adapters than as merged copies.
+#
+# ## Quiz
+#
+# 1. A corpus has two sequences: 10 tokens with mean CE 1.0 and 90 tokens with mean CE 2.0. What is its perplexity?
+# 2. Why can a model with a lower perplexity than another have a lower exact match?
+# 3. A candidate is an exact, correct prefix of the reference, half its length. What are its $p_n$ and its BLEU?
+# 4. After `merge_and_unload`, what do you still need peft for at inference time?
+# 5. What does torch's dynamic quantization quantize that our weight-only int8 does not, and what did it cost here?
+#
+# <details><summary>Answers</summary>
+#
+# 1. Pool the tokens: $\mathrm{CE} = (10 \cdot 1 + 90 \cdot 2)/100 = 1.9$, $\mathrm{PPL} = e^{1.9} \approx 6.69$ (not the mean of $e^1$ and $e^2$, 5.05).
+# 2. Perplexity scores predicting the reference tokens under teacher forcing; exact match scores the whole greedy
+#    generation, format included. The base model here has the lowest CE and an EM of about zero.
+# 3. All $p_n = 1$ (every n-gram matches), but $c = r/2$, so $\mathrm{BP} = e^{1-2} \approx 0.37$ and BLEU $\approx 0.37$.
+# 4. Nothing: the result is a plain transformers model, reloaded with `AutoModelForCausalLM` (section 6).
+# 5. The activations, per call, to 8 bits with one scale per tensor. In section 7 it moved the general-text CE
+#    clearly more than weight-only int8, which was practically lossless.
+# </details>
+#
+# ## Interview questions
+#
+# * How would you evaluate a fine-tuned LLM?
+# * Why isn't perplexity enough?
+# * Merged or unmerged adapters in serving: what are the trade-offs?
+# * How do you serve many LoRA adapters at once?
+# * What does int8 quantization buy, and what does it cost?
+#
+# Answers, with this chapter's numbers, and the exercises are in
+# [the exercises notebook](../exercises/10_evaluation_deployment_exercises.ipynb).
