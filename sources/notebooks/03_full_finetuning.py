@@ -457,6 +457,8 @@ from transformers import EarlyStoppingCallback
 
 tiny_rows = ft.rows_of(ft.first_batches(text_batches(tok, clinic_train[:8], 8, seed=0), 100))
 eval_rows = ft.rows_of(ft.first_batches(text_batches(tok, clinic_val[:64], 16, seed=0), 4))
+
+# %%
 es_model = copy.deepcopy(model)
 with tempfile.TemporaryDirectory() as out_dir:
     args = TrainingArguments(

@@ -734,6 +734,8 @@ peak_ck = ck_bytes + memory.layer_activation_bytes(shape, B, S, 4)
 assert ck_bytes == memory.activation_bytes(shape, B, S, 4, checkpointing=True), (
     "formula with checkpointing"
 )
+
+# %%
 calls = []
 hooks = [
     blk.input_layernorm.register_forward_pre_hook(lambda *a: calls.append(1))

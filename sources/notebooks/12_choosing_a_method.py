@@ -219,6 +219,8 @@ assert L["prompt tuning (20 tokens)"] > L["LoRA q,v r=8"] + 0.5, (
 assert abs(L["QLoRA q,v r=8 (NF4 base)"] - L["LoRA q,v r=8"]) < 0.5, (
     "QLoRA scores close to LoRA (within the PEFT spread)"
 )
+
+# %%
 assert P.idxmax() == "full fine-tuning" and P.idxmin() in ("(IA)³", "prompt tuning (20 tokens)")
 for name in ["LoRA q,v r=8", "(IA)³", "prompt tuning (20 tokens)", "prefix tuning (20 tokens)"]:
     assert 4 * P[name] <= A[name] < 4 * P[name] + 10_000, (
