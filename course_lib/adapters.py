@@ -11,6 +11,9 @@ LlamaForCausalLM (each decoder layer has a `self_attn` and an `mlp` sublayer):
 
 Each sublayer is wrapped in an `AdapterSlot` that holds named adapters; `set_active_adapter`
 switches among them at run time (or turns them all off). Unlike LoRA, nothing can be merged.
+
+BottleneckAdapter, between the export markers, is the lesson's `#| export course_lib.adapters`
+cell, copied verbatim (`make lib`); the input checks and the placement machinery live only here.
 """
 
 from __future__ import annotations
@@ -34,28 +37,32 @@ PLACEMENTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+def check_adapter_args(d_model: int, bottleneck: int, activation: str) -> None:
+    """Raise a clear error unless 1 <= bottleneck <= d_model are integers and `activation` is known."""
+    for name, value in [("d_model", d_model), ("bottleneck", bottleneck)]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if bottleneck > d_model:
+        raise ValueError(
+            f"bottleneck={bottleneck} is wider than d_model={d_model}: an adapter "
+            "projects DOWN, choose a bottleneck smaller than the hidden size"
+        )
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+
+
+# --- begin export: notebooks/06_adapters ---
 class BottleneckAdapter(nn.Module):
     """forward(h) = h + scale · up(act(down(h))); the up-projection starts at zero (identity)."""
 
     def __init__(self, d_model: int, bottleneck: int, activation: str = "relu", scale: float = 1.0):
         super().__init__()
-        for name, value in [("d_model", d_model), ("bottleneck", bottleneck)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if bottleneck > d_model:
-            raise ValueError(
-                f"bottleneck={bottleneck} is wider than d_model={d_model}: an adapter "
-                "projects DOWN, choose a bottleneck smaller than the hidden size"
-            )
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
-            )
+        check_adapter_args(d_model, bottleneck, activation)
         self.d_model, self.bottleneck, self.scale = d_model, bottleneck, float(scale)
-        self.down = nn.Linear(d_model, bottleneck)  # default (Kaiming-uniform) init
+        self.down = nn.Linear(d_model, bottleneck)  # random (the default init)
         self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(bottleneck, d_model)
-        nn.init.zeros_(self.up.weight)  # zero up-projection: the adapter starts
+        nn.init.zeros_(self.up.weight)  # a zero up-projection: the adapter starts
         nn.init.zeros_(self.up.bias)  # as the identity map
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,10 +70,13 @@ class BottleneckAdapter(nn.Module):
         return self.scale * self.up(self.act(self.down(x)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.delta(h)
+        return h + self.delta(h)  # the residual
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, bottleneck={self.bottleneck}, scale={self.scale:g}"
+
+
+# --- end export ---
 
 
 def adapter_param_count(d_model: int, bottleneck: int, n_adapters: int = 1) -> int:
@@ -149,7 +159,7 @@ def add_adapter(
     activation: str = "relu",
     scale: float = 1.0,
 ) -> nn.Module:
-    """Freeze the base, add adapter `name` at `placement` in every decoder layer, and make it active (in place)."""
+    """Freeze the base, add adapter `name` at `placement` in every decoder layer, make it active."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if not isinstance(name, str) or not name.isidentifier():

@@ -50,15 +50,17 @@ def recommend(
         return Recommendation(
             "retrieval (RAG)",
             [
-                "facts that change belong in the prompt: in chapters 01 and 08 facts given in the prompt were "
-                "answered in any phrasing, while fine-tuned facts were recalled mainly in their trained phrasing"
+                "facts that change belong in the prompt: in chapters 01 and 08 facts given in the "
+                "prompt were answered in any phrasing, while fine-tuned facts were recalled mainly "
+                "in their trained phrasing"
             ],
         )
     if n_examples < 100:
         return Recommendation(
             "prompting (few-shot or retrieval)",
             [
-                f"{n_examples} examples are too few to fine-tune reliably; start with prompting and collect data"
+                f"{n_examples} examples are too few to fine-tune reliably; start with prompting "
+                "and collect data"
             ],
         )
     if task == "preference":
@@ -93,7 +95,8 @@ def recommend(
             "does not fit on one GPU",
             reasons
             + [
-                "even a 4-bit base does not fit: use a smaller model, or several GPUs with ZeRO-3 / FSDP (chapter 11)"
+                "even a 4-bit base does not fit: use a smaller model, or several GPUs with "
+                "ZeRO-3 / FSDP (chapter 11)"
             ],
         )
     if task == "preference":

@@ -1,4 +1,5 @@
-"""Sequence classification on the reviews: the base model with a classification head.
+"""Sequence classification on the reviews: batches of labelled texts and the classifier's predictions
+(the model itself is `models.load_model("classifier")`: the base model with a classification head).
 
 Taught in chapter 01 (fine-tuning vs prompting); reused by chapters 02-07 and 12
 whenever a method is scored on the review task.
@@ -6,37 +7,12 @@ whenever a method is scored on the review task.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
-from course_lib.models import BASE_MODEL_DIR
 from course_lib.training import EpochBatches
-
-LABELS = ("negative", "neutral", "positive")
-
-
-def load_classifier(
-    path: str | Path = BASE_MODEL_DIR, num_labels: int = len(LABELS), seed: int = 0, **kwargs
-):
-    """The pretrained base model with a fresh linear head over its last token (LlamaForSequenceClassification);
-    extra keyword arguments (e.g. quantization_config) go to `from_pretrained`."""
-    if num_labels < 2:
-        raise ValueError(f"num_labels must be >= 2, got {num_labels}")
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        num_labels=num_labels,
-        id2label=dict(enumerate(LABELS[:num_labels])) if num_labels == 3 else None,
-        **kwargs,
-    )
-    if model.config.pad_token_id is None:
-        raise ValueError(
-            "the model config has no pad_token_id; the head needs it to find the last token"
-        )
-    return model
+from course_lib.world.documents import LABELS
 
 
 def label_batches(

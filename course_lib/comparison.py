@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,60 +20,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from course_lib.activation_memory import saved_activation_bytes
-from course_lib.prompt_tuning import real_token_cross_entropy
+from course_lib.evaluation import cross_entropy
+from course_lib.measure import LapTimer, count_parameters, folder_bytes, tensor_bytes
+from course_lib.memory import MemoryEstimate, saved_activation_bytes
 from course_lib.qlora import model_bytes
 from course_lib.training import TrainConfig, make_optimizer, text_batches, train
-
-IGNORE_INDEX = -100
-
-
-@torch.no_grad()
-def in_context_cross_entropy(
-    model, tokenizer, texts: Sequence[str], shots: Sequence[str], batch_size: int = 32
-) -> float:
-    """Mean next-token loss (nats/token) on each text's own tokens when `shots` are written in front of it.
-
-    The few-shot floor: the frozen model sees a few example documents in its context, and only the
-    loss on the target text (and its eos) is counted, exactly the tokens `real_token_cross_entropy` counts."""
-    if isinstance(texts, str) or not texts or isinstance(shots, str) or not shots:
-        raise TypeError("texts and shots must be non-empty lists of strings")
-    context = tokenizer("\n".join(shots) + "\n")["input_ids"]
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for i in range(0, len(texts), batch_size):
-        rows = [
-            tokenizer(t + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-            for t in texts[i : i + batch_size]
-        ]
-        width = len(context) + max(map(len, rows))
-        ids = torch.full((len(rows), width), tokenizer.pad_token_id)
-        labels, mask = torch.full_like(ids, IGNORE_INDEX), torch.zeros_like(ids)
-        for r, row in enumerate(rows):
-            ids[r, : len(context) + len(row)] = torch.tensor(context + row)
-            mask[r, : len(context) + len(row)] = 1
-            labels[r, len(context) : len(context) + len(row)] = torch.tensor(row)
-        logits = (
-            model(input_ids=ids.to(device), attention_mask=mask.to(device))
-            .logits[:, :-1]
-            .float()
-            .cpu()
-        )
-        target = labels[:, 1:]
-        nll = nn.functional.cross_entropy(
-            logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        total, count = total + nll.item(), count + int((target != IGNORE_INDEX).sum())
-    return total / count
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    """Parameters with requires_grad, tied (shared) tensors counted once."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"need a torch.nn.Module, got {type(model).__name__}")
-    unique = {id(p): p for p in model.parameters() if p.requires_grad}
-    return sum(p.numel() for p in unique.values())
 
 
 def optimizer_state_bytes(model: nn.Module) -> int:
@@ -90,45 +40,34 @@ def optimizer_state_bytes(model: nn.Module) -> int:
     for p in twin:
         p.grad = torch.zeros_like(p)
     opt.step()
-    return sum(
-        t.numel() * t.element_size()
-        for s in opt.state.values()
-        for t in s.values()
-        if torch.is_tensor(t)
-    )
+    return tensor_bytes(t for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
 
 
-@dataclass
-class Memory:
-    """Training memory of one method, in bytes, each part counted from real tensors."""
+def training_memory_counted(model: nn.Module, batch: dict) -> MemoryEstimate:
+    """Training memory for one step on `batch`, in bytes, each part counted from real tensors.
 
-    weights: int  # every parameter and buffer (4-bit base: packed codes + quantization constants)
-    gradients: int  # one gradient per trainable parameter
-    optimizer: int  # AdamW's two moments (+ step counters)
-    activations: int  # tensors autograd saves for backward on one training batch
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations
-
-
-def training_memory_counted(model: nn.Module, batch: dict) -> Memory:
-    """Weights + gradients + AdamW state + saved activations for one step on `batch`, in bytes."""
-    grads = sum(
-        p.numel() * p.element_size()
-        for p in {id(p): p for p in model.parameters() if p.requires_grad}.values()
-    )
+    weights: every parameter and buffer (4-bit base: packed codes + quantization constants,
+    `qlora.model_bytes`); gradients: one per trainable parameter; optimizer: AdamW's two moments and
+    step counters; activations: the tensors autograd saves for backward (`saved_activation_bytes`).
+    Unlike `memory.measure_step` it leaves the model untouched (no step, no gradients kept)."""
+    grads = tensor_bytes(p for p in model.parameters() if p.requires_grad)
     activations = saved_activation_bytes(model, batch)
     model.zero_grad(set_to_none=True)
-    return Memory(model_bytes(model)["total"], grads, optimizer_state_bytes(model), activations)
+    return MemoryEstimate(
+        weights=model_bytes(model)["total"],
+        gradients=grads,
+        optimizer=optimizer_state_bytes(model),
+        activations=activations,
+    )
 
 
 def artefact_bytes(model: nn.Module, what: str = "auto") -> int:
     """Bytes of the files you would ship after training, written to a temporary folder.
 
-    what="full": the whole model (save_pretrained); "peft": the adapter files peft's save_pretrained writes
-    (weights + config, its README model card left out); "trainable": a safetensors file of the trainable
-    tensors only (freeze-tuning, the course's own adapters); "auto" picks peft for peft models, else trainable.
+    what="full": the whole model (save_pretrained); "peft": the adapter files peft's save_pretrained
+    writes (weights + config, its README model card left out); "trainable": a safetensors file of the
+    trainable tensors only (freeze-tuning, the course's own adapters); "auto" picks peft for peft
+    models, else trainable. The files are measured with `measure.folder_bytes`.
     """
     from safetensors.torch import save_file
 
@@ -147,11 +86,8 @@ def artefact_bytes(model: nn.Module, what: str = "auto") -> int:
                 {n: p.detach().contiguous() for n, p in named.items()},
                 str(Path(folder) / "trained.safetensors"),
             )
-        return sum(
-            f.stat().st_size
-            for f in Path(folder).rglob("*")
-            if f.is_file() and f.name != "README.md"
-        )
+        (Path(folder) / "README.md").unlink(missing_ok=True)  # peft's model card: not the artefact
+        return folder_bytes(folder)
 
 
 @dataclass
@@ -191,10 +127,12 @@ def _lora(base):
 def _qlora(base):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from course_lib.qlora import load_4bit
+    from course_lib.models import load_model
 
     device = next(base.parameters()).device
-    q4 = prepare_model_for_kbit_training(load_4bit(device=device), use_gradient_checkpointing=False)
+    q4 = prepare_model_for_kbit_training(
+        load_model("4bit", device=device)[0], use_gradient_checkpointing=False
+    )
     torch.manual_seed(0)
     return get_peft_model(q4, _lora_config())
 
@@ -273,11 +211,12 @@ def run_method(
     lr: float | None = None,
     seed: int = 0,
 ) -> dict:
-    """Train METHODS[name] for `steps` steps on the same batches as every method; return one row of measurements.
+    """Train METHODS[name] for `steps` steps on the same batches as every method; return one row.
 
-    The row: method, lr, trainable parameters, memory parts and total (bytes, `training_memory_counted` on the
-    first batch), step_s (median seconds per optimizer step, first step left out), loss (validation nats/token),
-    artefact (bytes shipped), and the trained model under "model"."""
+    The row: method, lr, trainable parameters, memory parts and total (bytes, `training_memory_counted`
+    on the first batch), step_s (median seconds between optimizer steps, `measure.LapTimer`, the first
+    step left out), loss (validation nats/token), artefact (bytes shipped), and the trained model
+    under "model"."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {list(METHODS)}")
     if not isinstance(steps, int) or steps < 3:
@@ -289,27 +228,25 @@ def run_method(
     model = spec.build(base)
     first = next(iter(text_batches(tokenizer, list(train_texts), batch_size, seed=seed)))
     memory = training_memory_counted(model.train(), first)
-    stamps: list[float] = []
     config = TrainConfig(lr=lr or spec.lr, max_steps=steps, warmup_steps=2, progress=False)
-    start = time.perf_counter()
+    laps = LapTimer()
     train(
         model,
         text_batches(tokenizer, list(train_texts), batch_size, seed=seed),
         config,
-        on_step=lambda m, s: stamps.append(time.perf_counter()),
+        on_step=laps.lap,
     )
-    step_times = [b - a for a, b in zip([start] + stamps[:-1], stamps)]
     return {
         "method": name,
         "lr": config.lr,
-        "trainable": trainable_parameters(model),
+        "trainable": count_parameters(model, trainable_only=True),
         "memory": memory.total,
         "weights": memory.weights,
         "gradients": memory.gradients,
         "optimizer": memory.optimizer,
         "activations": memory.activations,
-        "step_s": statistics.median(step_times[1:]),
-        "loss": real_token_cross_entropy(model, tokenizer, list(eval_texts)),
+        "step_s": statistics.median(laps.seconds()[1:]),
+        "loss": cross_entropy(model, tokenizer, list(eval_texts)),
         "artefact": artefact_bytes(model, spec.artefact),
         "model": model,
     }

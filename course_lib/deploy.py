@@ -1,7 +1,10 @@
-"""Deployment helpers: merge a LoRA adapter, save and reload it without peft, measure size and latency, int8.
+"""Deployment helpers: merge a LoRA adapter, save it for plain transformers, int8 weights.
 
-Taught in chapter 10 (evaluation and deployment). The int8 part has two versions: a from-scratch
-per-channel absmax weight quantizer (`quantize_per_channel`, `Int8Linear`, `quantize_linears`) and
+Taught in chapter 10 (evaluation and deployment); the saved folder loads back with
+`models.load_model("causal", folder)` (no peft needed), sizes and latency are measured with
+`course_lib.measure`. The int8 part has two versions: a from-scratch per-channel absmax weight
+quantizer (chapter 05's `absmax_quantize` per row: `quantize_per_channel`, `Int8Linear`,
+`quantize_linears`) and
 PyTorch's dynamic quantization (`torch_dynamic_int8`, which wraps the deprecated but still shipped
 `torch.ao.quantization.quantize_dynamic` with per-channel weights).
 """
@@ -9,19 +12,19 @@ PyTorch's dynamic quantization (`torch_dynamic_int8`, which wraps the deprecated
 from __future__ import annotations
 
 import copy
-import io
-import statistics
-import time
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
+from course_lib.quantization import absmax_dequantize, absmax_quantize
+
 
 def merge_adapter(peft_model) -> nn.Module:
-    """A plain transformers model with the active LoRA adapter folded into its weights (peft's merge_and_unload)."""
+    """A plain transformers model with the active LoRA adapter folded into its weights.
+
+    peft's merge_and_unload."""
     if not hasattr(peft_model, "merge_and_unload"):
         raise TypeError(
             "merge_adapter needs a peft model (peft.get_peft_model / PeftModel.from_pretrained), "
@@ -44,74 +47,18 @@ def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     return folder
 
 
-def load_plain(folder: str | Path):
-    """Reload a saved model and tokenizer with plain transformers (no peft import needed)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ValueError(f"{folder} has no config.json: save the model there with save_model first")
-    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(
-        folder
-    )
-
-
-def folder_bytes(folder: str | Path, pattern: str = "*") -> int:
-    """Total size in bytes of the files in `folder` matching `pattern` (e.g. '*.safetensors')."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
-    return sum(p.stat().st_size for p in folder.rglob(pattern) if p.is_file())
-
-
-def state_dict_bytes(model: nn.Module) -> int:
-    """Bytes of the model's state_dict serialised with torch.save (tied weights counted once)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"state_dict_bytes needs an nn.Module, got {type(model).__name__}")
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell()
-
-
-def tensor_bytes(model: nn.Module) -> int:
-    """Bytes held by the model's parameters and buffers in memory (shared tensors counted once)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"tensor_bytes needs an nn.Module, got {type(model).__name__}")
-    seen, total = set(), 0
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total
-
-
-def median_seconds(fn: Callable[[], object], repeats: int = 7, warmup: int = 1) -> float:
-    """Median wall-clock seconds of `fn()` over `repeats` runs after `warmup` untimed runs."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def quantize_per_channel(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per output channel (row): scale_i = max_j |w_ij| / 127, q = round(w / scale)."""
     if not isinstance(w, torch.Tensor) or w.dim() != 2:
         raise ValueError("w must be a 2-D weight tensor [out_features, in_features]")
-    scale = w.detach().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
-    return torch.round(w.detach() / scale).clamp(-127, 127).to(torch.int8), scale
+    return absmax_quantize(w.detach(), bits=8, dim=1)
 
 
 def dequantize_per_channel(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """w ≈ q · scale (scale has one entry per row)."""
     if q.dtype != torch.int8 or scale.shape != (q.shape[0], 1):
         raise ValueError("q must be int8 [out, in] and scale [out, 1] (from quantize_per_channel)")
-    return q.float() * scale
+    return absmax_dequantize(q, scale)
 
 
 class Int8Linear(nn.Module):
@@ -145,7 +92,9 @@ def quantize_linears(model: nn.Module, skip: tuple[str, ...] = ("lm_head",)) -> 
 
 
 def torch_dynamic_int8(model: nn.Module) -> nn.Module:
-    """PyTorch dynamic quantization of every nn.Linear: int8 per-channel weights, activations quantized per call."""
+    """PyTorch dynamic quantization of every nn.Linear: int8 per-channel weights, int8 activations.
+
+    The activations are quantized on the fly, per call."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"torch_dynamic_int8 needs an nn.Module, got {type(model).__name__}")
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic

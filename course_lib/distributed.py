@@ -3,9 +3,9 @@
 Taught in chapter 11 (scaling out). Run it as
 
     torchrun --nproc_per_node 2 -m course_lib.distributed --out ddp.json     # 2 processes, gloo
-    python -m course_lib.distributed --out single.json                       # 1 process, same global batch
-    torchrun --nproc_per_node 2 -m course_lib.distributed --accelerate --out acc.json   # same, via Accelerate
-    torchrun --nproc_per_node 2 -m course_lib.distributed --fsdp --out fsdp.json   # FSDP2 fully_shard (ZeRO-3)
+    python -m course_lib.distributed --out single.json               # 1 process, same global batch
+    torchrun --nproc_per_node 2 -m course_lib.distributed --accelerate --out acc.json   # Accelerate
+    torchrun --nproc_per_node 2 -m course_lib.distributed --fsdp --out fsdp.json   # FSDP2 (ZeRO-3)
 
 (`accelerate launch --cpu --num_processes 2` starts ONE process on CPU unless MPI is set up: with
 --cpu it uses its simple launcher. Under torchrun, `Accelerator()` finds the process group itself.)
@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from course_lib.data import load_jsonl
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.training import pack_tokens
 
 
@@ -50,7 +50,7 @@ def global_batches(
 
 
 def run_accelerate(steps: int = 5, batch_size: int = 8, lr: float = 1e-3) -> list[float]:
-    """The same training written with 🤗 Accelerate: it sets up the process group and wraps the model in DDP."""
+    """The same training with 🤗 Accelerate: it sets up the process group and wraps the model in DDP."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=True)
@@ -60,7 +60,7 @@ def run_accelerate(steps: int = 5, batch_size: int = 8, lr: float = 1e-3) -> lis
             f"the global batch ({batch_size}) must split evenly over {world} processes"
         )
     torch.manual_seed(0)
-    model, tok = load_base_model()
+    model, tok = load_model("causal")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model, opt = accelerator.prepare(model, opt)
     losses = []
@@ -96,7 +96,7 @@ def run_fsdp(steps: int = 5, batch_size: int = 8, lr: float = 1e-3) -> dict:
             f"the global batch ({batch_size}) must split evenly over {world} processes"
         )
     torch.manual_seed(0)
-    model, tok = load_base_model()
+    model, tok = load_model("causal")
     full = sum(p.nbytes for p in model.parameters())
     for block in model.model.layers:  # one shard group per decoder block, then the rest
         fully_shard(block)
@@ -135,7 +135,7 @@ def run(steps: int = 5, batch_size: int = 8, lr: float = 1e-3) -> list[float]:
             f"the global batch ({batch_size}) must split evenly over {world} processes"
         )
     torch.manual_seed(0)
-    model, tok = load_base_model()
+    model, tok = load_model("causal")
     if world > 1:
         dist.init_process_group("gloo")
         model = torch.nn.parallel.DistributedDataParallel(model)

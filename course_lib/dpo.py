@@ -5,6 +5,8 @@ Taught in chapter 09 (RLHF). With π the policy, π_ref the frozen reference and
     loss = −log σ( β [log π(y_w|x) − log π_ref(y_w|x)] − β [log π(y_l|x) − log π_ref(y_l|x)] )
 
 where log π(y|x) sums the log-probabilities of the response's tokens only (not the prompt's).
+`sequence_logprobs`, `DPOOutput` and `dpo_loss` (between the export markers) are the lesson's
+`#| export course_lib.dpo` cells, copied verbatim by `make lib`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.formats import IGNORE_INDEX, response_labels
-
-
-class DPOOutput(NamedTuple):
-    """The mean DPO loss and the implicit rewards β·log(π/π_ref) of the chosen and rejected responses."""
-
-    loss: torch.Tensor
-    chosen_rewards: torch.Tensor
-    rejected_rewards: torch.Tensor
 
 
 def response_batch(
@@ -52,6 +46,7 @@ def response_batch(
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+# --- begin export: notebooks/09_rlhf ---
 def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """log π(response | prompt) per row: the sum of the log-probabilities of the labelled tokens."""
     missing = {"input_ids", "attention_mask", "labels"} - set(batch)
@@ -63,9 +58,17 @@ def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     ).logits
     labels = batch["labels"].to(device)[:, 1:]  # token t is predicted from positions < t
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    keep = labels != IGNORE_INDEX
+    keep = labels != IGNORE_INDEX  # the answer's tokens
     token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (token_logp * keep).sum(-1)
+
+
+class DPOOutput(NamedTuple):
+    """The mean DPO loss and the implicit rewards β·log(π/π_ref) of the chosen and rejected answers."""
+
+    loss: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
 
 
 def dpo_loss(
@@ -87,3 +90,6 @@ def dpo_loss(
     rejected_rewards = beta * (policy_rejected - ref_rejected)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
     return DPOOutput(loss, chosen_rewards.detach(), rejected_rewards.detach())
+
+
+# --- end export ---

@@ -1,5 +1,5 @@
-"""Evaluation helpers: cross-entropy and perplexity, candidate ranking, accuracy,
-exact match, and text generation.
+"""Evaluation helpers: cross-entropy and perplexity (masked to the texts' own tokens), candidate
+ranking, accuracy, exact match, and the course's local `evaluate` metrics (`load_metric`).
 
 Taught in chapter 01 (loss, perplexity, the entropy floor) and chapter 10
 (evaluation); used by every chapter to measure its experiments.
@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import torch
+
+if TYPE_CHECKING:
+    import evaluate
 
 
 def _check_texts(texts, what: str = "texts") -> list[str]:
@@ -26,31 +30,57 @@ def _check_texts(texts, what: str = "texts") -> list[str]:
 
 @torch.no_grad()
 def token_losses(
-    model, tokenizer, texts: Sequence[str], batch_size: int = 32, add_eos: bool = True
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    batch_size: int = 32,
+    add_eos: bool = True,
+    context: str = "",
 ) -> tuple[float, int]:
-    """Summed next-token loss (nats) and token count over documents, each scored alone.
+    """Summed next-token loss (nats) and the number of tokens predicted, over the texts' own tokens.
 
-    Every document is <bos> text [<eos>]; every token after <bos> is predicted.
+    Each text is scored alone as <bos> context text [<eos>]; the loss counts every token of the text
+    (and its <eos>), never the context's (context="" : the plain loss; a few example documents: the
+    few-shot loss). Only the last positions' logits are read, so a model that adds positions in
+    front (a soft prompt, chapter 07) is scored on exactly the same tokens.
     """
     texts = _check_texts(texts)
+    if not isinstance(context, str):
+        raise TypeError(f'context must be a string ("" for none), got {type(context).__name__}')
+    prefix = tokenizer(context)["input_ids"]  # <bos> and the context's tokens: never predicted
+    suffix = tokenizer.eos_token if add_eos else ""
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for i in range(0, len(texts), batch_size):
-        chunk = [t + (tokenizer.eos_token if add_eos else "") for t in texts[i : i + batch_size]]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
-        logits = model(**enc).logits[:, :-1].float()
-        target = enc["input_ids"][:, 1:]
-        mask = enc["attention_mask"][:, 1:].bool()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        rows = [
+            prefix + tokenizer(t + suffix, add_special_tokens=False)["input_ids"]
+            for t in texts[i : i + batch_size]
+        ]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        attention = torch.zeros_like(ids)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)], attention[r, : len(row)] = torch.tensor(row), 1
+        ids, attention = ids.to(device), attention.to(device)
+        scored = attention.clone()  # right padding: each text's tokens follow the prefix
+        scored[:, : len(prefix)] = 0  # so this keeps the text's tokens only
+        logits = model(input_ids=ids, attention_mask=attention).logits
+        logits = logits[:, -width:][:, :-1].float()  # position t predicts token t + 1
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), ids[:, 1:], reduction="none"
+        )
+        mask = scored[:, 1:].bool()
         total += nll[mask].sum().item()
         count += int(mask.sum())
     return total, count
 
 
-def cross_entropy(model, tokenizer, texts: Sequence[str], batch_size: int = 32) -> float:
-    """Mean next-token cross-entropy in nats per token over documents."""
-    total, count = token_losses(model, tokenizer, texts, batch_size)
+def cross_entropy(
+    model, tokenizer, texts: Sequence[str], batch_size: int = 32, context: str = ""
+) -> float:
+    """Mean next-token cross-entropy in nats per token over documents (after `context`, if given)."""
+    total, count = token_losses(model, tokenizer, texts, batch_size, context=context)
     return total / count
 
 
@@ -178,45 +208,37 @@ def accuracy(predictions: Sequence, labels: Sequence) -> float:
     return sum(p == y for p, y in zip(predictions, labels)) / len(labels)
 
 
-@torch.no_grad()
-def generate(
-    model,
-    tokenizer,
-    prompt: str,
-    max_new_tokens: int = 40,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    chat: bool = False,
-) -> str:
-    """Continue a prompt (greedy when temperature is 0); returns only the new text.
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % at z = 1.96) for a share of `successes` out of `n` trials.
 
-    With chat=True the prompt is sent as a user turn through the chat template.
-    """
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
-    device = next(model.parameters()).device
-    if chat:
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )["input_ids"]
-    else:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-    torch.manual_seed(seed)
-    kwargs = (
-        dict(do_sample=True, temperature=temperature, top_p=top_p)
-        if temperature > 0
-        else dict(do_sample=False)
-    )
-    out = model.generate(
-        ids.to(device),
-        attention_mask=torch.ones_like(ids).to(device),
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **kwargs,
-    )
-    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    Unlike p ± z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not empty at 0/n or n/n.
+    Used from chapter 13 on (shares of answers judged right, wrong or abstaining)."""
+    if not isinstance(n, int) or n < 1 or not isinstance(successes, int):
+        raise ValueError(f"need whole numbers with n >= 1, got successes={successes!r}, n={n!r}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+
+
+def available_metrics() -> list[str]:
+    """Names of the metrics shipped in course_lib/metrics/, sorted."""
+    return sorted(d.name for d in METRICS_DIR.iterdir() if (d / f"{d.name}.py").is_file())
+
+
+def load_metric(name: str) -> evaluate.EvaluationModule:
+    """Load a course-local metric by name with evaluate.load (never the Hugging Face Hub)."""
+    import evaluate  # imported here: it is slow to import and only the metric modules need it
+
+    available = available_metrics()
+    if name not in available:
+        raise ValueError(
+            f"unknown metric {name!r}; the course ships these local metrics: "
+            f"{', '.join(available)} (the Hugging Face Hub is not used)"
+        )
+    return evaluate.load(str(METRICS_DIR / name))

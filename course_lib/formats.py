@@ -74,7 +74,7 @@ def response_labels(tokenizer, messages: Sequence[dict]) -> dict[str, list[int]]
             "the prompt's tokens are not a prefix of the full chat's tokens "
             "(a token merges across the boundary); tokenize the parts separately"
         )
-    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    end = tokenizer.eos_token_id  # the end-of-turn token: <|end|> here, <|im_end|> in ChatML
     labels = [IGNORE_INDEX] * len(p_ids) + f_ids[len(p_ids) :]
     # Text the template adds after the reply's end-of-turn token (a newline) is not learnt.
     last_end = max((i for i, t in enumerate(f_ids) if t == end), default=len(f_ids) - 1)

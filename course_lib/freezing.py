@@ -1,19 +1,12 @@
 """Freeze-tuning: train only the top layers (and the head) of a pretrained model.
 
-Taught in chapter 03 (full fine-tuning vs freeze-tuning); the parameter counts are
-reused when later chapters compare methods by their trainable parameters.
+Taught in chapter 03 (full fine-tuning vs freeze-tuning); count what is left trainable with
+`course_lib.measure.count_parameters(model, trainable_only=True)`.
 """
 
 from __future__ import annotations
 
 import torch
-
-
-def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int:
-    """Number of parameters (tied weights counted once); only trainable ones by default."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"count_parameters needs a torch.nn.Module, got {type(model).__name__}")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:

@@ -8,9 +8,13 @@ choice by log-probability), and the mean gold reward of greedy answers to prefer
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Sequence
+
 from course_lib.data import load_jsonl
 from course_lib.evaluation import accuracy, choose_many, cross_entropy
-from course_lib.sft import answer, exact_match_by_skill
+from course_lib.generation import generate
+from course_lib.sft import exact_match_by_skill
 from course_lib.world.preferences import gold_reward
 
 
@@ -27,12 +31,35 @@ def fact_recall(model, tokenizer, facts: list[dict], phrasing: str = "seen") -> 
 
 def mean_gold_reward(model, tokenizer, prompts: list[str], max_new_tokens: int = 24) -> float:
     """The gold reward of the model's greedy answers, averaged over the prompts."""
-    replies = answer(model, tokenizer, prompts, max_new_tokens)
+    replies = generate(model, tokenizer, prompts, chat=True, max_new_tokens=max_new_tokens)
     return sum(gold_reward(p, r) for p, r in zip(prompts, replies)) / len(prompts)
 
 
+def stratified(records: Sequence[dict], n: int, key: str = "skill") -> list[dict]:
+    """n records (all if there are fewer) taken in turn from each `key` group, in file order within
+    a group: every group is present as soon as n ≥ the number of groups, and the groups stay balanced."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r[key]].append(r)
+    picked: list[dict] = []
+    while len(picked) < min(n, len(records)):
+        for group in groups.values():  # one round: the next record of every group with one left
+            if group and len(picked) < n:
+                picked.append(group.pop(0))
+    if n >= len(groups):
+        missing = set(groups) - {r[key] for r in picked}
+        assert not missing, f"stratified subset lost the groups {sorted(missing)}"
+    return picked
+
+
 def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
-    """Every course task on the first `n` held-out examples of each (`n` ≥ 5); returns a flat dict of scores."""
+    """Every course task on `n` held-out examples of each (`n` ≥ 5); returns a flat dict of scores.
+
+    The instructions are a skill-stratified subset (the test file is sorted by skill, so its first
+    `n` would be fact questions only); the other files are in random order and are cut at `n`.
+    """
     if not isinstance(n, int) or n < 5:
         raise ValueError(f"n must be an int >= 5 (examples per task), got {n!r}")
     scores = {
@@ -43,7 +70,7 @@ def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
             model, tokenizer, [r["text"] for r in load_jsonl("clinic_val")[:n]]
         ),
     }
-    em = exact_match_by_skill(model, tokenizer, load_jsonl("instructions_test")[:n])
+    em = exact_match_by_skill(model, tokenizer, stratified(load_jsonl("instructions_test"), n))
     scores.update({f"EM {skill}": value for skill, value in em.items()})
     facts = load_jsonl("new_facts")[:n]
     scores["facts seen"] = fact_recall(model, tokenizer, facts, "seen")

@@ -4,6 +4,10 @@ Taught in chapter 04 (LoRA, the math); reused in chapters 05, 06, 10 and 12. Sha
 PyTorch's `nn.Linear` (weight [out, in]) and peft: A is [r, in], B is [out, r], so
 ΔW = B @ A has the weight's shape [out, in]. B starts at zero, so the adapted model starts
 exactly at the base model (Hu et al. 2021, §4.1).
+
+LoRALinear and its merge methods, between the export markers, are the lesson's
+`#| export course_lib.lora` cells, copied verbatim (`make lib`); `check_lora_args` and the
+model-level helpers (inject_lora, lora_layers, merge_lora, copy_from_peft) live only here.
 """
 
 from __future__ import annotations
@@ -14,63 +18,71 @@ from typing import Iterable
 import torch
 from torch import nn
 
+import course_lib
 
-class LoRALinear(nn.Module):
-    """y = base(x) + scaling · (dropout(x) @ Aᵀ) @ Bᵀ, with the base layer frozen."""
 
-    def __init__(
-        self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0, rslora: bool = False
-    ):
-        super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if not isinstance(r, int) or r < 1:
-            raise ValueError(f"rank r must be a positive integer, got {r!r}")
-        if r > min(base.in_features, base.out_features):
-            raise ValueError(
-                f"rank r={r} exceeds min(in, out) = {min(base.in_features, base.out_features)}: "
-                "a low-rank update must have r < the layer's dimensions"
-            )
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.base, self.r, self.alpha, self.merged = base, r, alpha, False
-        for p in base.parameters():
-            p.requires_grad_(False)
-        self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
-        w = base.weight
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, dtype=w.dtype, device=w.device))
-        self.lora_B = nn.Parameter(
-            torch.zeros(base.out_features, r, dtype=w.dtype, device=w.device)
+def check_lora_args(base: nn.Module, r: int, dropout: float) -> None:
+    """Raise a clear error unless `base` is an nn.Linear, 1 <= r <= min(in, out), 0 <= dropout < 1."""
+    if not isinstance(base, nn.Linear):
+        raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"rank r must be a positive integer, got {r!r}")
+    if r > min(base.in_features, base.out_features):
+        raise ValueError(
+            f"rank r={r} exceeds min(in, out) = {min(base.in_features, base.out_features)}: "
+            "a low-rank update must have r < the layer's dimensions"
         )
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
+# --- begin export: notebooks/04_lora ---
+class LoRALinear(nn.Module):
+    """y = base(x) + scaling · B A dropout(x): a frozen nn.Linear plus a low-rank update."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout=0.0, rslora=False):
+        super().__init__()
+        check_lora_args(base, r, dropout)
+        self.base, self.r, self.alpha, self.merged = base.requires_grad_(False), r, alpha, False
+        self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
+        like = dict(dtype=base.weight.dtype, device=base.weight.device)
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **like))  # [r, in]
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **like))  # [out, r], zero
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # peft's default for A
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def delta_weight(self) -> torch.Tensor:
-        """ΔW = scaling · B @ A, shape [out, in] like the base weight."""
-        return self.scaling * (self.lora_B @ self.lora_A)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        if self.merged:
+        if self.merged:  # ΔW already sits in base.weight (merge, below)
             return out
         return out + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)
 
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Add ΔW into the base weight: afterwards the layer costs what the base layer costs."""
-        if not self.merged:
-            self.base.weight += self.delta_weight()
-            self.merged = True
 
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Subtract ΔW again, restoring the base weight (up to float rounding)."""
-        if self.merged:
-            self.base.weight -= self.delta_weight()
-            self.merged = False
+@course_lib.add_to_class(LoRALinear)
+def delta_weight(self) -> torch.Tensor:
+    """ΔW = scaling · B @ A, shape [out, in] like the base weight."""
+    return self.scaling * (self.lora_B @ self.lora_A)
 
-    def extra_repr(self) -> str:
-        return f"r={self.r}, alpha={self.alpha}, scaling={self.scaling:.4g}, merged={self.merged}"
+
+@course_lib.add_to_class(LoRALinear)
+@torch.no_grad()
+def merge(self) -> None:
+    """Add ΔW into the base weight: afterwards the layer costs what the base layer costs."""
+    if not self.merged:
+        self.base.weight += self.delta_weight()
+        self.merged = True
+
+
+@course_lib.add_to_class(LoRALinear)
+@torch.no_grad()
+def unmerge(self) -> None:
+    """Subtract ΔW again, restoring the base weight (up to float rounding)."""
+    if self.merged:
+        self.base.weight -= self.delta_weight()
+        self.merged = False
+
+
+# --- end export ---
 
 
 def _targets(model: nn.Module, target_modules: Iterable[str]) -> list[str]:
@@ -124,12 +136,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer.base)
     return model
-
-
-def trainable_share(model: nn.Module) -> tuple[int, int]:
-    """(trainable parameters, all parameters), tied weights counted once."""
-    params = {id(p): p for p in model.parameters()}.values()
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
 @torch.no_grad()

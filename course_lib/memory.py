@@ -1,10 +1,16 @@
-"""A training-memory calculator: weights, gradients, optimizer state and master weights per method and precision.
+"""Training memory (weights, gradients, optimizer state, activations): counted and computed.
 
-Taught in chapter 11 (scaling out); chapter 12 uses it for the method table. Activations depend on
-batch, sequence length and kernels, so `training_memory` takes them as a number: measured with
-`activation_memory.saved_activation_bytes`, or counted for a Llama shape with `activation_bytes`.
-`measure_step` counts the same parts on a real model after one optimizer step, `zero_memory` gives
-the model-state bytes per GPU under ZeRO stages 0-3 (Rajbhandari et al. 2020, §5, Figure 1).
+Taught in chapter 03 (activation memory: `saved_activation_bytes`) and chapter 11 (the calculator);
+chapter 12 uses both for the method table. Activations depend on batch, sequence length and kernels,
+so `training_memory` takes them as a number: measured with `saved_activation_bytes`, or counted for
+a Llama shape with `activation_bytes`. `measure_step` counts the same parts on a real model after
+one optimizer step, `zero_memory` gives the model-state bytes per GPU under ZeRO stages 0-3
+(Rajbhandari et al. 2020, §5, Figure 1).
+
+On a CPU there is no `torch.cuda.max_memory_allocated`, so `saved_activation_bytes` counts the
+activations directly: a `saved_tensors_hooks` pack hook sees every tensor autograd keeps for the
+backward pass; their storages are summed once each, leaving out the model's own parameters and
+buffers (they exist whether you train or not).
 
 Bytes per parameter, the usual accounting (Rajbhandari et al. 2020, ZeRO, §3.1):
 full fine-tuning with AdamW in fp32: 4 (weights) + 4 (gradients) + 8 (two moments) = 16;
@@ -16,6 +22,11 @@ the small adapters pay the 16.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import torch
+
+from course_lib.measure import tensor_bytes
+from course_lib.training import batch_to_device
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
@@ -95,13 +106,13 @@ def lora_params(shape: LlamaShape, r: int, targets: tuple[str, ...] = ALL_LINEAR
 
 @dataclass
 class MemoryEstimate:
-    """Bytes for each part of training memory; `total` adds them up."""
+    """Bytes for each part of training memory, computed or counted from real tensors; `total` adds them up."""
 
     weights: float
     gradients: float
     optimizer: float
-    master_weights: float = 0.0
-    activations: float = 0.0
+    master_weights: float = 0
+    activations: float = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,7 +141,8 @@ def training_memory(
     method: "full" (every parameter trained), "lora" (frozen base, `trainable` adapter parameters) or
     "qlora" (base stored in NF4 with double quantization). precision: "fp32", "mixed" (16-bit weights and
     gradients plus fp32 master weights) or "bf16" (everything in bf16 except the optimizer moments, which
-    stay fp32 unless the optimizer is 8-bit). Adapters are trained in fp32 for "fp32"/"mixed", bf16 for "bf16".
+    stay fp32 unless the optimizer is 8-bit). Adapters are trained in fp32 for "fp32"/"mixed", bf16
+    for "bf16".
     unquantized (qlora only): how many of the `n_params` stay in the compute precision instead of NF4
     (bitsandbytes quantizes nn.Linear layers only: embeddings, norms and the output head stay as they are).
     """
@@ -244,24 +256,40 @@ def zero_memory(n_params: float, n_gpus: int, stage: int, optimizer_bytes: float
     return weights + grads + opt
 
 
-def _unique_bytes(tensors, seen: set[int]) -> int:
-    """Bytes of the tensors' storages, each storage counted once (tied weights, views)."""
-    total = 0
-    for t in tensors:
+def saved_activation_bytes(model: torch.nn.Module, batch: dict, bf16: bool = False) -> int:
+    """Bytes of the tensors autograd saves for backward during one forward pass (parameters excluded)."""
+    if not isinstance(batch, dict) or "input_ids" not in batch:
+        raise TypeError(
+            "batch must be a dict of tensors with at least input_ids (and labels for a loss)"
+        )
+    device = next(model.parameters()).device
+    batch = batch_to_device(batch, device)
+    own = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage.data_ptr() not in seen:
-            seen.add(storage.data_ptr())
-            total += storage.nbytes()
-    return total
+        if storage.data_ptr() not in own:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+    ):
+        loss = model(**batch).loss
+    if loss is None or not loss.requires_grad:
+        raise ValueError(
+            "the forward pass built no graph: pass labels in the batch and keep some "
+            "parameters trainable (requires_grad=True)"
+        )
+    return sum(saved.values())
 
 
 def measure_step(model, optimizer, batch: dict) -> MemoryEstimate:
     """Count the real tensors of one training step: parameters (plus 4-bit quantization state; buffers such as
     the rotary table are left out), gradients, optimizer state after `optimizer.step()` (the 0-d step
     counters left out) and the activations saved during the forward pass."""
-    import torch
-
-    from course_lib.activation_memory import saved_activation_bytes
     from course_lib.qlora import model_bytes
 
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -269,17 +297,14 @@ def measure_step(model, optimizer, batch: dict) -> MemoryEstimate:
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
     activations = saved_activation_bytes(model, batch)  # forward only, graph discarded
-    model(**batch).loss.backward()
+    model(**batch_to_device(batch, next(model.parameters()).device)).loss.backward()
     optimizer.step()
-    grads = _unique_bytes([p.grad for p in model.parameters() if p.grad is not None], set())
-    state = _unique_bytes(
-        [
-            v
-            for s in optimizer.state.values()
-            for v in s.values()
-            if torch.is_tensor(v) and v.dim() > 0
-        ],
-        set(),
+    grads = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
+    state = tensor_bytes(
+        v
+        for s in optimizer.state.values()
+        for v in s.values()
+        if torch.is_tensor(v) and v.dim() > 0
     )
-    weights = _unique_bytes(model.parameters(), set()) + model_bytes(model)["quant_state"]
+    weights = tensor_bytes(model.parameters()) + model_bytes(model)["quant_state"]
     return MemoryEstimate(weights, grads, state, 0.0, activations)

@@ -7,6 +7,10 @@ the attention mask gets n_virtual ones in front, and the labels get n_virtual -1
 (`PeftModelForCausalLM.forward`), so with the same P both give the same logits and loss.
 Prefix tuning instead injects a trainable key and value per virtual token into EVERY layer;
 `prefix_param_count` counts them.
+
+prepend_soft_prompt and SoftPromptLM, between the export markers, are the lesson's
+`#| export course_lib.prompt_tuning` cells, copied verbatim (`make lib`); the input checks,
+text_init, the peft copy helpers and the prefix counts live only here.
 """
 
 from __future__ import annotations
@@ -16,16 +20,16 @@ from typing import Sequence
 import torch
 from torch import nn
 
-IGNORE_INDEX = -100  # the label value the cross-entropy loss skips
+from course_lib.formats import IGNORE_INDEX
 
 
-def prepend_soft_prompt(
+def check_prepend_args(
     prompt: torch.Tensor,
     inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-):
-    """Put the prompt [n, d] in front of inputs_embeds [b, L, d]; extend mask (ones) and labels (-100)."""
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor | None,
+) -> None:
+    """Raise a clear error unless prompt is [n, d], inputs_embeds [b, L, d], mask and labels [b, L]."""
     if not isinstance(prompt, torch.Tensor) or not isinstance(inputs_embeds, torch.Tensor):
         raise TypeError("prompt and inputs_embeds must be torch tensors")
     if prompt.ndim != 2:
@@ -35,21 +39,72 @@ def prepend_soft_prompt(
             f"inputs_embeds must be [batch, seq, {prompt.shape[-1]}] (the prompt's hidden size), "
             f"got shape {tuple(inputs_embeds.shape)}"
         )
-    batch, n = inputs_embeds.shape[0], prompt.shape[0]
-    embeds = torch.cat(
-        [prompt.to(inputs_embeds.dtype).unsqueeze(0).expand(batch, -1, -1), inputs_embeds], dim=1
-    )
     for name, t in (("attention_mask", attention_mask), ("labels", labels)):
         if t is not None and tuple(t.shape) != tuple(inputs_embeds.shape[:2]):
             raise ValueError(
                 f"{name} must have shape [batch, seq] = {tuple(inputs_embeds.shape[:2])}, "
                 f"got {tuple(t.shape)}"
             )
-    if attention_mask is not None:
+
+
+def check_soft_prompt_args(model: nn.Module, n_virtual: int, init: torch.Tensor | None) -> int:
+    """The model's embedding size, after checking the model, n_virtual and the init's shape."""
+    if not hasattr(model, "get_input_embeddings"):
+        raise TypeError(f"model must be a Hugging Face causal LM, got {type(model).__name__}")
+    if isinstance(n_virtual, bool) or not isinstance(n_virtual, int) or n_virtual < 1:
+        raise ValueError(f"n_virtual must be a positive integer, got {n_virtual!r}")
+    hidden = model.get_input_embeddings().embedding_dim
+    if init is not None and tuple(init.shape) != (n_virtual, hidden):
+        raise ValueError(
+            f"init must have shape [n_virtual, hidden] = {(n_virtual, hidden)}, "
+            f"got {tuple(init.shape)}"
+        )
+    return hidden
+
+
+# --- begin export: notebooks/07_prompt_tuning ---
+def prepend_soft_prompt(
+    prompt: torch.Tensor,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+):
+    """Put prompt [n, d] before inputs_embeds [b, L, d]; mask gets n ones, labels n -100s in front."""
+    check_prepend_args(prompt, inputs_embeds, attention_mask, labels)
+    batch, n = inputs_embeds.shape[0], prompt.shape[0]
+    prompts = prompt.to(inputs_embeds.dtype).unsqueeze(0).expand(batch, -1, -1)  # [b, n, d]
+    embeds = torch.cat([prompts, inputs_embeds], dim=1)  # the prompt in FRONT: [b, n + L, d]
+    if attention_mask is not None:  # every real token may attend to the prompt
         attention_mask = torch.cat([attention_mask.new_ones(batch, n), attention_mask], dim=1)
-    if labels is not None:
+    if labels is not None:  # a virtual token has nothing to predict
         labels = torch.cat([labels.new_full((batch, n), IGNORE_INDEX), labels], dim=1)
     return embeds, attention_mask, labels
+
+
+class SoftPromptLM(nn.Module):
+    """A frozen causal LM with n_virtual trainable embeddings prepended to every input."""
+
+    def __init__(self, model: nn.Module, n_virtual: int, init: torch.Tensor | None = None, std=1.0):
+        super().__init__()
+        hidden = check_soft_prompt_args(model, n_virtual, init)  # the embedding size
+        if init is None:  # peft's RANDOM init, N(0, 1)
+            init = torch.randn(n_virtual, hidden) * std
+        self.model, self.n_virtual = model.requires_grad_(False), n_virtual
+        device = model.get_input_embeddings().weight.device
+        self.prompt = nn.Parameter(init.detach().clone().float().to(device))
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        """The model's output on [P; E(x)]: logits with n_virtual extra positions in front."""
+        embeds = self.model.get_input_embeddings()(input_ids)
+        embeds, attention_mask, labels = prepend_soft_prompt(
+            self.prompt, embeds, attention_mask, labels
+        )
+        return self.model(
+            inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs
+        )
+
+
+# --- end export ---
 
 
 def text_init(embedding: nn.Embedding, token_ids: Sequence[int], n_virtual: int) -> torch.Tensor:
@@ -69,47 +124,6 @@ def text_init(embedding: nn.Embedding, token_ids: Sequence[int], n_virtual: int)
     return embedding.weight[index].detach().clone().float()
 
 
-class SoftPromptLM(nn.Module):
-    """A frozen causal LM with n_virtual trainable embeddings prepended to every input."""
-
-    def __init__(
-        self, model: nn.Module, n_virtual: int, init: torch.Tensor | None = None, std: float = 1.0
-    ):
-        super().__init__()
-        if not hasattr(model, "get_input_embeddings"):
-            raise TypeError(f"model must be a Hugging Face causal LM, got {type(model).__name__}")
-        if not isinstance(n_virtual, int) or n_virtual < 1:
-            raise ValueError(f"n_virtual must be a positive integer, got {n_virtual!r}")
-        hidden = model.get_input_embeddings().embedding_dim
-        if init is None:  # peft's RANDOM init: nn.Embedding's default N(0, 1)
-            init = torch.randn(n_virtual, hidden) * std
-        if tuple(init.shape) != (n_virtual, hidden):
-            raise ValueError(
-                f"init must have shape [n_virtual, hidden] = {(n_virtual, hidden)}, "
-                f"got {tuple(init.shape)}"
-            )
-        self.model = model.requires_grad_(False)
-        device = model.get_input_embeddings().weight.device
-        self.prompt = nn.Parameter(init.detach().clone().float().to(device))
-        self.n_virtual = n_virtual
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        **kwargs,
-    ):
-        """The model's output on [prompt; tokens]: logits have n_virtual extra positions in front."""
-        embeds = self.model.get_input_embeddings()(input_ids)
-        embeds, attention_mask, labels = prepend_soft_prompt(
-            self.prompt, embeds, attention_mask, labels
-        )
-        return self.model(
-            inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs
-        )
-
-
 def _peft_prompt_weight(peft_model: nn.Module, adapter: str) -> torch.Tensor:
     encoders = getattr(peft_model, "prompt_encoder", None)
     if encoders is None or adapter not in encoders:
@@ -121,8 +135,10 @@ def _peft_prompt_weight(peft_model: nn.Module, adapter: str) -> torch.Tensor:
 
 def _matching_peft_weight(soft: SoftPromptLM, peft_model: nn.Module, adapter: str) -> torch.Tensor:
     """peft's virtual-token embedding matrix, checked to have the shape of soft.prompt."""
-    if not isinstance(soft, SoftPromptLM):
-        raise TypeError(f"soft must be a SoftPromptLM, got {type(soft).__name__}")
+    if not isinstance(getattr(soft, "prompt", None), nn.Parameter):
+        raise TypeError(
+            f"soft must be a SoftPromptLM (a module with a .prompt parameter), got {type(soft).__name__}"
+        )
     weight = _peft_prompt_weight(peft_model, adapter)
     if weight.shape != soft.prompt.shape:
         raise ValueError(
@@ -175,31 +191,3 @@ def prefix_projection_param_count(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     out = n_layers * 2 * kv_dim
     return n_virtual * kv_dim + (kv_dim + 1) * encoder_hidden + (encoder_hidden + 1) * out
-
-
-@torch.no_grad()
-def real_token_cross_entropy(model, tokenizer, texts: Sequence[str], batch_size: int = 32) -> float:
-    """Mean next-token loss (nats/token) on the real tokens only, for any model.
-
-    Like `evaluation.cross_entropy`, but it keeps only the last L logits, so it also works for
-    prompt-tuned models whose logits carry n_virtual extra positions in front.
-    """
-    if isinstance(texts, str) or not texts or not all(isinstance(t, str) for t in texts):
-        raise TypeError("texts must be a non-empty list of strings (wrap a single text: [text])")
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            [t + tokenizer.eos_token for t in texts[i : i + batch_size]],
-            return_tensors="pt",
-            padding=True,
-        ).to(device)
-        length = enc["input_ids"].shape[1]
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        logits = logits[:, -length:][:, :-1].float()
-        target, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].bool()
-        nll = nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-        total += nll[mask].sum().item()
-        count += int(mask.sum())
-    return total / count

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from course_lib.world.documents import LABELS
+
 REVIEW_TEMPLATE = "Review: {text}\nSentiment:"
-LABELS = ("negative", "neutral", "positive")
 
 
 def review_prompt(text: str) -> str:

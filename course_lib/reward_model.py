@@ -1,44 +1,20 @@
 """Reward models: a scalar head on the base model, trained on preference pairs with the Bradley–Terry loss.
 
-Taught in chapter 09 (RLHF). The learned reward is compared with the programmatic gold reward
-(`course_lib.world.preferences.gold_reward`), which is what the course's preference labels came from.
+Taught in chapter 09 (RLHF); the model itself is `models.load_model("reward")`. The learned
+reward is compared with the programmatic gold reward (`course_lib.world.preferences.gold_reward`),
+which is what the course's preference labels came from.
+`bradley_terry_loss` and `pair_loss` (between the export markers) are the lesson's
+`#| export course_lib.reward_model` cells, copied verbatim by `make lib`.
 """
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification
 
-from course_lib.models import BASE_MODEL_DIR
-from course_lib.training import EpochBatches
-
-
-def load_reward_model(path: str | Path = BASE_MODEL_DIR, seed: int = 0):
-    """The base model with a fresh one-output linear head on its last token: r(prompt, response)."""
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    if model.config.pad_token_id is None:
-        raise ValueError(
-            "the model config has no pad_token_id; the head needs it to find the last token"
-        )
-    return model
-
-
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
-    """−log σ(r_chosen − r_rejected), averaged: the negative log-likelihood of the annotators' choices."""
-    if not isinstance(r_chosen, torch.Tensor) or not isinstance(r_rejected, torch.Tensor):
-        raise TypeError("bradley_terry_loss takes two tensors of rewards (chosen, rejected)")
-    if r_chosen.shape != r_rejected.shape:
-        raise ValueError(
-            f"chosen and rejected rewards must have the same shape, got "
-            f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}"
-        )
-    return -F.logsigmoid(r_chosen - r_rejected).mean()
+from course_lib.training import EpochBatches, TrainConfig, train
 
 
 def chat_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
@@ -90,14 +66,28 @@ def pair_batches(
     return EpochBatches(len(records), batch_size, seed, make)
 
 
+# --- begin export: notebooks/09_rlhf ---
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """−log σ(r_chosen − r_rejected), averaged: the negative log-likelihood of the choices."""
+    if r_chosen.shape != r_rejected.shape:
+        raise ValueError(
+            f"chosen and rejected rewards must have the same shape, got "
+            f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}"
+        )
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
 def pair_loss(model, batch: dict) -> torch.Tensor:
     """The Bradley–Terry loss of a reward model on one batch from `pair_batches`."""
     device = next(model.parameters()).device
     r = {
         side: model(**{k: v.to(device) for k, v in batch[side].items()}).logits.squeeze(-1)
         for side in ("chosen", "rejected")
-    }
+    }  # one score per answer: the head read at its last token
     return bradley_terry_loss(r["chosen"], r["rejected"])
+
+
+# --- end export ---
 
 
 @torch.no_grad()
@@ -141,20 +131,18 @@ def train_reward_model(
     batch_size: int = 32,
     seed: int = 0,
 ) -> list[float]:
-    """Train a reward model with the Bradley–Terry loss (AdamW, gradient clip 1.0); returns the loss per step."""
+    """Train a reward model on preference pairs with `training.train` and the Bradley–Terry `pair_loss`
+    (AdamW without weight decay, gradient clip 1.0, constant learning rate); returns the loss per step."""
     if steps < 1 or lr <= 0:
         raise ValueError(f"need steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    epochs = (
-        pair_batches(tokenizer, records, batch_size, seed=seed + e) for e in itertools.count()
+    config = TrainConfig(
+        lr=lr,
+        max_steps=steps,
+        warmup_steps=0,
+        min_lr_ratio=1.0,  # with no warm-up: the learning rate stays at lr
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        progress=False,
     )
-    losses = []
-    for batch in itertools.islice(itertools.chain.from_iterable(epochs), steps):
-        model.train()
-        loss = pair_loss(model, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    return losses
+    batches = pair_batches(tokenizer, records, batch_size, seed=seed)  # pass e: seed + e
+    return train(model, batches, config, loss_fn=pair_loss).loss

@@ -1,5 +1,6 @@
 """Supervised fine-tuning (instruction tuning): chat-formatted batches with the loss on the response,
-packing, replay of general text, batched greedy (or sampled) answers, and exact match per skill.
+packing, replay of general text, and exact match per skill of the greedy chat replies
+(`generation.generate(..., chat=True)`).
 
 Taught in chapter 08 (instruction tuning); the masking itself is introduced in chapter 02 (`formats`).
 """
@@ -13,6 +14,7 @@ import torch
 
 from course_lib.evaluation import exact_match
 from course_lib.formats import IGNORE_INDEX, alpaca_to_messages, packed_attention, response_labels
+from course_lib.generation import generate
 from course_lib.training import EpochBatches
 
 
@@ -89,73 +91,6 @@ def user_text(record: dict) -> str:
     return (record.get("messages") or alpaca_to_messages(record))[0]["content"]
 
 
-@torch.no_grad()
-def answer(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    max_new_tokens: int = 32,
-    batch_size: int = 64,
-    context: Sequence[str] | None = None,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-) -> list[str]:
-    """Replies to user prompts through the chat template (batched, left padding); greedy by default.
-
-    `context`, if given, is one text per prompt placed before it in the user turn (retrieval-style).
-    temperature > 0 samples instead (with nucleus filtering at `top_p`), seeded by `seed`.
-    """
-    if isinstance(prompts, str) or not prompts:
-        raise ValueError("prompts must be a non-empty list of strings")
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(
-            f"need temperature >= 0 (0 = greedy) and 0 < top_p <= 1, got {temperature}, {top_p}"
-        )
-    decoding = (
-        dict(do_sample=True, temperature=temperature, top_p=top_p)
-        if temperature > 0
-        else dict(do_sample=False)
-    )
-    if temperature > 0:
-        torch.manual_seed(seed)
-    if context is not None and len(context) != len(prompts):
-        raise ValueError(f"context needs one text per prompt ({len(prompts)}), got {len(context)}")
-    users = (
-        [f"{c}\n{p}" for c, p in zip(context, prompts)] if context is not None else list(prompts)
-    )
-    texts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True
-        )
-        for u in users
-    ]
-    model.eval()
-    device = next(model.parameters()).device
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    replies = []
-    try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[i : i + batch_size],
-                add_special_tokens=False,
-                return_tensors="pt",
-                padding=True,
-            ).to(device)
-            out = model.generate(
-                **enc,
-                **decoding,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            new = out[:, enc["input_ids"].shape[1] :]
-            replies += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = side
-    return replies
-
-
 def pack_examples(examples: Sequence[dict], max_length: int) -> list[dict[str, list[int]]]:
     """Pack {input_ids, labels} examples into rows of at most max_length tokens (first fit, longest first).
 
@@ -192,7 +127,7 @@ def packed_batches(
     mask_prompt: bool = True,
     seed: int = 0,
 ) -> Iterable[dict]:
-    """Shuffled batches of packed rows (`pack_examples`), each with reset positions and a block-diagonal mask."""
+    """Shuffled batches of packed rows (`pack_examples`) with reset positions and a block-diagonal mask."""
     if not records:
         raise ValueError("records must be a non-empty list of chat records")
     rows = pack_examples([sft_example(tokenizer, r, mask_prompt) for r in records], max_length)
@@ -232,7 +167,8 @@ def exact_match_by_skill(
         raise ValueError(
             "records must be instruction records with a 'skill' field (instructions_*.jsonl)"
         )
-    preds = answer(model, tokenizer, [user_text(r) for r in records], max_new_tokens)
+    prompts = [user_text(r) for r in records]
+    preds = generate(model, tokenizer, prompts, chat=True, max_new_tokens=max_new_tokens)
     by_skill: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         by_skill[r["skill"]].append(i)

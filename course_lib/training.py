@@ -115,7 +115,8 @@ def _forever(batches: Iterable[dict]):
             raise ValueError("the training data yielded no batches")
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+def batch_to_device(batch: dict, device: torch.device | str) -> dict:
+    """The batch with every tensor moved to `device` (other values kept as they are)."""
     if not isinstance(batch, dict):
         raise TypeError(
             f"each batch must be a dict of tensors (e.g. input_ids, labels), "
@@ -152,7 +153,7 @@ def train(
     for step in bar:
         total = 0.0
         for _ in range(config.grad_accum):
-            batch = _to_device(next(data), device)
+            batch = batch_to_device(next(data), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 loss = loss_fn(model, batch) if loss_fn else model(**batch).loss
             (loss / config.grad_accum).backward()  # average over the micro-batches

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from course_lib.models import BASE_MODEL_DIR, MODEL_SETTINGS, load_base_model, new_model
+from course_lib.models import BASE_MODEL_DIR, MODEL_SETTINGS, load_model, new_model
 
 PRETRAIN = dict(train_docs=200_000, tokenizer_docs=30_000, block_size=128, batch_size=32,
                 max_steps=2400, lr=2e-3, warmup_steps=100, val_docs=2000, seed=0)
@@ -35,8 +35,9 @@ def generator_entropy(docs: list[dict], tokenizer) -> float:
     return nats / tokens                                                 # stands in for <eos>
 
 
-def fact_recall(model, tokenizer) -> float:
-    """Share of corpus facts for which the model ranks the true value first."""
+def corpus_fact_recall(model, tokenizer) -> float:
+    """Share of the corpus's (person, attribute) facts for which the model ranks the true value first
+    (what pretraining memorised; `harness.fact_recall` probes the new facts taught by fine-tuning)."""
     from course_lib.evaluation import choose_many
     from course_lib.world.documents import fact_statement
     from course_lib.world.entities import FACT_ATTRIBUTES, attribute_values, make_world
@@ -91,14 +92,16 @@ def build(out_dir: Path = BASE_MODEL_DIR, settings: dict = PRETRAIN, progress: b
 
 def write_card(out_dir: Path, report: dict, model, tok) -> dict:
     """Add sample generations to the report; write metrics.json and the model card README.md."""
-    from course_lib.evaluation import generate
+    from course_lib.generation import generate
     from course_lib.world.entities import make_world
     person = make_world().people[0]
     prompts = [f"{person.name} lives in", "On Monday morning,", "A customer wrote about the",
                f"The people of {person.town} include"]
-    report["samples_greedy"] = {p: generate(model, tok, p, 40) for p in prompts}
-    report["samples_sampled"] = {p: generate(model, tok, p, 40, temperature=0.8, top_p=0.95)
-                                 for p in prompts}
+    greedy = generate(model, tok, prompts, chat=False, max_new_tokens=40)
+    sampled = generate(model, tok, prompts, chat=False, max_new_tokens=40, temperature=0.8,
+                       top_p=0.95)
+    report["samples_greedy"] = dict(zip(prompts, greedy))
+    report["samples_sampled"] = dict(zip(prompts, sampled))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "README.md").write_text(model_card(report, model.config))
     return report
@@ -117,7 +120,7 @@ def measure(model, tok, settings: dict) -> dict:
     return {"val_cross_entropy": round(ce, 4), "val_perplexity": round(math.exp(ce), 3),
             "unigram_cross_entropy": round(unigram_cross_entropy(train_ids, val_ids, len(tok)), 4),
             "generator_entropy": round(generator_entropy(val, tok), 4),
-            "fact_recall": round(fact_recall(model, tok), 4)}
+            "fact_recall": round(corpus_fact_recall(model, tok), 4)}
 
 
 def model_card(r: dict, config) -> str:
@@ -202,7 +205,7 @@ def main() -> None:
                     help="re-measure an existing model and rewrite metrics.json and README.md")
     args = ap.parse_args()
     if args.card_only:
-        model, tok = load_base_model(args.out)
+        model, tok = load_model("causal", args.out)
         report = json.loads((Path(args.out) / "metrics.json").read_text())
         report.update(measure(model, tok, report["settings"]))
         write_card(Path(args.out), report, model, tok)

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from course_lib import reward_model as rm
-from course_lib.models import RLHF_DIR, load_base_model
+from course_lib.models import RLHF_DIR, load_model
 from course_lib.data import load_jsonl
 from course_lib.sft import sft_batches
 from course_lib.training import TrainConfig, train
@@ -45,7 +45,7 @@ def build(out: str | Path = RLHF_DIR, sft_steps: int = SFT_STEPS, rm_steps: int 
     """Train the SFT policy, then the reward model from its weights; save both and a build_info.json."""
     out = Path(out)
     torch.manual_seed(seed)
-    base, tok = load_base_model()
+    base, tok = load_model("causal")
     pairs = load_jsonl("preferences_train")
     t0 = time.perf_counter()
     policy = copy.deepcopy(base)
@@ -53,7 +53,7 @@ def build(out: str | Path = RLHF_DIR, sft_steps: int = SFT_STEPS, rm_steps: int 
                      TrainConfig(lr=LR, max_steps=sft_steps, progress=False))
     policy.save_pretrained(out / "sft_policy")
     t1 = time.perf_counter()
-    reward_model = rm.load_reward_model(out / "sft_policy", seed=seed)
+    reward_model, _ = load_model("reward", out / "sft_policy", seed=seed)
     losses = rm.train_reward_model(reward_model, tok, pairs, steps=rm_steps, lr=LR, seed=seed)
     reward_model.save_pretrained(out / "reward_model")
     test = load_jsonl("preferences_test")

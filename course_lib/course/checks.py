@@ -9,20 +9,30 @@ Used by every chapter's exercises. A chapter's check module reads like this:
                      hints={1.0986: "you forgot the add-one smoothing"})
 
 A passing check prints "✔ <id>: passed"; a failing one raises CheckFailed("✘ <id>: what is
-wrong"). Every result goes into RESULTS and, when COURSE_CHECK_LOG names a file, into that
-file as one JSON line (read by the instructor's grading tool).
+wrong"). Every result goes into RESULTS.
+
+For the instructor's grader (course_lib.course.grading) there are three more hooks, used only by
+the cells it injects: `arm_grading` (run before any student code: remembers the checker
+functions), `graded` (a `with` block around one check call: collects its result and notices a
+replaced checker) and `sign` (emits that result as display data signed with a one-time key the
+grader sends only in that cell). The grader trusts nothing else: not printed lines, not files.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
+import hashlib
+import hmac
 import json
 import numbers
-import os
-from collections.abc import Callable, Mapping
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-LOG_ENV = "COURSE_CHECK_LOG"
+SIGNED_MIME = "application/vnd.course.check-result+json"
 NOT_DONE = "not done yet — replace the raise NotImplementedError with your code"
 
 
@@ -42,13 +52,120 @@ RESULTS: list[Result] = []
 
 
 def _record(exercise: str, passed: bool, message: str) -> None:
-    """Append a result to RESULTS and, if COURSE_CHECK_LOG is set, to that JSON-lines file."""
-    RESULTS.append(Result(exercise, passed, message))
-    log_path = os.environ.get(LOG_ENV)
-    if log_path:
-        with open(log_path, "a", encoding="utf-8") as log:
-            line = {"exercise": exercise, "passed": passed, "message": message}
-            log.write(json.dumps(line, ensure_ascii=False) + "\n")
+    """Append a result to RESULTS (and to the grader's collection inside a `graded` block)."""
+    result = Result(exercise, passed, message)
+    RESULTS.append(result)
+    _collect(result)
+
+
+_GONE = object()
+# What the checks lean on, "module" or "module:Class" -> the attributes watched (None: all).
+# A replaced one is reported for review only: libraries patch some functions themselves (torch's
+# compiler wraps torch.manual_seed), so the list stays with what comparisons go through.
+# The checker modules themselves are checked in full, and strictly.
+WATCHED: dict[str, list[str] | None] = {
+    "builtins": None,
+    "math": None,
+    "torch": ["allclose", "equal", "isclose", "as_tensor", "tensor", "is_tensor", "linalg"],
+    "torch:Tensor": ["__eq__", "__ne__", "__float__", "__bool__", "tolist", "item", "allclose"],
+    "numpy": ["allclose", "isclose", "array_equal", "asarray"],
+}
+
+
+def _objects(names: dict[str, list[str] | None] | list[str]) -> dict[str, object]:
+    """'name.attr' -> object for the attributes of the named modules or classes (and their code);
+    a dict gives the attributes to take (None: all of them)."""
+    wanted = names if isinstance(names, dict) else dict.fromkeys(names)
+    found: dict[str, object] = {}
+    for name, attrs in wanted.items():
+        module_name, _, class_name = name.partition(":")
+        holder = sys.modules.get(module_name)
+        if holder is not None and class_name:
+            holder = getattr(holder, class_name, None)
+        if holder is None:
+            continue
+        found[name] = holder
+        namespace = vars(holder)
+        for attr in namespace if attrs is None else [a for a in attrs if a in namespace]:
+            value = namespace[attr]
+            if holder is builtins and (attr.startswith("_") or attr == "input"):
+                continue  # IPython rebinds _, __, ___ and input for every cell
+            found[f"{name}.{attr}"] = value
+            if isinstance(value, types.FunctionType):  # the code too, and a @check's inner one
+                found[f"{name}.{attr}.__code__"] = value.__code__
+                inner = vars(value).get("__wrapped__")
+                if isinstance(inner, types.FunctionType):
+                    found[f"{name}.{attr}.__wrapped__.__code__"] = inner.__code__
+    return found
+
+
+def _replaced(pristine: dict[str, object], names) -> list[str]:
+    """Keys of `pristine` whose object is now a different one, or gone."""
+    now = _objects(names)
+    return sorted(key for key, value in pristine.items() if now.get(key, _GONE) is not value)
+
+
+def _grading_hooks():
+    """arm_grading, graded and sign, sharing one private state (a closure, not module globals)."""
+    state: dict = {"collect": None, "last": None, "checkers": [], "pristine": {}, "watched": {}}
+
+    def collect(result: Result) -> None:
+        if state["collect"] is not None:
+            state["collect"].append(result)
+
+    def arm_grading(checker_modules: list[str]) -> None:
+        """Import the checkers and remember every function of them (the grader runs this first)."""
+        for name in checker_modules:
+            __import__(name)
+        state["checkers"] = [__name__, *checker_modules]
+        state["pristine"] = _objects(state["checkers"])
+        state["watched"] = _objects(WATCHED)
+
+    def tampering() -> tuple[list[str], list[str]]:
+        """(replaced checker objects, replaced library functions) since arm_grading."""
+        return _replaced(state["pristine"], state["checkers"]), _replaced(state["watched"], WATCHED)
+
+    @contextlib.contextmanager
+    def graded(exercise: str) -> Iterator[None]:
+        """Collect the result of the check call inside the block, for `sign`."""
+        if not state["pristine"]:
+            raise RuntimeError("graded() needs arm_grading() first (the grader runs both)")
+        before = tampering()
+        state["collect"], finished = [], False
+        try:
+            yield
+            finished = True
+        except CheckFailed:
+            finished = True
+            raise
+        finally:
+            collected, state["collect"] = state["collect"], None
+            after = tampering()
+            state["last"] = {
+                "exercise": exercise,
+                "results": [r._asdict() for r in collected],
+                "finished": finished,
+                "replaced": sorted(set(before[0]) | set(after[0])),
+                "watched": sorted(set(before[1]) | set(after[1])),
+            }
+
+    def signed_record(key: str) -> dict:
+        """The last `graded` block's record as {"body": json, "mac": HMAC-SHA256 with `key`}."""
+        body = json.dumps(state["last"], sort_keys=True, ensure_ascii=False)
+        state["last"] = None
+        mac = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+        return {"body": body, "mac": mac}
+
+    def sign(key: str) -> None:
+        """Show the signed record of the last `graded` block as display data (the grader reads it)."""
+        from IPython.display import display
+
+        display({SIGNED_MIME: signed_record(key)}, raw=True)
+
+    return collect, arm_grading, graded, signed_record, sign
+
+
+_collect, arm_grading, graded, signed_record, sign = _grading_hooks()
 
 
 def check(exercise_id: str) -> Callable:
@@ -89,6 +206,24 @@ def expect(condition: Any, message: str) -> None:
     """Fail the check with `message` unless `condition` holds (used by the exercise check cells)."""
     if not condition:
         raise CheckFailed(message)
+
+
+def _no_stand_in(value: Any, what: str) -> None:
+    """Fail if `value` (or an item of it) is an object of a class defined in the notebook itself.
+
+    Such an object can claim to equal anything (an `__eq__` that returns True); an answer is a
+    number, a string, a list, a tensor or an array.
+    """
+    if isinstance(value, Mapping):
+        items = [*value.keys(), *value.values()]
+    else:
+        items = list(value) if isinstance(value, (list, tuple, set, frozenset)) else []
+    for item in [value, *items]:
+        if type(item).__module__ == "__main__":
+            raise CheckFailed(
+                f"expected {what} to be a number, string, list, tensor or array, got an object "
+                f"of the class {type(item).__name__} defined in your notebook"
+            )
 
 
 def _fmt(value: Any) -> str:
@@ -174,6 +309,7 @@ def expect_close(
     `hints` maps a typical wrong value to its diagnosis, shown when `value` is close to it
     (for tensors, a list of (tensor, diagnosis) pairs).
     """
+    _no_stand_in(value, what)
     if isinstance(target, numbers.Real) and not isinstance(target, bool):
         _expect_close_scalar(value, target, tol, what, hints)
     else:
@@ -196,6 +332,7 @@ def expect_equal(value: Any, target: Any, what: str, hints: Mapping | list | Non
     """Fail unless `value` == `target` exactly (strings, ints, lists); used by the exercise check cells."""
     if hasattr(value, "tolist"):  # tensors, arrays and NumPy scalars compare as plain Python values
         value = value.tolist()
+    _no_stand_in(value, what)
     if value == target:
         return
     for wrong, diagnosis in _pairs(hints):

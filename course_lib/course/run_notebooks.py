@@ -15,6 +15,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from course_lib.course.notebook_sources import KERNELSPEC
+
 RUNTIME_LINE = re.compile(r"^\*\*Measured runtime:\*\*.*$", re.MULTILINE)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -56,10 +58,33 @@ def execute(path: Path, timeout: int = 600) -> float:
     client.execute()
     seconds = time.perf_counter() - start
     _strip_widgets(nb)
+    # what JupyterLab writes for the installed kernel, so that opening the notebook changes nothing
+    # (nbclient has already recorded the kernel's own language_info)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     if not set_runtime(nb, seconds):
         print(f"  note: {path.name} has no '**Measured runtime:**' line to update")
     nbformat.write(nb, path)
+    _runtime_into_source(path, nb)
     return seconds
+
+
+def _runtime_into_source(path: Path, nb) -> None:
+    """Copy the measured-runtime line into the notebook's text source, so the pair stays in sync."""
+    from course_lib.course.notebook_sources import source_path
+
+    try:
+        source = source_path(path)
+    except ValueError:  # not a lesson or solutions notebook (e.g. a grading copy)
+        return
+    line = RUNTIME_LINE.search(nb.cells[0].source) if nb.cells else None
+    if not source.exists() or line is None:
+        return
+    text = source.read_text(encoding="utf-8")
+    new = re.sub(
+        r"^# \*\*Measured runtime:\*\*.*$", "# " + line.group(0), text, count=1, flags=re.MULTILINE
+    )
+    if new != text:
+        source.write_text(new, encoding="utf-8")
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from course_lib.data import DATA_DIR
-from course_lib.world.documents import clinic_note, corpus_doc, review_text
+from course_lib.world.documents import LABELS, clinic_note, corpus_doc, review_text
 from course_lib.world.entities import WORLD_SEED, Chooser, World, make_world
 from course_lib.world.instructions import (
     FACT_QUESTIONS,
@@ -41,7 +41,6 @@ SIZES = {
     "preferences_test": 500,
     "context_qa_train": 400,
 }
-LABELS = ("negative", "neutral", "positive")
 ANNOTATOR_NOISE = 0.1
 HELD_OUT_FACT_SHARE = 0.4
 

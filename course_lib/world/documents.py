@@ -27,6 +27,7 @@ from course_lib.world.entities import (
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 PARTS = ["morning", "afternoon", "evening"]
+LABELS = ("negative", "neutral", "positive")  # the review labels, worst to best
 GOODS = ["apple", "pear", "egg", "onion", "carrot", "plum", "candle", "loaf"]
 WORK_DONE = {
     "baker": "baked fresh bread",

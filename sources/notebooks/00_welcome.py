@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 00 · Welcome and setup
 #
-# **Measured runtime:** 5 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 9 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # This course teaches fine-tuning of large language models by doing it: every method is built
 # from scratch in plain PyTorch, checked against the library people use (transformers, peft,
@@ -191,16 +191,21 @@ assert card["val_cross_entropy"] <= 0.5 * card["unigram_cross_entropy"], (
 )
 
 # %% [markdown]
-# It writes fluent text about its world (greedy decoding, then sampling):
+# It writes fluent text about its world (greedy decoding, then sampling). `generate` takes a list
+# of prompts and returns the new text of each; `chat=False` continues the raw text:
 
 # %%
-from course_lib.evaluation import generate
+from course_lib.generation import generate
 
 person = world.people[0]
-for prompt in [f"{person.name} lives in", "On Friday morning,", "A customer wrote about the"]:
-    print(f"{prompt!r} -> {generate(model, tok, prompt, 30)!r}")
-print(generate(model, tok, "On Friday morning,", 40, temperature=0.8, top_p=0.95, seed=1))
-greedy = generate(model, tok, f"{person.name} lives in", 5)
+prompts = [f"{person.name} lives in", "On Friday morning,", "A customer wrote about the"]
+for prompt, text in zip(prompts, generate(model, tok, prompts, chat=False, max_new_tokens=30)):
+    print(f"{prompt!r} -> {text!r}")
+sampled = generate(
+    model, tok, prompts[1:2], chat=False, max_new_tokens=40, temperature=0.8, top_p=0.95, seed=1
+)
+print(sampled[0])
+greedy = generate(model, tok, prompts[:1], chat=False, max_new_tokens=5)[0]
 assert greedy.strip().startswith(person.town), (
     f"the base model should know where {person.name} lives"
 )

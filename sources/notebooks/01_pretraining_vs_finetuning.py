@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Pretraining vs fine-tuning
 #
-# **Measured runtime:** 91 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 170 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A language model is trained twice. **Pretraining** teaches it the language and the world from a
 # lot of general text; **fine-tuning** continues the same training on a little data of the task
@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 import course_lib
-from course_lib.models import load_base_model, new_model
+from course_lib.models import load_model, new_model
 from course_lib.build.base_model import generator_entropy
 from course_lib.data import load_jsonl
 from course_lib.world.datasets import corpus_documents
@@ -29,10 +29,10 @@ from course_lib.evaluation import (
     cross_entropy,
     perplexity,
     unigram_cross_entropy,
-    generate,
     choose_many,
     accuracy,
 )
+from course_lib.generation import generate
 from course_lib.training import TrainConfig, train, pack_tokens, lm_batches, text_batches
 from course_lib.plotting import plot_losses, plot_bars
 
@@ -52,7 +52,7 @@ device = course_lib.setup(seed=0)
 # *the data* (and usually the learning rate and the number of steps).
 
 # %%
-model, tok = load_base_model(device=device)
+model, tok = load_model("causal", device=device)
 text = "Yara Marsh lives in Fernwick."
 ids = tok(text, return_tensors="pt")["input_ids"].to(device)
 print(tok.convert_ids_to_tokens(ids[0]))
@@ -81,7 +81,7 @@ val_texts = [d["text"] for d in val_docs]
 scratch = new_model(tok, seed=0).to(device)
 before = cross_entropy(scratch, tok, val_texts)
 print(f"random init: {before:.2f} nats/token  (ln {len(tok)} = {math.log(len(tok)):.2f})")
-print("sample:", generate(scratch, tok, "Yara Marsh lives in", 15))
+print("sample:", generate(scratch, tok, ["Yara Marsh lives in"], chat=False, max_new_tokens=15)[0])
 
 # %% [markdown]
 # Pretraining data is packed: documents are concatenated (each ends with `<|end|>`) and cut into
@@ -100,7 +100,7 @@ hist = train(
 )
 after = cross_entropy(scratch, tok, val_texts)
 print(f"after {cfg.max_steps} steps: {after:.2f} nats/token ({hist.seconds:.0f} s)")
-print("sample:", generate(scratch, tok, "Yara Marsh lives in", 25))
+print("sample:", generate(scratch, tok, ["Yara Marsh lives in"], chat=False, max_new_tokens=25)[0])
 
 # %% [markdown]
 # The loss curve: a steep fall while the model learns which tokens are frequent, then a slow
@@ -226,7 +226,8 @@ assert general_after > general_before, "expected some forgetting of the general 
 # `Sentiment:`.
 
 # %%
-from course_lib.prompting import few_shot_prompt, LABELS
+from course_lib.prompting import few_shot_prompt
+from course_lib.world.documents import LABELS
 
 rev_train, rev_test = load_jsonl("reviews_train"), load_jsonl("reviews_test")[:300]
 by_label = [[r for r in rev_train if r["label"] == lab][:2] for lab in LABELS]
@@ -261,9 +262,9 @@ print(
 # trained with cross-entropy on the labels.
 
 # %%
-from course_lib.classification import load_classifier, label_batches, predict_labels
+from course_lib.classification import label_batches, predict_labels
 
-clf = load_classifier().to(device)
+clf, _ = load_model("classifier", device=device)  # the base model + a fresh 3-way head
 hist_rev = train(
     clf,
     label_batches(tok, rev_train, batch_size=32),

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Data preparation
 #
-# **Measured runtime:** 14 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 25 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A fine-tune can only be as good as its data. This chapter takes a "scraped" copy of the course's
 # reviews through the whole pipeline (cleaning, deduplication, balancing, splitting) and then
@@ -232,7 +232,8 @@ print("threshold  found  precision  recall")
 for th in [0.4, 0.5, 0.6, 0.7, 0.8]:
     found = {(i, j) for i, j, _ in near_duplicate_pairs(texts, threshold=th)}
     print(
-        f"{th:9.1f} {len(found):6d} {len(found & true) / max(1, len(found)):10.2f} {len(found & true) / len(true):7.2f}"
+        f"{th:9.1f} {len(found):6d} {len(found & true) / max(1, len(found)):10.2f} "
+        f"{len(found & true) / len(true):7.2f}"
     )
 
 # %% [markdown]
@@ -259,7 +260,8 @@ acc_clean = bag_of_words_accuracy(train600, test_reviews, ngram=2)
 acc_leaky = bag_of_words_accuracy(train600, test_reviews + leaked, ngram=2)
 acc_leaked_only = bag_of_words_accuracy(train600, leaked, ngram=2)
 print(
-    f"clean test {acc_clean:.1%}   with 25% leaked rows {acc_leaky:.1%}   on the leaked rows alone {acc_leaked_only:.1%}"
+    f"clean test {acc_clean:.1%}   with 25% leaked rows {acc_leaky:.1%}   on the leaked rows alone "
+    f"{acc_leaked_only:.1%}"
 )
 
 # %% [markdown]
@@ -271,7 +273,8 @@ kept, removed = decontaminate(test_reviews + leaked, train600, threshold=0.5)
 caught = sum(r in removed for r in leaked)
 acc_decont = bag_of_words_accuracy(train600, kept, ngram=2)
 print(
-    f"decontamination removed {len(removed)} rows ({caught} of {len(leaked)} leaked); accuracy {acc_decont:.1%}"
+    f"decontamination removed {len(removed)} rows ({caught} of {len(leaked)} leaked); accuracy "
+    f"{acc_decont:.1%}"
 )
 assert acc_leaky > acc_clean + 0.03, "leaked training copies should inflate the score"
 assert caught >= 0.9 * len(leaked), "near-duplicate search should catch the leaked rows"
@@ -347,7 +350,7 @@ assert big[1] > small[0], "but 3000 reviews with 10% noise beat 750 clean ones"
 # by inverse class frequency (`class_weight="balanced"`).
 
 # %%
-from course_lib.metric_modules import load_metric
+from course_lib.evaluation import load_metric
 
 f1 = load_metric("f1")
 keep = {"positive": 1.0, "neutral": 0.25, "negative": 0.1}
@@ -464,9 +467,9 @@ assert all(alpaca_to_messages(r) == r["messages"] for r in instr), (
 # place where the model starts answering.
 
 # %%
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 
-model, tok = load_base_model(device=device)
+model, tok = load_model("causal", device=device)
 msgs = [{"role": "system", "content": "Answer briefly."}] + rec["messages"]
 print(tok.apply_chat_template(msgs, tokenize=False))
 print(repr(tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)[-20:]))

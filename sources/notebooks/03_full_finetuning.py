@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Full fine-tuning
 #
-# **Measured runtime:** 84 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 135 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Full fine-tuning continues training **every** weight of a pretrained model on your data. It is the
 # baseline every cheaper method (LoRA, adapters, prompt tuning) is compared with. This chapter takes
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 import torch
 import course_lib
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.world.datasets import corpus_documents
 from course_lib.evaluation import cross_entropy, accuracy
@@ -39,7 +39,8 @@ from course_lib.training import (
     warmup_cosine,
 )
 from course_lib import full_finetuning as ft
-from course_lib.freezing import count_parameters, freeze_all_but_top
+from course_lib.freezing import freeze_all_but_top
+from course_lib.measure import count_parameters
 from course_lib.plotting import plot_bars, plot_lines
 
 device = course_lib.setup(seed=0)
@@ -53,7 +54,7 @@ device = course_lib.setup(seed=0)
 # loss on general text (what we must not lose).
 
 # %%
-model, tok = load_base_model(device=device)
+model, tok = load_model("causal", device=device)
 clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
 clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
 general_val = [r["text"] for r in load_jsonl("corpus_val")][:200]
@@ -170,10 +171,12 @@ with tempfile.TemporaryDirectory() as ckpt_dir:
     state = torch.load(Path(ckpt_dir) / f"step-{STEPS}.pt")
 clipped = sum(g > 1.0 for g in hist_loop.grad_norm)
 print(
-    f"{hist_loop.seconds:.1f} s; loss {hist_loop.loss[0]:.2f} -> {hist_loop.loss[-1]:.2f}; checkpoints {saved}"
+    f"{hist_loop.seconds:.1f} s; loss {hist_loop.loss[0]:.2f} -> {hist_loop.loss[-1]:.2f}; "
+    f"checkpoints {saved}"
 )
 print(
-    f"gradient norm before clipping: first {hist_loop.grad_norm[0]:.0f}, last {hist_loop.grad_norm[-1]:.2f}; clipped in {clipped}/{STEPS} steps"
+    f"gradient norm before clipping: first {hist_loop.grad_norm[0]:.0f}, last "
+    f"{hist_loop.grad_norm[-1]:.2f}; clipped in {clipped}/{STEPS} steps"
 )
 assert all(torch.equal(state["model"][k], v) for k, v in loop_model.state_dict().items()), (
     "checkpoint != model"
@@ -324,7 +327,8 @@ packed = {
 }
 print(
     f"packed blocks, 4 micro-batches of 4: max |grad difference| loss/k {packed['mean']:.1e}, "
-    f"no division {packed['none']:.1e}  (largest gradient entry {max(g.abs().max() for g in g_big.values()):.1e})"
+    f"no division {packed['none']:.1e}  (largest gradient entry "
+    f"{max(g.abs().max() for g in g_big.values()):.1e})"
 )
 
 # %% [markdown]
@@ -364,7 +368,8 @@ assert pad["mean"] > 10 * pad["tokens"], "with padding, 1/k weighting should be 
 # Measure, don't assume:
 
 # %%
-from course_lib.activation_memory import saved_activation_bytes, train_step_seconds
+from course_lib.measure import train_step_seconds
+from course_lib.memory import saved_activation_bytes
 
 m = copy.deepcopy(model).train()
 sec = {bf: train_step_seconds(m, big, repeats=5, bf16=bf) for bf in (False, True)}
@@ -374,10 +379,12 @@ with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
 with torch.no_grad():
     loss32 = m(**big).loss.item()
 print(
-    f"step time  fp32 {sec[False] * 1e3:.0f} ms   bf16 autocast {sec[True] * 1e3:.0f} ms   (ratio {sec[True] / sec[False]:.2f})"
+    f"step time  fp32 {sec[False] * 1e3:.0f} ms   bf16 autocast {sec[True] * 1e3:.0f} ms   (ratio "
+    f"{sec[True] / sec[False]:.2f})"
 )
 print(
-    f"activations fp32 {mem[False] / 2**20:.0f} MiB  bf16 {mem[True] / 2**20:.0f} MiB;  loss {loss32:.4f} vs {loss16:.4f}"
+    f"activations fp32 {mem[False] / 2**20:.0f} MiB  bf16 {mem[True] / 2**20:.0f} MiB;  loss "
+    f"{loss32:.4f} vs {loss16:.4f}"
 )
 assert mem[True] < 0.85 * mem[False], "bf16 autocast should save activation memory"
 assert abs(loss16 - loss32) < 0.01 * loss32, "bf16 should change the loss by less than 1 %"
@@ -386,7 +393,7 @@ assert abs(loss16 - loss32) < 0.01 * loss32, "bf16 should change the loss by les
 # What this measured: the loss barely moves (bf16 keeps fp32's range), and the activations saved for
 # backward shrink (by less than half: normalisation and loss inputs stay fp32). The step time is
 # whatever this CPU makes of bf16: the machine this chapter was last run on has native bf16
-# instructions (AVX512-BF16) and measured a ratio of 0.90, a little faster; while the chapter was
+# instructions (AVX512-BF16) and measured a ratio of 0.85, a little faster; while the chapter was
 # written, on the same machine under load, bf16 measured 1.14× *slower*. CPUs without bf16
 # instructions are usually slower with it, so the assertion above deliberately claims nothing about
 # speed. On a GPU with tensor cores it is the default choice.
@@ -427,13 +434,15 @@ for h in hooks:
 ckpt_diff = ft.max_abs_difference(g_ckpt, ft.batch_gradients(m, big))
 for name, r in (("plain", plain), ("checkpointed", ckpt)):
     print(
-        f"{name:>13}: {r['bytes'] / 2**20:6.1f} MiB saved activations, {r['sec'] * 1e3:5.0f} ms per forward+backward"
+        f"{name:>13}: {r['bytes'] / 2**20:6.1f} MiB saved activations, {r['sec'] * 1e3:5.0f} ms "
+        "per forward+backward"
     )
 print(
     f"block forward calls in one checkpointed step: {ckpt_calls} (4 blocks: 4 in forward + 4 recomputed)"
 )
 print(
-    f"memory / {plain['bytes'] / ckpt['bytes']:.1f}, time x {ckpt['sec'] / plain['sec']:.2f}, gradient difference {ckpt_diff:.1e}"
+    f"memory / {plain['bytes'] / ckpt['bytes']:.1f}, time x {ckpt['sec'] / plain['sec']:.2f}, "
+    f"gradient difference {ckpt_diff:.1e}"
 )
 assert ckpt["bytes"] < 0.3 * plain["bytes"], "checkpointing should cut saved activations by > 3x"
 assert ckpt_calls == 2 * len(m.model.layers), "every block should run forward twice"
@@ -501,7 +510,8 @@ ev = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
 tr_loss = {e["step"]: e["loss"] for e in log if "loss" in e}
 best_step, best_loss = min(ev, key=lambda x: x[1])
 print(
-    f"stopped at step {es.state.global_step} of 100; best step {best_step} (eval loss {best_loss:.3f}); kept {kept}"
+    f"stopped at step {es.state.global_step} of 100; best step {best_step} (eval loss "
+    f"{best_loss:.3f}); kept {kept}"
 )
 print(f"at the stop: train loss {tr_loss[es.state.global_step]:.3f}, eval loss {ev[-1][1]:.3f}")
 fig, ax = plt.subplots(figsize=(6.4, 3.2))
@@ -559,16 +569,17 @@ def fine_tune(m, texts, loss_fn=None):
 
 
 full = {"clinic": ce_loop, "general": cross_entropy(loop_model, tok, general_val)}
-freeze = {"full (all 4 blocks)": (count_parameters(loop_model), full)}
+freeze = {"full (all 4 blocks)": (count_parameters(loop_model, trainable_only=True), full)}
 for n in (1, 0):
     m = freeze_all_but_top(copy.deepcopy(model), n)
     freeze[f"top {n} block + head" if n else "head only"] = (
-        count_parameters(m),
+        count_parameters(m, trainable_only=True),
         fine_tune(m, clinic_train),
     )
 for name, (n, r) in freeze.items():
     print(
-        f"{name:>20}: {n:>9,} trainable ({n / count_parameters(model):4.0%})  clinic {r['clinic']:.3f}  general {r['general']:.3f}"
+        f"{name:>20}: {n:>9,} trainable ({n / count_parameters(model):4.0%})  clinic "
+        f"{r['clinic']:.3f}  general {r['general']:.3f}"
     )
 
 # %% [markdown]
@@ -639,7 +650,8 @@ def review_accuracy(pretrained: bool):
 minilm = {name: review_accuracy(name == "pretrained") for name in ("pretrained", "random init")}
 for name, (acc, h, n) in minilm.items():
     print(
-        f"{name:>12}: {n:,} parameters, {h.seconds:.0f} s, final train loss {h.loss[-1]:.2f}, val accuracy {acc:.1%}"
+        f"{name:>12}: {n:,} parameters, {h.seconds:.0f} s, final train loss {h.loss[-1]:.2f}, val "
+        f"accuracy {acc:.1%}"
     )
 
 # %% [markdown]
@@ -673,7 +685,8 @@ from course_lib.forgetting import replay_mix, fisher_diagonal, ewc_loss
 
 ppl = lambda ce: math.exp(ce)
 print(
-    f"general perplexity: base {ppl(base['general']):.2f} -> after the clinic fine-tune {ppl(full['general']):.2f}"
+    f"general perplexity: base {ppl(base['general']):.2f} -> after the clinic fine-tune "
+    f"{ppl(full['general']):.2f}"
 )
 print(f"clinic  perplexity: base {ppl(base['clinic']):,.0f} -> {ppl(full['clinic']):.1f}")
 assert full["general"] > base["general"] + 0.3, (

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · LoRA, the math
 #
-# **Measured runtime:** 113 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 142 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Full fine-tuning updates every weight. **LoRA** (Hu et al. 2021, *LoRA: Low-Rank Adaptation of
 # Large Language Models*) freezes them and learns, beside each chosen weight matrix, a low-rank
@@ -20,25 +20,26 @@
 # %%
 import copy
 import math
-import time
 import torch
+from torch import nn
 import course_lib
-from course_lib.models import load_base_model
-from course_lib.classification import load_classifier, label_batches, predict_labels
+from course_lib.models import load_model
+from course_lib.classification import label_batches, predict_labels
 from course_lib.data import load_jsonl
 from course_lib.evaluation import accuracy, cross_entropy
 from course_lib.lora import (
+    check_lora_args,
     inject_lora,
     lora_layers,
     merge_lora,
-    trainable_share,
     copy_from_peft,
 )
+from course_lib.measure import count_parameters, median_seconds, trainable_share
 from course_lib.training import TrainConfig, train, text_batches
 from course_lib.plotting import plot_lines, plot_losses
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 
 
 # %% [markdown]
@@ -66,7 +67,8 @@ for name, d, r in [
     ("Llama-2-7B q_proj", 4096, 64),
 ]:
     print(
-        f"{name:>20}, r={r:2d}: {lora_params(d, d, r):>9,} vs {d * d:>12,} weights ({lora_params(d, d, r) / d**2:.2%})"
+        f"{name:>20}, r={r:2d}: {lora_params(d, d, r):>9,} vs {d * d:>12,} weights "
+        f"({lora_params(d, d, r) / d**2:.2%})"
     )
 
 
@@ -82,43 +84,130 @@ for name, d, r in [
 #
 # ## 2 · A LoRA layer from scratch
 #
-# Eight lines of PyTorch:
+# First with plain tensors, on the first attention block's `q_proj` weight. The update is applied
+# as two thin products, $x A^\top B^\top$: the $d_\text{out} \times d_\text{in}$ matrix $BA$ is never
+# built, and the result is the same as adding a dense $\Delta W$ to $W_0$. ($B$ is random here, as
+# if it had been trained, so that the update is visible.)
 
 # %%
-class TinyLoRA(torch.nn.Module):
-    def __init__(self, base: torch.nn.Linear, r: int, alpha: float):
-        super().__init__()
-        self.base, self.scaling = base.requires_grad_(False), alpha / r
-        self.A = torch.nn.Parameter(torch.empty(r, base.in_features))
-        self.B = torch.nn.Parameter(torch.zeros(base.out_features, r))
-        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+W0 = base.model.layers[0].self_attn.q_proj.weight.detach()  # [out, in] = [192, 192]
+r, alpha = 8, 16
+A = torch.nn.init.kaiming_uniform_(torch.empty(r, 192, device=device), a=math.sqrt(5))  # [r, in]
+B = 0.02 * torch.randn(192, r, device=device)  # [out, r]
+x = torch.randn(4, 192, device=device)  # 4 tokens
+thin = x @ W0.T + (alpha / r) * (x @ A.T @ B.T)  # [4, r], then [4, out]
+dense = x @ (W0 + (alpha / r) * B @ A).T  # the same update as a dense ΔW = (α/r)·BA
+rank = torch.linalg.matrix_rank(B @ A).item()
+print(f"rank of BA: {rank}; max |thin - dense| = {(thin - dense).abs().max():.1e}")
+assert rank == r and torch.allclose(thin, dense, atol=1e-5)
 
-    def forward(self, x):
-        return self.base(x) + self.scaling * (x @ self.A.T @ self.B.T)
+# %% [markdown]
+# Two options complete the layer, both as in peft:
+#
+# * **dropout** (`lora_dropout`) acts on the input of the LoRA branch only,
+#   $h = W_0 x + \frac{\alpha}{r} B A\,\text{dropout}(x)$: the frozen path always sees the clean
+#   $x$, and at inference (`model.eval()`) dropout is the identity;
+# * **rsLoRA** (`use_rslora=True`) scales by $\alpha / \sqrt{r}$ instead of $\alpha / r$. At a
+#   fixed $\alpha$ the two part ways as the rank grows:
+
+# %%
+for k in [1, 8, 64]:
+    print(f"r = {k:2d}, α = 16:  LoRA α/r = {16 / k:6.3f},  rsLoRA α/√r = {16 / math.sqrt(k):6.3f}")
+
+# %% [markdown]
+# Now the layer. The cell below starts with `#| export course_lib.lora`: it is copied verbatim into
+# `course_lib/lora.py` (`make lib`; a test fails if the two differ), so this class is the one that
+# section 3 compares with peft, the tests check and later chapters import. `check_lora_args`,
+# imported above, only turns a wrong layer, rank or dropout into a clear error. The parameter names
+# `lora_A` and `lora_B` are peft's; `merged` comes into play in the next step.
+
+# %%
+#| export course_lib.lora
+class LoRALinear(nn.Module):
+    """y = base(x) + scaling · B A dropout(x): a frozen nn.Linear plus a low-rank update."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout=0.0, rslora=False):
+        super().__init__()
+        check_lora_args(base, r, dropout)
+        self.base, self.r, self.alpha, self.merged = base.requires_grad_(False), r, alpha, False
+        self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
+        like = dict(dtype=base.weight.dtype, device=base.weight.device)
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **like))  # [r, in]
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **like))  # [out, r], zero
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # peft's default for A
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:  # ΔW already sits in base.weight (merge, below)
+            return out
+        return out + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)
 
 
 # %% [markdown]
-# Wrap the first attention block's `q_proj` and check the shapes and the zero start:
+# Wrap a copy of `q_proj` and check the shapes, the zero start and what is trainable:
 
 # %%
 q = copy.deepcopy(base.model.layers[0].self_attn.q_proj)
-layer = TinyLoRA(q, r=8, alpha=16)
-x = torch.randn(4, 192, device=device)
-print(
-    "A",
-    tuple(layer.A.shape),
-    " B",
-    tuple(layer.B.shape),
-    " B @ A",
-    tuple((layer.B @ layer.A).shape),
-    " W",
-    tuple(q.weight.shape),
-)
+layer = LoRALinear(q, r=8, alpha=16)
+trainable = [n for n, p in layer.named_parameters() if p.requires_grad]
+print(layer)
+print(f"A {tuple(layer.lora_A.shape)}, B {tuple(layer.lora_B.shape)}, scaling {layer.scaling}")
+print("trainable:", trainable)
 assert torch.equal(layer(x), q(x)), "with B = 0 the layer must equal the base layer exactly"
+assert trainable == ["lora_A", "lora_B"], "only A and B train; the base layer is frozen"
 
 # %% [markdown]
-# `course_lib.lora.LoRALinear` is the same layer with input checks, dropout, rsLoRA and merging;
-# `inject_lora` freezes a model and wraps every linear layer with a chosen name.
+# **Merging.** The branch is linear in $x$, so (as the plain-tensor check showed)
+# $W_0 x + \frac{\alpha}{r} BAx = (W_0 + \frac{\alpha}{r} BA)\,x$: after training, $\Delta W$ can be
+# added into the base weight once, and the layer then costs what the base layer costs (section 6).
+# `unmerge` subtracts it again, to go on training or to switch adapters. `course_lib.add_to_class`
+# attaches a function to a class defined in an earlier cell (as in d2l), so the class grows cell by
+# cell; this cell is exported too.
+
+# %%
+#| export course_lib.lora
+@course_lib.add_to_class(LoRALinear)
+def delta_weight(self) -> torch.Tensor:
+    """ΔW = scaling · B @ A, shape [out, in] like the base weight."""
+    return self.scaling * (self.lora_B @ self.lora_A)
+
+
+@course_lib.add_to_class(LoRALinear)
+@torch.no_grad()
+def merge(self) -> None:
+    """Add ΔW into the base weight: afterwards the layer costs what the base layer costs."""
+    if not self.merged:
+        self.base.weight += self.delta_weight()
+        self.merged = True
+
+
+@course_lib.add_to_class(LoRALinear)
+@torch.no_grad()
+def unmerge(self) -> None:
+    """Subtract ΔW again, restoring the base weight (up to float rounding)."""
+    if self.merged:
+        self.base.weight -= self.delta_weight()
+        self.merged = False
+
+
+# %% [markdown]
+# Give $B$ non-zero values (as if trained), merge, compare, unmerge:
+
+# %%
+torch.nn.init.normal_(layer.lora_B, std=0.02)
+w_before, before = layer.base.weight.detach().clone(), layer(x).detach()
+layer.merge()
+after = layer(x).detach()  # one product with the merged weight, no branch
+layer.unmerge()
+restored = (layer.base.weight - w_before).abs().max().item()
+print(f"merged: max |output diff| {(after - before).abs().max():.1e}; W restored to {restored:.1e}")
+assert torch.allclose(after, before, atol=1e-5) and restored < 1e-6
+
+# %% [markdown]
+# To adapt a whole model, `course_lib.lora.inject_lora(model, names, r, alpha)` freezes it and
+# replaces every `nn.Linear` whose name is in `names` by a `LoRALinear` around it: the class of the
+# two cells above, from the library file they were exported to.
 #
 # ## 3 · The same with peft, number for number
 #
@@ -155,12 +244,35 @@ out_theirs.loss.backward()
 g_ours = ours.model.layers[2].self_attn.v_proj.lora_A.grad
 g_theirs = theirs.base_model.model.model.layers[2].self_attn.v_proj.lora_A["default"].weight.grad
 print(
-    f"max |logit diff| {(out_ours.logits - out_theirs.logits).abs().max():.1e}, max |grad diff| {(g_ours - g_theirs).abs().max():.1e}"
+    f"max |logit diff| {(out_ours.logits - out_theirs.logits).abs().max():.1e}, max |grad diff| "
+    f"{(g_ours - g_theirs).abs().max():.1e}"
 )
 assert torch.allclose(out_ours.logits, out_theirs.logits, atol=1e-5) and torch.allclose(
     g_ours, g_theirs, atol=1e-6
 )
-assert trainable_share(ours)[0] == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+assert count_parameters(ours, trainable_only=True) == sum(
+    p.numel() for p in theirs.parameters() if p.requires_grad
+)
+
+# %% [markdown]
+# The rsLoRA scaling gives the same agreement: peft's `use_rslora=True` against `rslora=True`, with
+# the same non-zero $A$ and $B$ at $r = 8$, $\alpha = 16$ (scaling $16/\sqrt{8} \approx 5.66$, not 2):
+
+# %%
+ours_rs = inject_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=8, alpha=16, rslora=True)
+theirs_rs = get_peft_model(
+    copy.deepcopy(base),
+    LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], use_rslora=True),
+)
+with torch.no_grad():
+    for name, p in theirs_rs.named_parameters():
+        if "lora_B" in name:
+            p.normal_(std=0.02)
+    copy_from_peft(ours_rs, theirs_rs)
+    diff = (ours_rs(input_ids=ids).logits - theirs_rs(input_ids=ids).logits).abs().max().item()
+scaling = lora_layers(ours_rs)["model.layers.0.self_attn.q_proj"].scaling
+print(f"rsLoRA, scaling {scaling:.3f}: max |logit diff| {diff:.1e}")
+assert diff < 1e-5 and abs(scaling - 16 / math.sqrt(8)) < 1e-12
 
 # %% [markdown]
 # ## 4 · Why is low rank enough?
@@ -173,7 +285,7 @@ assert trainable_share(ours)[0] == sum(p.numel() for p in theirs.parameters() if
 # %%
 reviews_train, reviews_test = load_jsonl("reviews_train"), load_jsonl("reviews_test")[:300]
 gold = [r["label"] for r in reviews_test]
-full = load_classifier().to(device)
+full, _ = load_model("classifier", device=device)
 w0 = {n: p.detach().clone() for n, p in full.named_parameters() if p.ndim == 2 and "layers" in n}
 hist_full = train(
     full,
@@ -182,7 +294,8 @@ hist_full = train(
 )
 acc_full = accuracy(predict_labels(full, tok, [r["text"] for r in reviews_test]), gold)
 print(
-    f"full fine-tune: accuracy {acc_full:.1%} in {hist_full.seconds:.0f} s, {trainable_share(full)[0]:,} parameters trained"
+    f"full fine-tune: accuracy {acc_full:.1%} in {hist_full.seconds:.0f} s, "
+    f"{count_parameters(full, trainable_only=True):,} parameters trained"
 )
 
 
@@ -235,7 +348,7 @@ plot_lines(
 
 # %%
 lora_clf = inject_lora(
-    load_classifier().to(device),
+    load_model("classifier", device=device)[0],
     ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     r=2,
     alpha=8,
@@ -249,7 +362,8 @@ hist_lora = train(
 )
 acc_lora = accuracy(predict_labels(lora_clf, tok, [r["text"] for r in reviews_test]), gold)
 print(
-    f"LoRA: accuracy {acc_lora:.1%} with {n_train:,} of {n_all:,} parameters trainable ({n_train / n_all:.2%}), {hist_lora.seconds:.0f} s"
+    f"LoRA: accuracy {acc_lora:.1%} with {n_train:,} of {n_all:,} parameters trainable "
+    f"({n_train / n_all:.2%}), {hist_lora.seconds:.0f} s"
 )
 
 # %% [markdown]
@@ -279,48 +393,29 @@ assert n_train / n_all <= 0.015, "with about 1 % of the parameters"
 #
 # At inference, $W = W_0 + \frac{\alpha}{r} BA$ can be computed once and stored: the merged model
 # has exactly the base model's shape and cost. Unmerged, every adapted layer does two extra small
-# matrix products.
+# matrix products. `merge_lora(model)` calls `merge()` (section 2) on every LoRA layer of the
+# trained classifier and puts the plain `nn.Linear` back in its place:
 
 # %%
 merged = merge_lora(copy.deepcopy(lora_clf))
 batch = tok([r["text"] for r in reviews_test[:64]], return_tensors="pt", padding=True).to(device)
 with torch.no_grad():
     same = torch.allclose(merged(**batch).logits, lora_clf(**batch).logits, atol=1e-4)
-layer = lora_layers(lora_clf)["model.layers.0.self_attn.q_proj"]
-w_before = layer.base.weight.detach().clone()
-layer.merge()
-layer.unmerge()
-restored = (layer.base.weight - w_before).abs().max().item()
-print(
-    "merged outputs equal:",
-    same,
-    "| LoRA layers left:",
-    len(lora_layers(merged)),
-    f"| unmerge restores W to {restored:.1e}",
-)
-assert same and not lora_layers(merged) and restored < 1e-6
+print("merged outputs equal:", same, "| LoRA layers left:", len(lora_layers(merged)))
+assert same and not lora_layers(merged)
 
 
 # %% [markdown]
-# Latency: the median time of a forward pass over 64 reviews, for the base model, the merged and the unmerged adapter:
+# Latency: the median time of a forward pass over 64 reviews (after one untimed warm-up pass),
+# for the base model, the merged and the unmerged adapter. `median_seconds` is the course's one
+# timer (`course_lib.measure`); on a GPU it waits for the queued kernels before reading the clock.
 
 # %%
-def latency_ms(model, repeats=11):
-    with torch.no_grad():
-        model(**batch)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(**batch)
-            times.append(time.perf_counter() - t)
-    return 1000 * sorted(times)[repeats // 2]
-
-
-lat = {
-    "base model": latency_ms(full),
-    "merged LoRA": latency_ms(merged),
-    "unmerged LoRA": latency_ms(lora_clf),
-}
+with torch.no_grad():
+    lat = {
+        name: 1000 * median_seconds(lambda: m(**batch), repeats=11, warmup=1)
+        for name, m in [("base model", full), ("merged LoRA", merged), ("unmerged LoRA", lora_clf)]
+    }
 print({k: f"{v:.1f} ms" for k, v in lat.items()}, "(median of 11, batch of 64 reviews)")
 assert lat["merged LoRA"] < 1.15 * lat["base model"], (
     "a merged model should cost what the base model costs"
@@ -367,7 +462,7 @@ targets = {}
 for label, mods in [("q,v", ["q_proj", "v_proj"]), ("all linear", ALL)]:
     m = inject_lora(copy.deepcopy(base), mods, r=8, alpha=16)
     ce, _ = clinic_run(m, lr=3e-3)
-    targets[label] = (ce, trainable_share(m)[0])
+    targets[label] = (ce, count_parameters(m, trainable_only=True))
     print(f"{label:>10}: clinic loss {ce:.3f}, {targets[label][1]:,} trainable parameters")
 assert targets["all linear"][0] < targets["q,v"][0], (
     "adapting all linear layers should fit the domain better"
@@ -381,7 +476,7 @@ assert targets["all linear"][0] < targets["q,v"][0], (
 ranks, sweep = [1, 8, 16, 64], {8: targets["q,v"]}  # r=8 with alpha=16 was run above
 for r in [r for r in ranks if r not in sweep]:
     m = inject_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=r, alpha=2 * r)
-    sweep[r] = (clinic_run(m, lr=3e-3)[0], trainable_share(m)[0])
+    sweep[r] = (clinic_run(m, lr=3e-3)[0], count_parameters(m, trainable_only=True))
 print("  r   clinic loss   trainable")
 for r in ranks:
     print(f"{r:3d} {sweep[r][0]:12.3f} {sweep[r][1]:11,}")
@@ -411,7 +506,8 @@ ax.set_title("Rank sweep");
 per_param_low = (sweep[1][0] - sweep[8][0]) / (sweep[8][1] - sweep[1][1])
 per_param_high = (sweep[8][0] - sweep[64][0]) / (sweep[64][1] - sweep[8][1])
 print(
-    f"loss gained per 1,000 extra parameters: r 1→8 {1000 * per_param_low:.3f}, r 8→64 {1000 * per_param_high:.4f}"
+    f"loss gained per 1,000 extra parameters: r 1→8 {1000 * per_param_low:.3f}, r 8→64 "
+    f"{1000 * per_param_high:.4f}"
 )
 assert sweep[64][0] < sweep[1][0] - 0.3, "a higher rank should fit the domain better"
 assert per_param_high < per_param_low / 4, "expected diminishing returns per parameter"

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · QLoRA and quantization
 #
-# **Measured runtime:** 25 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 40 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # LoRA (chapter 04) shrinks what you *train*; the frozen base model still has to sit in memory
 # in 16 or 32 bits. **QLoRA** (Dettmers et al., 2023) stores that frozen base in **4 bits** and
@@ -22,12 +22,14 @@
 import torch
 import matplotlib.pyplot as plt
 import course_lib
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.world.datasets import corpus_documents
 from course_lib.evaluation import cross_entropy, choose_many, accuracy
 from course_lib.training import TrainConfig, train, text_batches
-from course_lib import quantization as Q, qlora
+from course_lib import qlora
+from course_lib.measure import train_step_seconds
+from course_lib.quantization import check_table
 
 device = course_lib.setup(seed=0)
 import warnings
@@ -36,9 +38,13 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renam
 import bitsandbytes.functional as bnbf
 
 # %% [markdown]
-# `course_lib.quantization` holds the from-scratch code of this chapter (you will rewrite its core in
-# the exercises) and `course_lib.qlora` the helpers for loading, counting bytes and timing;
-# `bitsandbytes.functional` is the reference everything is checked against.
+# The from-scratch code of this chapter is written in the cells that start with
+# `#| export course_lib.quantization`: those cells are copied verbatim into
+# `course_lib/quantization.py` (`make lib`), which the tests and later chapters import, so the code
+# checked against `bitsandbytes` here is the library's code. (`check_table`, imported above, only
+# turns a bad argument into a clear error.) `course_lib.qlora` holds the helpers for counting a
+# 4-bit model's bytes, `course_lib.measure` the timer; `bitsandbytes.functional` is the reference
+# everything is checked against.
 
 # %% [markdown]
 # ## 1 · Why quantize, and absmax int8
@@ -52,13 +58,37 @@ import bitsandbytes.functional as bnbf
 # $$c = \frac{\max_i |x_i|}{L}, \qquad q_i = \operatorname{round}\!\left(\frac{x_i}{c}\right) \in \{-L,\dots,L\}, \qquad \hat x_i = q_i\, c .$$
 #
 # Storage: $b$ bits per entry plus one float $c$. Rounding to the nearest integer makes every error
-# at most half a step: $|x_i-\hat x_i| \le c/2$.
+# at most half a step: $|x_i-\hat x_i| \le c/2$. The scale can also be taken per row (or any other
+# slice): `dim` names the dimension the max runs over.
 
 # %%
-model, tok = load_base_model(device=device)
+#| export course_lib.quantization
+def absmax_quantize(
+    x: torch.Tensor, bits: int = 8, dim: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric absmax quantization q = round(x / c), c = max|x| / (2^(bits-1) - 1).
+
+    One c for the whole tensor, or one per slice with the max taken over `dim` (kept as size 1):
+    dim=1 on a [out, in] weight gives one scale per row, LLM.int8()'s format."""
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be between 2 and 8 (the codes are int8), got {bits}")
+    levels = 2 ** (bits - 1) - 1  # L: 127 for int8, 7 for int4
+    absmax = x.abs().max() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    scale = absmax.clamp(min=1e-12) / levels  # c (the clamp spares an all-zero x a division by 0)
+    q = torch.round(x / scale).clamp(-levels, levels)  # the nearest integer in [-L, L]
+    return q.to(torch.int8), scale
+
+
+def absmax_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x ≈ q · c."""
+    return q.float() * scale
+
+
+# %%
+model, tok = load_model("causal", device=device)
 w = model.model.layers[0].self_attn.q_proj.weight.detach()  # [192, 192]
-q, scale = Q.absmax_quantize(w, bits=8)
-err = (Q.absmax_dequantize(q, scale) - w).abs()
+q, scale = absmax_quantize(w, bits=8)
+err = (absmax_dequantize(q, scale) - w).abs()
 print(
     f"max |w| {w.abs().max():.4f}  step c {scale:.2e}  max error {err.max():.2e}  (≤ c/2 = {scale / 2:.2e})"
 )
@@ -66,14 +96,14 @@ assert err.max() <= scale / 2 + 1e-9, "rounding to nearest keeps every error wit
 
 # %% [markdown]
 # `bitsandbytes` does the same per **row** of a weight matrix (`int8_vectorwise_quant`, the
-# LLM.int8() format). Our function applied row by row must give identical integers and scales:
+# LLM.int8() format). Our function with the max over `dim=1` must give identical integers and scales:
 
 # %%
 q_bnb, row_absmax, _ = bnbf.int8_vectorwise_quant(w.contiguous())
-ours = torch.stack([Q.absmax_quantize(row)[0] for row in w])
+ours, row_scale = absmax_quantize(w, dim=1)
 print("rows", len(w), "| same int8 codes:", torch.equal(ours, q_bnb))
 assert torch.equal(ours, q_bnb), "absmax int8 from scratch must give bitsandbytes' codes"
-assert torch.allclose(row_absmax, w.abs().amax(dim=1)), "bitsandbytes stores max|row| per row"
+assert torch.allclose(row_absmax, 127 * row_scale.squeeze(1)), "bnb stores max|row| per row"
 
 
 # %% [markdown]
@@ -92,8 +122,8 @@ spiked[0, 0] = 20 * w.abs().max()
 rest = torch.ones_like(w, dtype=torch.bool)
 rest[0, 0] = False
 for bits in (8, 4):
-    clean = mse(Q.absmax_dequantize(*Q.absmax_quantize(w, bits)), w)
-    spoilt = mse(Q.absmax_dequantize(*Q.absmax_quantize(spiked, bits))[rest], w[rest])
+    clean = mse(absmax_dequantize(*absmax_quantize(w, bits)), w)
+    spoilt = mse(absmax_dequantize(*absmax_quantize(spiked, bits))[rest], w[rest])
     print(f"int{bits}: MSE {clean:.2e} -> with one outlier {spoilt:.2e}  ({spoilt / clean:.0f}x)")
     assert spoilt > 10 * clean, "one outlier should inflate the error of all other weights"
 
@@ -115,26 +145,66 @@ for bits in (8, 4):
 #   like every float format. This is the OCP E2M1 element of MXFP4.
 # * **NF4** — *NormalFloat*: the levels are quantiles of a standard normal distribution.
 #
-# Build E2M1 from its bits:
+# Int4 is one line (bitsandbytes' table lists 7 down to −7, with a −0 to fill 16 codes):
 
 # %%
-magnitudes = [(m / 2 if e == 0 else 2 ** (e - 1) * (1 + m / 2)) for e in range(4) for m in range(2)]
-e2m1 = torch.tensor(sorted({s * v for s in (1, -1) for v in magnitudes})) / max(magnitudes)
-print("E2M1 x 6:", (e2m1 * 6).tolist())
-assert torch.equal(e2m1, Q.e2m1_values().sort().values), (
-    "E2M1 built from bits must equal course_lib's table"
-)
+#| export course_lib.quantization
+def int4_values() -> torch.Tensor:
+    """bitsandbytes' Int4 table: the integers 7 … -7 (and -0), divided by 7."""
+    return torch.tensor([7, 6, 5, 4, 3, 2, 1, 0, -0.0, -1, -2, -3, -4, -5, -6, -7]) / 7
+
 
 # %% [markdown]
-# **bitsandbytes' FP4 is a different table.** `quant_type="fp4"` in bitsandbytes uses another
-# exponent bias and subnormal rule: its magnitudes (divided by 12) are
-# $\{0, 0.0052, 0.167, 0.25, 0.333, 0.5, 0.667, 1\}$: one level almost at zero and then a gap up to 0.167.
+# E2M1, built from its bits:
+
+# %%
+#| export course_lib.quantization
+def e2m1_values() -> torch.Tensor:
+    """The OCP E2M1 (MXFP4) values built from their bits, ascending, divided by the largest (6)."""
+    magnitudes = [
+        m / 2 if e == 0 else 2 ** (e - 1) * (1 + m / 2)  # subnormal if e = 0, else normal
+        for e in range(4)  # 2 exponent bits
+        for m in range(2)  # 1 mantissa bit
+    ]
+    signed = sorted({s * v for s in (1, -1) for v in magnitudes})  # a set: +0 and -0 are one value
+    return torch.tensor(signed) / max(magnitudes)
+
+
+# %% [markdown]
+# The check: the table the OCP Microscaling (MX) specification prints for E2M1, typed in by hand.
+
+# %%
+spec = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6])  # OCP MX v1.0, the E2M1 magnitudes
+e2m1 = e2m1_values()
+print(f"E2M1 x 6 ({len(e2m1)} distinct values):", (e2m1 * 6).tolist())
+assert torch.allclose(e2m1 * 6, torch.cat([-spec.flip(0)[:-1], spec])), "E2M1 from its bits = spec"
+
+# %% [markdown]
+# **bitsandbytes' FP4 is a different table.** `quant_type="fp4"` in bitsandbytes reads the
+# exponent field the other way round and has its own subnormal rule: exponent field $e = 1, 2, 3$
+# gives $2^{4-e}(1 + m/2)$ (8 and 12, 4 and 6, 2 and 3), $e = 0$ gives $m \cdot 0.0625$, and the
+# table is divided by its largest value, 12. Its magnitudes are therefore
+# $\{0, 0.0052, 0.167, 0.25, 0.333, 0.5, 0.667, 1\}$: one level almost at zero and then a gap up to
+# 0.167. The table lists the 16 bit patterns 0000 … 1111 in order (sign bit first), so it is not sorted.
 # Keep that gap in mind for section 4.
+
+# %%
+#| export course_lib.quantization
+def fp4_values() -> torch.Tensor:
+    """bitsandbytes' FP4 table in code order (0000 … 1111): 1 sign, 2 exponent, 1 mantissa bit."""
+    table = []
+    for sign in (1.0, -1.0):  # the first bit
+        for e in range(4):  # the exponent field
+            for m in range(2):  # the mantissa bit
+                magnitude = m * 0.0625 if e == 0 else 2.0 ** (4 - e) * (1 + m / 2)
+                table.append(sign * magnitude / 12.0)  # 12 = the largest magnitude (e=1, m=1)
+    return torch.tensor(table)
+
 
 # %%
 fp4_bnb = bnbf.get_4bit_type("fp4", device="cpu")
 print("bitsandbytes FP4 (code order):", [round(v, 4) for v in fp4_bnb.tolist()])
-assert torch.allclose(Q.fp4_values(), fp4_bnb), "course_lib's fp4_values() is bitsandbytes' table"
+assert torch.allclose(fp4_values(), fp4_bnb), "fp4_values() must be bitsandbytes' table"
 
 # %% [markdown]
 # ### NF4 from normal quantiles
@@ -150,23 +220,33 @@ assert torch.allclose(Q.fp4_values(), fp4_bnb), "course_lib's fp4_values() is bi
 # v^-_j = -Q_{\mathcal N}(p_j) \text{ (7 values)},\qquad \delta = \tfrac12\left(\left(1-\tfrac1{2\cdot15}\right)+\left(1-\tfrac1{2\cdot16}\right)\right)$$
 #
 # and finally divides all 16 by the largest magnitude, $Q_{\mathcal N}(\delta)$. The offset
-# $\delta \approx 0.9677$ avoids $Q_{\mathcal N}(1) = \infty$.
+# $\delta \approx 0.9677$ avoids $Q_{\mathcal N}(1) = \infty$. `scipy.stats.norm.ppf` is $Q_{\mathcal N}$.
+# bitsandbytes writes $\delta$ rounded to 0.9677083 and spaces the probabilities in float32; we do
+# the same, so that the table, and every rounding decision made with it, matches bit for bit:
+
+# %%
+#| export course_lib.quantization
+def nf4_values(delta: float = 0.9677083) -> torch.Tensor:
+    """The 16 NF4 values, ascending: 7 negative and 8 positive normal quantiles and 0, in [-1, 1]."""
+    from scipy.stats import norm
+
+    if not 0.5 < delta < 1:
+        raise ValueError(f"delta must be in (0.5, 1): the quantile of 1 is infinite, got {delta}")
+    positive = norm.ppf(torch.linspace(delta, 0.5, 9)[:-1].numpy())  # 8 quantiles > 0
+    negative = -norm.ppf(torch.linspace(delta, 0.5, 8)[:-1].numpy())  # 7 quantiles < 0
+    raw = torch.tensor(sorted([*negative, 0.0, *positive]), dtype=torch.float64)
+    return (raw / raw.abs().max()).float()  # divide by Q_N(delta): the range is [-1, 1]
+
 
 # %%
 from scipy.stats import norm
 
 delta = 0.5 * ((1 - 1 / (2 * 15)) + (1 - 1 / (2 * 16)))
-positive = norm.ppf(torch.linspace(delta, 0.5, 9)[:-1].double().numpy())  # 8 quantiles > 0
-negative = -norm.ppf(torch.linspace(delta, 0.5, 8)[:-1].double().numpy())  # 7 quantiles < 0
-raw = torch.tensor(sorted([*negative, 0.0, *positive]))
-nf4 = (raw / raw.abs().max()).float()
-nf4_bnb = bnbf.get_4bit_type("nf4", device="cpu")
-print(f"delta {delta:.7f}  largest raw quantile {raw.abs().max():.4f}")
+nf4, nf4_bnb = nf4_values(), bnbf.get_4bit_type("nf4", device="cpu")
+print(f"delta {delta:.10f}  largest raw quantile Q_N(delta) {norm.ppf(delta):.4f}")
 print("NF4:", [round(v, 4) for v in nf4.tolist()])
-assert torch.allclose(nf4, nf4_bnb, atol=1e-6), (
-    "NF4 from normal quantiles must equal bitsandbytes' table"
-)
-assert torch.allclose(nf4, Q.nf4_values(), atol=1e-7)
+assert torch.equal(nf4, nf4_bnb), "NF4 from normal quantiles must be bitsandbytes' table, bit for bit"
+print(f"with the unrounded delta: max difference {(nf4_values(delta) - nf4_bnb).abs().max():.1e}")
 
 # %% [markdown]
 # The four tables side by side. NF4 is dense near zero and sparse in the tails; Int4 is even;
@@ -174,10 +254,10 @@ assert torch.allclose(nf4, Q.nf4_values(), atol=1e-7)
 
 # %%
 tables = {
-    "Int4": Q.int4_values(),
-    "FP4 (bnb)": Q.fp4_values(),
-    "FP4 (E2M1)": Q.e2m1_values(),
-    "NF4": Q.nf4_values(),
+    "Int4": int4_values(),
+    "FP4 (bnb)": fp4_values(),
+    "FP4 (E2M1)": e2m1_values(),
+    "NF4": nf4_values(),
 }
 fig, ax = plt.subplots(figsize=(7, 2.2))
 for i, (name, t) in enumerate(tables.items()):
@@ -195,18 +275,70 @@ plt.tight_layout()
 #
 # $$q_i = \arg\min_k \left| \frac{x_i}{c_b} - v_k \right|, \qquad \hat x_i = v_{q_i}\, c_b .$$
 #
-# The codes are packed two per byte (first code in the high nibble). Our `quantize_blockwise`
-# finds the nearest value with `torch.bucketize` on the midpoints between sorted table values, then
-# maps back to the table's own code order (bitsandbytes' FP4 table is not sorted). Check it against
-# `bitsandbytes.functional.quantize_4bit` on a real weight:
+# The nearest value is found with `torch.bucketize` on the **midpoints** between neighbouring
+# values of the sorted table: an entry between two midpoints is nearest to the value between them.
+# The position in the sorted table is then mapped back to the table's own code order (bitsandbytes'
+# FP4 table is not sorted). A tensor whose size is not a multiple of $B$ gets a last block padded
+# with zeros.
+
+# %%
+#| export course_lib.quantization
+def quantize_blockwise(
+    x: torch.Tensor, values: torch.Tensor, blocksize: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes (uint8 indices into `values`, the shape of x) and one absmax per block of `blocksize`
+    consecutive entries: each entry divided by its block's max |x| and rounded to the nearest value."""
+    check_table(values, blocksize)  # clear errors for a bad table or block size
+    flat = x.reshape(-1).float()
+    padded = torch.cat([flat, flat.new_zeros((-len(flat)) % blocksize)])  # fill the last block
+    absmax = padded.view(-1, blocksize).abs().amax(dim=1)  # c_b, one per block
+    scale = absmax.clamp(min=1e-38).repeat_interleave(blocksize)[: len(flat)]
+    scaled = (flat / scale).clamp(-1, 1)
+    order = torch.argsort(values, stable=True)  # positions of the table's values, ascending
+    bounds = (values[order[:-1]] + values[order[1:]]) / 2  # midpoints between neighbours
+    codes = order[torch.bucketize(scaled, bounds)]  # nearest value, as an index into `values`
+    return codes.to(torch.uint8).reshape(x.shape), absmax
+
+
+# %% [markdown]
+# Dequantizing is a table lookup times the block's absmax. For storage the codes are packed two per
+# byte, the first code in the high nibble (bitsandbytes' layout):
+
+# %%
+#| export course_lib.quantization
+def dequantize_blockwise(
+    codes: torch.Tensor, absmax: torch.Tensor, values: torch.Tensor, blocksize: int = 64
+) -> torch.Tensor:
+    """x ≈ values[code] · absmax of its block."""
+    flat = values[codes.reshape(-1).long()]
+    scale = absmax.repeat_interleave(blocksize)[: len(flat)]
+    if len(scale) != len(flat):
+        raise ValueError(
+            f"{len(absmax)} absmax values cannot cover {len(flat)} codes with blocksize {blocksize}"
+        )
+    return (flat * scale).reshape(codes.shape)
+
+
+def pack_4bit(codes: torch.Tensor) -> torch.Tensor:
+    """Two 4-bit codes per byte, the first in the high nibble: a [n/2, 1] uint8 tensor."""
+    flat = codes.reshape(-1).to(torch.uint8)
+    if flat.max() > 15:
+        raise ValueError("4-bit codes must be in 0..15")
+    if len(flat) % 2:
+        flat = torch.cat([flat, flat.new_zeros(1)])  # an odd count: pad the last byte
+    return ((flat[::2] << 4) | flat[1::2]).unsqueeze(1)
+
+
+# %% [markdown]
+# Check all three against `bitsandbytes.functional.quantize_4bit` on a real weight:
 
 # %%
 w = model.model.layers[1].mlp.down_proj.weight.detach()  # [192, 512]
-for kind, table in [("nf4", Q.nf4_values()), ("fp4", Q.fp4_values())]:
+for kind, table in [("nf4", nf4_values()), ("fp4", fp4_values())]:
     packed, state = bnbf.quantize_4bit(w, blocksize=64, quant_type=kind)
-    codes, absmax = Q.quantize_blockwise(w, table, blocksize=64)
-    ours = Q.dequantize_blockwise(codes, absmax, table, blocksize=64)
-    same_bytes = torch.equal(Q.pack_4bit(codes), packed)
+    codes, absmax = quantize_blockwise(w, table, blocksize=64)
+    ours = dequantize_blockwise(codes, absmax, table, blocksize=64)
+    same_bytes = torch.equal(pack_4bit(codes), packed)
     max_diff = (ours - bnbf.dequantize_4bit(packed, state)).abs().max().item()
     print(
         f"{kind}: {w.numel()} weights -> {packed.numel()} bytes + {absmax.numel()} absmax | "
@@ -222,8 +354,8 @@ for kind, table in [("nf4", Q.nf4_values()), ("fp4", Q.fp4_values())]:
 # %%
 block_err = {}
 for bs in (w.numel(), 256, 64, 16):
-    codes, absmax = Q.quantize_blockwise(w, Q.nf4_values(), bs)
-    block_err[bs] = mse(Q.dequantize_blockwise(codes, absmax, Q.nf4_values(), bs), w)
+    codes, absmax = quantize_blockwise(w, nf4_values(), bs)
+    block_err[bs] = mse(dequantize_blockwise(codes, absmax, nf4_values(), bs), w)
     print(
         f"block {bs:>6}: MSE {block_err[bs]:.2e}   constants cost {32 / bs:.3f} bits/weight in fp32"
     )
@@ -287,7 +419,7 @@ plt.tight_layout()
 
 # %%
 def code_entropy(table):
-    codes = torch.cat([Q.quantize_blockwise(v, table, 64)[0].reshape(-1) for v in weights.values()])
+    codes = torch.cat([quantize_blockwise(v, table, 64)[0].reshape(-1) for v in weights.values()])
     p = torch.bincount(codes.long(), minlength=16).double() / codes.numel()
     return -(p[p > 0] * p[p > 0].log2()).sum().item()
 
@@ -327,15 +459,44 @@ assert max(val_ce.values()) - val_ce["fp32"] < 0.01, (
 #
 # $$\text{bits/param} = 4 + \underbrace{\frac{8}{64} + \frac{32}{64 \cdot 256}}_{0.127} \quad\text{instead of}\quad 4 + \underbrace{\frac{32}{64}}_{0.5}.$$
 #
-# The saving, 0.373 bits per parameter, is about 3 GB for a 65B model. From scratch against
-# bitsandbytes (`compress_statistics=True` turns double quantization on):
+# The saving, 0.373 bits per parameter, is about 3 GB for a 65B model. The formula as a function:
+
+# %%
+#| export course_lib.quantization
+def bits_per_parameter(
+    bits: int = 4, blocksize: int = 64, double_quant: bool = False, blocksize2: int = 256
+) -> float:
+    """Storage per weight: the code plus its share of the block constants (fp32, or 8-bit + fp32)."""
+    if double_quant:
+        return bits + 8 / blocksize + 32 / (blocksize * blocksize2)
+    return bits + 32 / blocksize
+
+
+# %% [markdown]
+# Double quantization itself is three lines on top of `quantize_blockwise`. The 8-bit table `code`
+# is bitsandbytes' "dynamic" 8-bit code (256 values in $[-1, 1]$, dense near 0), which a
+# `quantize_4bit` state carries as `state2.code`:
+
+# %%
+#| export course_lib.quantization
+def double_quantize(absmax: torch.Tensor, code: torch.Tensor, blocksize: int = 256):
+    """Quantize the block constants themselves (QLoRA §3): subtract their mean, then 8-bit
+    blockwise with the table `code`. Returns (codes, absmax of the absmax blocks, offset)."""
+    offset = absmax.mean()  # all absmax are > 0: centring uses both halves of the signed code
+    codes, absmax2 = quantize_blockwise(absmax - offset, code, blocksize)
+    return codes, absmax2, offset
+
+
+# %% [markdown]
+# From scratch against bitsandbytes (`compress_statistics=True` turns double quantization on):
 
 # %%
 _, plain = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4")
 _, dq = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
-codes2, absmax2, offset = Q.double_quantize(plain.absmax, dq.state2.code, blocksize=256)
+codes2, absmax2, offset = double_quantize(plain.absmax, dq.state2.code, blocksize=256)
 print(
-    f"{plain.absmax.numel()} fp32 constants -> {codes2.numel()} uint8 codes + {absmax2.numel()} fp32 + offset {offset:.4f}"
+    f"{plain.absmax.numel()} fp32 constants -> {codes2.numel()} uint8 codes + {absmax2.numel()} "
+    f"fp32 + offset {offset:.4f}"
 )
 assert torch.allclose(offset, dq.offset) and torch.allclose(absmax2, dq.state2.absmax), (
     "offset and 2nd-level absmax"
@@ -345,7 +506,8 @@ x = (plain.absmax - offset) / absmax2.repeat_interleave(256)[: len(codes2)]
 code8 = dq.state2.code
 ours_dist, bnb_dist = (x - code8[codes2.long()]).abs(), (x - code8[dq.absmax.long()]).abs()
 print(
-    f"same 8-bit codes: {same:.2%}; where they differ, ours is never farther: {bool((ours_dist <= bnb_dist + 1e-7).all())}"
+    f"same 8-bit codes: {same:.2%}; where they differ, ours is never farther: "
+    f"{bool((ours_dist <= bnb_dist + 1e-7).all())}"
 )
 assert (
     same > 0.98
@@ -373,13 +535,13 @@ def nbytes(*ts):
 n = w.numel()
 bits_plain = 8 * nbytes(packed, plain.absmax) / n
 bits_dq = 8 * nbytes(packed, dq.absmax, dq.state2.absmax, dq.offset.reshape(1)) / n
-print(f"without DQ: {bits_plain:.4f} bits/param (formula {Q.bits_per_parameter(4, 64):.4f})")
+print(f"without DQ: {bits_plain:.4f} bits/param (formula {bits_per_parameter(4, 64):.4f})")
 print(
-    f"with DQ:    {bits_dq:.4f} bits/param (formula {Q.bits_per_parameter(4, 64, double_quant=True):.4f})"
+    f"with DQ:    {bits_dq:.4f} bits/param (formula {bits_per_parameter(4, 64, double_quant=True):.4f})"
 )
 print(f"saving on a 65B model: {(bits_plain - bits_dq) * 65e9 / 8 / 1e9:.1f} GB")
-assert abs(bits_plain - Q.bits_per_parameter(4, 64)) < 1e-9
-assert abs(bits_dq - Q.bits_per_parameter(4, 64, double_quant=True)) < 0.005, (
+assert abs(bits_plain - bits_per_parameter(4, 64)) < 1e-9
+assert abs(bits_dq - bits_per_parameter(4, 64, double_quant=True)) < 0.005, (
     "DQ overhead should be ~0.127 bits"
 )
 
@@ -400,7 +562,7 @@ assert abs(bits_dq - Q.bits_per_parameter(4, 64, double_quant=True)) < 0.005, (
 #   slower there. Nothing is ever computed *in* 4 bits.
 
 # %%
-q4 = qlora.load_4bit(quant_type="nf4", double_quant=True, compute_dtype=torch.float32)
+q4, _ = load_model("4bit", quant_type="nf4", double_quant=True, compute_dtype=torch.float32)
 layer = q4.model.layers[0].self_attn.q_proj
 print(
     type(layer).__name__,
@@ -414,14 +576,15 @@ print(
 )
 deq = bnbf.dequantize_4bit(layer.weight.data, layer.weight.quant_state)
 ref = model.model.layers[0].self_attn.q_proj.weight
-codes, absmax = Q.quantize_blockwise(ref, Q.nf4_values(), 64)
-print(f"same packed codes as ours: {torch.equal(layer.weight.data, Q.pack_4bit(codes))}")
-assert torch.equal(layer.weight.data, Q.pack_4bit(codes)), (
+codes, absmax = quantize_blockwise(ref, nf4_values(), 64)
+print(f"same packed codes as ours: {torch.equal(layer.weight.data, pack_4bit(codes))}")
+assert torch.equal(layer.weight.data, pack_4bit(codes)), (
     "transformers' 4-bit weight = our NF4 codes"
 )
-no_dq, with_dq = mse(Q.dequantize_blockwise(codes, absmax, Q.nf4_values()), ref), mse(deq, ref)
+no_dq, with_dq = mse(dequantize_blockwise(codes, absmax, nf4_values()), ref), mse(deq, ref)
 print(
-    f"weight MSE: NF4 {no_dq:.3e}, NF4 + DQ {with_dq:.3e} ({with_dq / no_dq - 1:+.2%} from quantizing the constants)"
+    f"weight MSE: NF4 {no_dq:.3e}, NF4 + DQ {with_dq:.3e} ({with_dq / no_dq - 1:+.2%} from "
+    "quantizing the constants)"
 )
 assert with_dq < 1.05 * no_dq, "double quantization should add almost no error"
 
@@ -435,9 +598,9 @@ vb = next(iter(text_batches(tok, val_texts[:64], batch_size=64)))
 compute = {}
 with torch.no_grad():
     for dt in (torch.float32, torch.bfloat16):
-        m4 = q4 if dt == torch.float32 else qlora.load_4bit(compute_dtype=dt)
+        m4 = q4 if dt == torch.float32 else load_model("4bit", compute_dtype=dt)[0]
         compute[str(dt)] = m4.train()(**vb).loss.item()
-    fake_nf4 = qlora.fake_quantize(model, Q.nf4_values()).train()(**vb).loss.item()
+    fake_nf4 = qlora.fake_quantize(model, nf4_values()).train()(**vb).loss.item()
 print(
     f"loss: fp32 compute {compute['torch.float32']:.5f} | bf16 compute {compute['torch.bfloat16']:.5f} | "
     f"fake-quantized NF4 (no DQ) {fake_nf4:.5f}"
@@ -455,7 +618,7 @@ assert abs(compute["torch.bfloat16"] - compute["torch.float32"]) < 0.02, (
 # `get_memory_footprint()`, which counts parameters and buffers only.
 
 # %%
-bf16_model = load_base_model()[0].to(torch.bfloat16)
+bf16_model = load_model("causal")[0].to(torch.bfloat16)
 sizes = {
     "fp32": qlora.model_bytes(model),
     "bf16": qlora.model_bytes(bf16_model),
@@ -492,9 +655,10 @@ qs = layer.weight.quant_state
 tables_bits = (
     8 * len(weights) * 4 * (qs.code.numel() + qs.state2.code.numel()) / lin
 )  # 16 + 256 floats per layer
-expected = Q.bits_per_parameter(4, 64, double_quant=True) + tables_bits
+expected = bits_per_parameter(4, 64, double_quant=True) + tables_bits
 print(
-    f"linear layers in 4 bits: {8 * linear_4bit / lin:.3f} bits/param = formula {Q.bits_per_parameter(4, 64, True):.3f}"
+    f"linear layers in 4 bits: {8 * linear_4bit / lin:.3f} bits/param = formula "
+    f"{bits_per_parameter(4, 64, True):.3f}"
     f" + code tables {tables_bits:.3f} (+ offsets) -> expected {expected:.3f}"
 )
 assert abs(8 * linear_4bit / lin - expected) < 0.02, (
@@ -530,7 +694,7 @@ plt.title("Base model size");
 # inference kernel, and that kernel has no backward: training the model afterwards would silently
 # get no gradient through those layers (PyTorch warns "an autograd kernel was not registered").
 # So: train first, evaluate after, and time freshly loaded models; `qlora.cpu_packed_layers(model)`
-# lists repacked layers and `qlora.step_seconds` refuses them.
+# lists repacked layers and `measure.train_step_seconds` refuses them.
 
 # %%
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -562,11 +726,11 @@ print(
 # fp32 base model, and the 4-bit NF4 + DQ base prepared for k-bit training.
 
 # %%
-lora = add_lora(load_base_model(device=device)[0])
+lora = add_lora(load_model("causal", device=device)[0])
 hist_lora = train(lora, text_batches(tok, statements, batch_size=16), cfg)
 qlora_model = add_lora(
     prepare_model_for_kbit_training(
-        qlora.load_4bit(device=device), use_gradient_checkpointing=False
+        load_model("4bit", device=device)[0], use_gradient_checkpointing=False
     )
 )
 hist_qlora = train(qlora_model, text_batches(tok, statements, batch_size=16), cfg)
@@ -584,7 +748,8 @@ score = {
 for name, (seen, para) in score.items():
     print(f"{name}: seen phrasing {seen:.1%}  paraphrase {para:.1%}")
 print(
-    f"training time: LoRA {hist_lora.seconds:.1f} s, QLoRA {hist_qlora.seconds:.1f} s for {cfg.max_steps} steps"
+    f"training time: LoRA {hist_lora.seconds:.1f} s, QLoRA {hist_qlora.seconds:.1f} s for "
+    f"{cfg.max_steps} steps"
 )
 (l_seen, l_para), (q_seen, q_para) = score.values()
 assert l_seen > 0.8 and q_seen > 0.8, "both should learn most of the facts"
@@ -626,10 +791,10 @@ clinic = next(
     iter(text_batches(tok, [r["text"] for r in load_jsonl("clinic_train")], batch_size=16))
 )
 pair = {
-    "LoRA": add_lora(load_base_model(device=device)[0]),
+    "LoRA": add_lora(load_model("causal", device=device)[0]),
     "QLoRA": add_lora(
         prepare_model_for_kbit_training(
-            qlora.load_4bit(device=device), use_gradient_checkpointing=False
+            load_model("4bit", device=device)[0], use_gradient_checkpointing=False
         )
     ),
 }
@@ -639,7 +804,7 @@ for name, b, reps in [
     ("16 statements", batch16, 10),
     ("16 clinic notes", clinic, 3),
 ]:
-    step[name] = qlora.step_seconds(pair, b, repeats=reps)
+    step[name] = train_step_seconds(pair, b, repeats=reps, warmup=2)
     t = step[name]
     print(
         f"{name:>16} ({b['input_ids'].numel():>5} tokens): LoRA {t['LoRA'] * 1e3:6.1f} ms  "
@@ -667,14 +832,15 @@ assert ratios["1 statement"] > ratios["16 clinic notes"], (
 # %%
 gc_model = add_lora(
     prepare_model_for_kbit_training(
-        qlora.load_4bit(device=device),  # default: checkpointing on
+        load_model("4bit", device=device)[0],  # default: checkpointing on
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
 )
-t_gc = qlora.step_seconds(
+t_gc = train_step_seconds(
     {"QLoRA": pair["QLoRA"], "QLoRA + checkpointing": gc_model, "LoRA": pair["LoRA"]},
     batch16,
     repeats=6,
+    warmup=2,
 )
 for k, v in t_gc.items():
     print(f"{k:>22}: {v * 1e3:6.1f} ms per forward + backward ({v / t_gc['LoRA']:.2f}x LoRA)")

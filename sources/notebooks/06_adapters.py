@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Adapters
 #
-# **Measured runtime:** 29 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 38 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # LoRA (chapter 04) adds a low-rank update *beside* a frozen weight matrix. The older idea,
 # **adapters** (Houlsby et al. 2019, *Parameter-Efficient Transfer Learning for NLP*), adds a small
@@ -22,28 +22,32 @@
 
 # %%
 import copy
-import time
+from functools import partial
 import torch
+from torch import nn
 import course_lib
 from course_lib.adapters import (
-    BottleneckAdapter,
+    ACTIVATIONS,
+    check_adapter_args,
     add_adapter,
     adapter_param_count,
     adapter_params,
     adapter_slots,
     set_active_adapter,
 )
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.evaluation import cross_entropy
-from course_lib.lora import inject_lora, merge_lora, trainable_share
+from course_lib.lora import inject_lora, merge_lora
+from course_lib.measure import count_parameters, seconds_per_run
 from course_lib.training import TrainConfig, train, text_batches
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 d = base.config.hidden_size
 print(
-    f"hidden size d = {d}, {base.config.num_hidden_layers} decoder layers, {trainable_share(base)[1]:,} parameters"
+    f"hidden size d = {d}, {base.config.num_hidden_layers} decoder layers, "
+    f"{count_parameters(base):,} parameters"
 )
 
 
@@ -69,35 +73,66 @@ print(
 # $f(W_\text{down} h + b_\text{down})$ times the upstream gradient, non-zero because $W_\text{down}$ is
 # random. (Zero *both* projections and nothing ever trains.)
 
-# %%
-class TinyAdapter(torch.nn.Module):
-    def __init__(self, d: int, m: int):
-        super().__init__()
-        self.down, self.up = torch.nn.Linear(d, m), torch.nn.Linear(m, d)
-        torch.nn.init.zeros_(self.up.weight)
-        torch.nn.init.zeros_(self.up.bias)
+# %% [markdown]
+# The adapter as a module. The cell starts with `#| export course_lib.adapters`: it is copied
+# verbatim into `course_lib/adapters.py` (`make lib`; a test fails if the two differ), so this is
+# the class that `add_adapter` puts into the model below. `check_adapter_args`, imported above, only
+# turns a wrong size or activation into a clear error. Two extras beyond the formula: `delta`, the
+# branch without the residual (the parallel placement of section 2 adds only that), and a `scale`
+# $s$ on the branch ($s = 1$ gives the formula above).
 
-    def forward(self, h):
-        return h + self.up(torch.relu(self.down(h)))
+# %%
+#| export course_lib.adapters
+class BottleneckAdapter(nn.Module):
+    """forward(h) = h + scale · up(act(down(h))); the up-projection starts at zero (identity)."""
+
+    def __init__(self, d_model: int, bottleneck: int, activation: str = "relu", scale: float = 1.0):
+        super().__init__()
+        check_adapter_args(d_model, bottleneck, activation)
+        self.d_model, self.bottleneck, self.scale = d_model, bottleneck, float(scale)
+        self.down = nn.Linear(d_model, bottleneck)  # random (the default init)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(bottleneck, d_model)
+        nn.init.zeros_(self.up.weight)  # a zero up-projection: the adapter starts
+        nn.init.zeros_(self.up.bias)  # as the identity map
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's branch without the residual: scale · up(act(down(x)))."""
+        return self.scale * self.up(self.act(self.down(x)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.delta(h)  # the residual
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, bottleneck={self.bottleneck}, scale={self.scale:g}"
 
 
 # %% [markdown]
-# At initialisation it is exactly the identity; once the up-projection is non-zero, it equals
-# `course_lib.adapters.BottleneckAdapter` (the same layer with input checks, a choice of
-# activation and a `delta` method for the branch alone) given the same weights:
+# A fresh adapter is exactly the identity, and yet it can learn: one backward pass through it gives
+# the up-projection a non-zero gradient, while the down-projection's is zero for now (it is
+# multiplied by the zero up-projection):
 
 # %%
-tiny, h = TinyAdapter(d, 16), torch.randn(4, 7, d)
-assert torch.equal(tiny(h), h), "a zero up-projection makes the adapter the identity"
-torch.nn.init.normal_(tiny.up.weight, std=0.05)
-ours = BottleneckAdapter(d, 16)
-ours.load_state_dict(tiny.state_dict())
-n_params = sum(p.numel() for p in tiny.parameters())
-print(
-    f"max |difference| {(ours(h) - tiny(h)).abs().max():.1e}; {n_params:,} parameters = 2dm + d + m = {adapter_param_count(d, 16):,}"
-)
-assert torch.allclose(ours(h), tiny(h), atol=1e-6) and not torch.allclose(tiny(h), h)
-assert n_params == adapter_param_count(d, 16)
+adapter, h = BottleneckAdapter(d, 16), torch.randn(4, 7, d)
+print(adapter)
+assert torch.equal(adapter(h), h), "a zero up-projection makes the adapter the identity"
+adapter(h).pow(2).sum().backward()  # any loss will do
+g_up, g_down = adapter.up.weight.grad.abs().max(), adapter.down.weight.grad.abs().max()
+print(f"largest |gradient|: up-projection {g_up:.2e}, down-projection {g_down:.2e}")
+assert g_up > 0 and g_down == 0
+
+# %% [markdown]
+# Once the up-projection is non-zero (as after training), the output is the formula of this
+# section, and the parameters are $2dm + d + m$:
+
+# %%
+torch.nn.init.normal_(adapter.up.weight, std=0.05)
+(W_down, b_down), (W_up, b_up) = adapter.down.parameters(), adapter.up.parameters()
+by_hand = h + torch.relu(h @ W_down.T + b_down) @ W_up.T + b_up  # h + W_up f(W_down h + b) + b
+n_params = sum(p.numel() for p in adapter.parameters())
+print(f"max |adapter - formula| {(adapter(h) - by_hand).abs().max():.1e}; {n_params:,} parameters")
+assert torch.allclose(adapter(h), by_hand, atol=1e-6) and not torch.allclose(adapter(h), h)
+assert n_params == adapter_param_count(d, 16) == 2 * d * 16 + d + 16
 
 # %% [markdown]
 # ## 2 · Where adapters go
@@ -143,7 +178,8 @@ for placement, m in [("houlsby", 8), ("pfeiffer", 16), ("parallel", 16)]:
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert all(".adapters.task." in n for n in trainable), "only the adapters may be trainable"
     print(
-        f"{placement:>8}, m = {m:2d}: {len(adapter_slots(model))} slots, {adapter_params(model, 'task'):,} trainable parameters"
+        f"{placement:>8}, m = {m:2d}: {len(adapter_slots(model))} slots, "
+        f"{adapter_params(model, 'task'):,} trainable parameters"
     )
 
 # %% [markdown]
@@ -179,7 +215,7 @@ makers = {
 # The counts, from the models and from the formulas:
 
 # %%
-counts = {name: trainable_share(make())[0] for name, make in makers.items()}
+counts = {name: count_parameters(make(), trainable_only=True) for name, make in makers.items()}
 layers = base.config.num_hidden_layers
 formula = {
     "Houlsby m=8": adapter_param_count(d, 8, 2 * layers),
@@ -190,7 +226,7 @@ formula = {
     "IA3": layers * (d + d + 512),
 }
 for name, n in counts.items():
-    print(f"{name:>14}: {n:>7,} trainable ({n / trainable_share(base)[1]:.2%} of the base model)")
+    print(f"{name:>14}: {n:>7,} trainable ({n / count_parameters(base):.2%} of the base model)")
     assert n == formula[name], f"{name}: the model has {n:,}, the formula says {formula[name]:,}"
 assert counts["IA3"] < min(n for k, n in counts.items() if k != "IA3"), "IA3 should be the smallest"
 
@@ -253,7 +289,7 @@ for name, make in makers.items():
     ce, secs = clinic_run(models[name], LR[name])
     results[name] = (counts[name], ce)
     print(f"{name:>14}: clinic loss {ce:.3f}  ({secs:.1f} s)")
-results["full fine-tune"] = (trainable_share(full)[0], ce_full)
+results["full fine-tune"] = (count_parameters(full, trainable_only=True), ce_full)
 
 # %% [markdown]
 # All methods on one plot: trainable parameters (log scale) against the clinic loss.
@@ -332,17 +368,14 @@ timed = {
 }
 
 
-def latency_ms(batch, rounds):
-    threads, times = torch.get_num_threads(), {k: [] for k in timed}
+def fastest_ms(batch, rounds):
+    """Each model's fastest forward pass over `batch`, in ms: `rounds` interleaved rounds, 1 thread."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    with torch.no_grad():
-        for _ in range(rounds):
-            for k, m in timed.items():
-                t = time.perf_counter()
-                m(**batch)
-                times[k].append(time.perf_counter() - t)
+    with torch.no_grad():  # measure's timer: the models take turns (a dict is timed interleaved)
+        runs = seconds_per_run({k: partial(m, **batch) for k, m in timed.items()}, rounds, warmup=0)
     torch.set_num_threads(threads)
-    return {k: 1000 * min(v) for k, v in times.items()}
+    return {k: 1000 * min(seconds) for k, seconds in runs.items()}
 
 
 # %% [markdown]
@@ -354,8 +387,8 @@ a_batch = tok(
     clinic_val[:16], return_tensors="pt", padding=True, truncation=True, max_length=32
 ).to(device)
 lat = {
-    "1 × 8 tokens": latency_ms(one_request, rounds=51),
-    "16 × 32 tokens": latency_ms(a_batch, rounds=21),
+    "1 × 8 tokens": fastest_ms(one_request, rounds=51),
+    "16 × 32 tokens": fastest_ms(a_batch, rounds=21),
 }
 print(f"{'':>20} {'1 × 8 tokens':>20} {'16 × 32 tokens':>21}")
 for k in timed:
@@ -383,7 +416,7 @@ assert (
 # All the measurements side by side:
 
 # %%
-total = trainable_share(base)[1]
+total = count_parameters(base)
 print(f"{'method':>16} {'trainable':>10} {'share':>7} {'clinic loss':>12} {'latency, batch 1':>17}")
 lat_of = {
     "Houlsby m=8": "Houlsby m=8",

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Prompt tuning, prefix tuning, P-tuning
 #
-# **Measured runtime:** 25 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 37 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # LoRA (chapter 04) changes weights. The methods of this chapter change none: they learn a few
 # **virtual tokens**, vectors that the frozen model reads as if they were part of its input
@@ -16,31 +16,33 @@
 # 4. run prompt tuning, prefix tuning and P-tuning through peft on one task and compare them with LoRA and full fine-tuning, parameters against score;
 # 5. say when a soft prompt is the right tool, and why it is not on a 2 M-parameter model.
 #
-# **Prerequisites:** chapters 03 (the training loop) and 04 (LoRA, `trainable_share`, the clinic task).
+# **Prerequisites:** chapters 03 (the training loop, `count_parameters`) and 04 (LoRA, the clinic task).
 
 # %%
 import copy
 import warnings
 import torch
+from torch import nn
 import course_lib
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.evaluation import cross_entropy
-from course_lib.lora import inject_lora, trainable_share
+from course_lib.formats import IGNORE_INDEX
+from course_lib.lora import inject_lora
+from course_lib.measure import count_parameters, trainable_share
 from course_lib.models import BASE_MODEL_DIR
 from course_lib.prompt_tuning import (
-    SoftPromptLM,
-    prepend_soft_prompt,
+    check_prepend_args,
+    check_soft_prompt_args,
     text_init,
     copy_prompt_from_peft,
     prefix_param_count,
     prefix_projection_param_count,
-    real_token_cross_entropy,
 )
 from course_lib.training import TrainConfig, train, text_batches
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 for noisy in [
     "past_key_values",
     "is_gradient_checkpointing",
@@ -61,8 +63,9 @@ n_layers, n_heads, n_kv, head_dim, hidden = (
     cfg.hidden_size,
 )
 print(
-    f"{n_layers} layers, {n_heads} query heads, {n_kv} key/value heads of size {head_dim}, hidden size {hidden}, "
-    f"{trainable_share(base)[1]:,} parameters"
+    f"{n_layers} layers, {n_heads} query heads, {n_kv} key/value heads of size {head_dim}, hidden "
+    f"size {hidden}, "
+    f"{count_parameters(base):,} parameters"
 )
 
 # %% [markdown]
@@ -85,6 +88,34 @@ print(
 # The prompt goes **in front**: in a causal model a token only sees what comes before it, so a
 # prompt placed after the text could not influence the text at all. Only $n \cdot d$ numbers are
 # trained; the model is not touched.
+#
+# In code: the cell below starts with `#| export course_lib.prompt_tuning`; it and the
+# `SoftPromptLM` cell after it are copied verbatim into `course_lib/prompt_tuning.py` (`make lib`;
+# a test fails if they differ), which the tests and later chapters import. `check_prepend_args` and
+# `check_soft_prompt_args`, imported above, only turn bad shapes into clear errors.
+
+# %%
+#| export course_lib.prompt_tuning
+def prepend_soft_prompt(
+    prompt: torch.Tensor,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+):
+    """Put prompt [n, d] before inputs_embeds [b, L, d]; mask gets n ones, labels n -100s in front."""
+    check_prepend_args(prompt, inputs_embeds, attention_mask, labels)
+    batch, n = inputs_embeds.shape[0], prompt.shape[0]
+    prompts = prompt.to(inputs_embeds.dtype).unsqueeze(0).expand(batch, -1, -1)  # [b, n, d]
+    embeds = torch.cat([prompts, inputs_embeds], dim=1)  # the prompt in FRONT: [b, n + L, d]
+    if attention_mask is not None:  # every real token may attend to the prompt
+        attention_mask = torch.cat([attention_mask.new_ones(batch, n), attention_mask], dim=1)
+    if labels is not None:  # a virtual token has nothing to predict
+        labels = torch.cat([labels.new_full((batch, n), IGNORE_INDEX), labels], dim=1)
+    return embeds, attention_mask, labels
+
+
+# %% [markdown]
+# Three virtual tokens in front of a batch of two notes, the second one padded:
 
 # %%
 prompt = torch.randn(3, hidden)
@@ -104,9 +135,38 @@ assert (
 )
 
 # %% [markdown]
-# `course_lib.prompt_tuning.SoftPromptLM` wraps a model with this: it freezes the model, keeps
-# $P$ as its only `nn.Parameter`, and in `forward` embeds the tokens, calls `prepend_soft_prompt` and
-# runs the model on `inputs_embeds`. Note the logits: they cover the $n$ virtual positions too.
+# A module wraps a model with this: it freezes the model, keeps $P$ as its only `nn.Parameter`
+# (peft's random default $\mathcal{N}(0, 1)$, or the rows `init` it is given), and in `forward`
+# embeds the tokens, calls `prepend_soft_prompt` and runs the model on `inputs_embeds`:
+
+# %%
+#| export course_lib.prompt_tuning
+class SoftPromptLM(nn.Module):
+    """A frozen causal LM with n_virtual trainable embeddings prepended to every input."""
+
+    def __init__(self, model: nn.Module, n_virtual: int, init: torch.Tensor | None = None, std=1.0):
+        super().__init__()
+        hidden = check_soft_prompt_args(model, n_virtual, init)  # the embedding size
+        if init is None:  # peft's RANDOM init, N(0, 1)
+            init = torch.randn(n_virtual, hidden) * std
+        self.model, self.n_virtual = model.requires_grad_(False), n_virtual
+        device = model.get_input_embeddings().weight.device
+        self.prompt = nn.Parameter(init.detach().clone().float().to(device))
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        """The model's output on [P; E(x)]: logits with n_virtual extra positions in front."""
+        embeds = self.model.get_input_embeddings()(input_ids)
+        embeds, attention_mask, labels = prepend_soft_prompt(
+            self.prompt, embeds, attention_mask, labels
+        )
+        return self.model(
+            inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs
+        )
+
+
+# %% [markdown]
+# Wrap a copy of the base model with 20 virtual tokens. Note the logits: they cover the $n$ virtual
+# positions too.
 
 # %%
 soft = SoftPromptLM(copy.deepcopy(base), n_virtual=20)
@@ -174,7 +234,8 @@ assert torch.equal(peft_text.prompt_encoder["default"].embedding.weight, ours_te
 )
 norm = lambda w: w.norm(dim=-1).mean().item()
 print(
-    f"mean vector norm: vocabulary {norm(base.get_input_embeddings().weight):.2f}, text init {norm(ours_text):.2f}, "
+    f"mean vector norm: vocabulary {norm(base.get_input_embeddings().weight):.2f}, text init "
+    f"{norm(ours_text):.2f}, "
     f"random init {norm(peft_prompt.prompt_encoder['default'].embedding.weight):.2f}"
 )
 
@@ -188,16 +249,13 @@ print(
 #
 # `evaluation.cross_entropy` shifts the logits against the token ids. With a soft prompt the logits
 # have $n$ extra positions in front, so they no longer line up with the ids: the positions must be
-# cut away first. `real_token_cross_entropy` keeps only the last $L$ logits, which is right for every
-# model here (for a plain or a prefix-tuned model nothing is cut):
+# cut away first. That is why it reads only the last $L$ logits of a text of $L$ tokens, which is
+# right for every model here (for a plain or a prefix-tuned model nothing is cut):
 
 # %%
 clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
 clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
-ce_base = real_token_cross_entropy(base, tok, clinic_val)
-assert abs(ce_base - cross_entropy(base, tok, clinic_val)) < 1e-6, (
-    "same number as chapter 04 for a plain model"
-)
+ce_base = cross_entropy(base, tok, clinic_val)
 print(f"base model on clinic notes: {ce_base:.3f} nats/token")
 
 
@@ -231,7 +289,7 @@ def clinic_run(model, lr, steps=20):
         text_batches(tok, clinic_train, batch_size=16),
         TrainConfig(lr=lr, max_steps=steps, warmup_steps=2, progress=False),
     )
-    return real_token_cross_entropy(model, tok, clinic_val), h.seconds
+    return cross_entropy(model, tok, clinic_val), h.seconds
 
 
 results = {}  # method -> (trainable parameters, clinic loss, seconds)
@@ -239,7 +297,7 @@ results = {}  # method -> (trainable parameters, clinic loss, seconds)
 
 def record(name, model, lr):
     ce, secs = clinic_run(model, lr)
-    results[name] = (trainable_share(model)[0], ce, secs)
+    results[name] = (count_parameters(model, trainable_only=True), ce, secs)
     print(f"{name:>24}: clinic loss {ce:.3f}, {results[name][0]:>9,} trainable, {secs:.1f} s")
 
 
@@ -348,7 +406,8 @@ from peft import get_peft_model_state_dict
 
 saved = get_peft_model_state_dict(prefix_mlp)
 print(
-    f"trained with the MLP: {n_mlp:,} parameters; saved: {dict((k, tuple(v.shape)) for k, v in saved.items())}"
+    f"trained with the MLP: {n_mlp:,} parameters; saved: "
+    f"{dict((k, tuple(v.shape)) for k, v in saved.items())}"
 )
 assert sum(v.numel() for v in saved.values()) == n_prefix, "what is saved is the prefix alone"
 
@@ -441,7 +500,7 @@ assert tuple(get_peft_model_state_dict(ptuning)["prompt_embeddings"].shape) == (
 
 # %%
 gap = ce_base - results["full fine-tune"][1]
-n_base = trainable_share(base)[1]
+n_base = count_parameters(base)
 print(f"{'method':>24} {'trainable':>10} {'of base':>8} {'clinic loss':>12} {'gap closed':>11}")
 print(f"{'base model':>24} {0:>10,} {0:>8.2%} {ce_base:>12.3f} {0:>11.0%}")
 for name, (n, ce, secs) in sorted(results.items(), key=lambda kv: kv[1][0]):
@@ -548,7 +607,7 @@ assert loss["full fine-tune"] < loss["prefix tuning"] - 1.0, (
 #    labels are $n$ positions shorter than the logits: Hugging Face raises a shape error (or, in a
 #    hand-written loss, every target is misaligned by $n$ positions).
 # 2. $10 \times 32 \times 2 \times 8 \cdot 128 = 655{,}360$ (not $\times 32$ heads: the cache has 8).
-# 3. The logits have $n$ extra positions in front; they must be cut off first (`real_token_cross_entropy`).
+# 3. The logits have $n$ extra positions in front; they must be cut off first (`evaluation.cross_entropy` reads only the last $L$).
 # 4. It is discarded: peft saves only its output, the prefix ($n \times n_\text{layers} \cdot 2 \cdot$ kv dim).
 # </details>
 #

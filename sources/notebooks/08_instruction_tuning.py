@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Instruction tuning (supervised fine-tuning)
 #
-# **Measured runtime:** 95 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 105 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A pretrained model continues text. An assistant answers. **Supervised fine-tuning** (SFT, also
 # called instruction tuning) turns the first into the second by training on (instruction, answer)
@@ -28,16 +28,16 @@ import warnings
 import torch
 import course_lib
 from course_lib import sft
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.evaluation import accuracy, choose_many, cross_entropy, exact_match
 from course_lib.formats import IGNORE_INDEX, packed_attention, padding_waste
-from course_lib.generation import distinct_share, entropy_bits, sampling_probs
+from course_lib.generation import distinct_share, entropy_bits, generate, sampling_probs
 from course_lib.plotting import plot_bars, plot_lines, plot_losses
 from course_lib.training import TrainConfig, text_batches, train
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 MAIN_STEPS, TRL_STEPS, FACT_STEPS = 380, 25, 60  # the chapter's three training budgets
 warnings.filterwarnings(
     "ignore", message=".*(past_key_values|generation flags|use_cache|gradient_checkpointing).*"
@@ -118,7 +118,7 @@ t0 = time.perf_counter()
 em_base = sft.exact_match_by_skill(base, tok, test_recs)
 print({k: round(v, 3) for k, v in em_base.items()}, f"({time.perf_counter() - t0:.1f} s)")
 question = test_recs[0]["messages"][0]["content"]
-print(repr(question), "->", repr(sft.answer(base, tok, [question], max_new_tokens=24)[0]))
+print(repr(question), "->", repr(generate(base, tok, [question], chat=True, max_new_tokens=24)[0]))
 
 
 # %% [markdown]
@@ -180,7 +180,8 @@ def response_ce(model, batch=val_batch) -> float:
 
 
 print(
-    f"base model, response CE: reading test {response_ce(base, reading_batch):.3f}, instructions {response_ce(base):.3f}"
+    f"base model, response CE: reading test {response_ce(base, reading_batch):.3f}, instructions "
+    f"{response_ce(base):.3f}"
 )
 
 # %% [markdown]
@@ -199,7 +200,8 @@ for mask in (True, False):
     )
     reading_ce["masked" if mask else "unmasked"] = response_ce(model, reading_batch)
     print(
-        f"mask_prompt={mask}: reading-test response CE {reading_ce['masked' if mask else 'unmasked']:.3f} ({hist.seconds:.1f} s)"
+        f"mask_prompt={mask}: reading-test response CE "
+        f"{reading_ce['masked' if mask else 'unmasked']:.3f} ({hist.seconds:.1f} s)"
     )
 gap = reading_ce["unmasked"] - reading_ce["masked"]
 assert gap > 0.3, f"masking should lower the answer loss clearly at equal steps, gap only {gap:.3f}"
@@ -232,7 +234,8 @@ rows = sft.pack_examples(examples, max_length=128)
 waste_packed = 1 - sum(lengths) / (len(rows) * 128)
 print(f"{len(examples)} examples, {sum(lengths):,} tokens, lengths {min(lengths)}-{max(lengths)}")
 print(
-    f"padded batches of 16: {waste_padded:.1%} padding; packed into {len(rows)} rows of 128: {waste_packed:.1%}"
+    f"padded batches of 16: {waste_padded:.1%} padding; packed into {len(rows)} rows of 128: "
+    f"{waste_packed:.1%}"
 )
 assert waste_packed < waste_padded / 2, "packing should at least halve the wasted positions"
 
@@ -327,9 +330,8 @@ plot_bars(
 )
 assert em_sft["all"] > em_base["all"] + 0.1, "SFT should raise held-out exact match by > 10 points"
 for r in test_recs[::50]:
-    print(
-        f"{r['skill']:10s} {sft.user_text(r)[:50]!r:55s} -> {sft.answer(chat, tok, [sft.user_text(r)])[0]!r}"
-    )
+    reply = generate(chat, tok, [sft.user_text(r)], chat=True)[0]
+    print(f"{r['skill']:10s} {sft.user_text(r)[:50]!r:55s} -> {reply!r}")
 
 # %% [markdown]
 # The tuned model answers in the format and stops; EM rises from about 0 to 0.18. The skills differ
@@ -431,18 +433,19 @@ assert response_ce(lora_chat) < response_ce(base) - 1.0, (
 #
 # 1. **zero-shot**: ask the SFT model; it has never seen these people, so it can only guess;
 # 2. **in the prompt** (retrieval-style, as in RAG): put the fact's statements before the question,
-#    `sft.answer(..., context=...)`; the 400 reading exercises in the SFT data taught the model to use
-#    such notes;
+#    in one user turn (the note, a line break, the question); the 400 reading exercises in the SFT
+#    data taught the model to use such notes;
 # 3. **in the weights**: continue training the SFT model on the statements, then ask without context.
 
 # %%
 questions, answers = [f["question"] for f in facts], [f["answer"] for f in facts]
-zero_shot = exact_match(sft.answer(chat, tok, questions), answers)
-in_prompt = exact_match(sft.answer(chat, tok, questions, context=notes), answers)
+with_notes = [f"{n}\n{q}" for n, q in zip(notes, questions)]  # the facts, then the question
+zero_shot = exact_match(generate(chat, tok, questions, chat=True), answers)
+in_prompt = exact_match(generate(chat, tok, with_notes, chat=True), answers)
 print(
     f"SFT model on the 80 new facts: zero-shot EM {zero_shot:.3f}, facts in the prompt EM {in_prompt:.3f}"
 )
-for q, n, a in zip(questions[:3], notes, sft.answer(chat, tok, questions[:3], context=notes[:3])):
+for q, n, a in zip(questions[:3], notes, generate(chat, tok, with_notes[:3], chat=True)):
     print(f"{n} | {q} -> {a}")
 assert in_prompt > zero_shot + 0.3, (
     "a model trained to read notes should use facts given in the prompt"
@@ -463,7 +466,7 @@ def probe(model) -> dict:
         "paraphrase": accuracy(
             choose_many(model, tok, [f["probe_paraphrase"] for f in facts], cands), answers
         ),
-        "chat question": exact_match(sft.answer(model, tok, questions), answers),
+        "chat question": exact_match(generate(model, tok, questions, chat=True), answers),
     }
 
 
@@ -480,14 +483,24 @@ print("before:", before, "\nafter: ", after, f"\nin the prompt: {in_prompt:.3f}"
 
 # %% [markdown]
 # What the claims are, as checks: the statements must have been learnt (else the experiment says
-# nothing), and the chat question must still lag far behind the fact given in the prompt.
+# nothing); what the chat question gains must be far below what the seen phrasing gains; and the
+# chat question must still lag far behind the fact given in the prompt. (An earlier version asserted
+# "the chat EM does not rise by 0.05", a margin of four questions out of 80 that failed on another
+# machine: with 80 items the standard error of an EM near 0.05 is about 0.025, so only gaps of
+# several tenths are claims here.)
 
 # %%
+gain = {k: after[k] - before[k] for k in ("seen", "chat question")}
+n_chat = {k: round(d["chat question"] * len(questions)) for k, d in (("before", before), ("after", after))}
+print(
+    f"gain, seen phrasing: {gain['seen']:+.3f}; gain, chat question: {gain['chat question']:+.3f} "
+    f"({n_chat['before']} -> {n_chat['after']} of {len(questions)} questions)"
+)
 assert after["seen"] > before["seen"] + 0.3, (
     "training on the statements should teach the seen phrasing"
 )
-assert after["chat question"] < before["chat question"] + 0.05, (
-    "the statements should not teach the chat answers"
+assert gain["chat question"] < gain["seen"] - 0.3, (
+    "the statements should teach the chat answers far less than the phrasing they show"
 )
 assert after["chat question"] < in_prompt - 0.2, (
     "facts in the weights should not beat facts in the prompt here"
@@ -507,9 +520,10 @@ plot_bars(
 # %% [markdown]
 # The fine-tuned model has learnt the *sentences*: it completes the seen phrasing far above chance
 # (0.75, from 0.12), and even the held-out paraphrase (0.62): a statement-shaped probe
-# transfers to another statement. The *chat question* does not improve at all (0.05 → 0.01;
-# a few more plain-text steps even erode the chat behaviour, and the general CE below rises too), because "X lives in Y" and "Where does X live? → Y" are
-# different token sequences and nothing in the fine-tuning connects them. This is the effect that
+# transfers to another statement. The *chat question* gains nothing beyond noise (the counts out of
+# 80 are printed above; plain-text steps even erode the chat behaviour, and the general CE below
+# rises too), because "X lives in Y" and "Where does X live? → Y" are different token sequences
+# and nothing in the fine-tuning connects them. This is the effect that
 # Allen-Zhu & Li (*Physics of Language Models, Part 3.1*, 2023) study in detail: knowledge stored in one
 # format is extractable in another only if the training data showed many facts in many forms
 # (augmentation). We did not measure their remedy here (it needs rewriting every fact in several
@@ -615,6 +629,8 @@ plot_lines(
 # %% [markdown]
 # And on whole answers: 50 validation prompts (every second one, 10 per skill), 4 samples each, EM (mean over all samples) and the share
 # of distinct answers per prompt (1/4 = always the same answer, 1 = four different ones).
+# `generation.generate` draws every token from exactly `sampling_probs` (temperature, then top-p;
+# no hidden top-k cut):
 
 # %%
 prompts, refs = [sft.user_text(r) for r in val_recs[::2]], [r["output"] for r in val_recs[::2]]
@@ -628,7 +644,7 @@ settings = {
 decode = {}
 for name, (t, p) in settings.items():
     draws = [
-        sft.answer(chat, tok, prompts, max_new_tokens=24, temperature=t, top_p=p, seed=s)
+        generate(chat, tok, prompts, chat=True, max_new_tokens=24, temperature=t, top_p=p, seed=s)
         for s in range(4)
     ]
     decode[name] = (
@@ -651,13 +667,16 @@ q = "Name three animals that people keep as pets."
 for t in (0.0, 1.0, 2.0):
     print(
         f"T={t}:",
-        [sft.answer(chat, tok, [q], max_new_tokens=20, temperature=t, seed=s)[0] for s in range(2)],
+        [
+            generate(chat, tok, [q], chat=True, max_new_tokens=20, temperature=t, seed=s)[0]
+            for s in range(2)
+        ],
     )
 
 # %% [markdown]
 # What the table shows: up to $T = 1$ exact match hardly moves (greedy 0.10, $T = 0.5$ 0.10; on
 # 50 prompts these differ by less than the sampling noise), while the answers already vary (distinct
-# share 0.71 at $T = 0.5$). At $T = 2$ EM collapses to 0.01 and almost every sample differs (0.98):
+# share 0.71 at $T = 0.5$). At $T = 2$ EM collapses to 0.01 and almost every sample differs (0.99):
 # the flattened distribution draws tokens the model itself considers unlikely. For tasks with one right
 # answer (facts, arithmetic, classification) greedy is the safe default: as good, and reproducible.
 # Sampling is for tasks where variety is the point (several drafts, creative text), and for methods

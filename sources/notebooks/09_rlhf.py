@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 · RLHF: reward models, PPO and DPO
 #
-# **Measured runtime:** 106 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 119 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Supervised fine-tuning (chapter 08) teaches a model to imitate good answers. **Reinforcement
 # learning from human feedback** (RLHF) goes one step further: people only say which of two answers
@@ -25,28 +25,36 @@
 
 # %%
 import copy
-import inspect
 import json
 import random
 import tempfile
 import time
 import warnings
+from typing import NamedTuple
 import torch
+import torch.nn.functional as F
 import course_lib
 from course_lib import dpo, ppo, reward_model as rm
 from course_lib.build import rlhf_models
 from course_lib import models
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
-from course_lib.formats import preference_to_conversations
+from course_lib.formats import IGNORE_INDEX, preference_to_conversations
 from course_lib.plotting import plot_bars, plot_lines
 from course_lib.world.preferences import EVASIVE, POLITE, RUDE, gold_reward, is_correct
-from course_lib.sft import answer
+from course_lib.generation import generate
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model()
+base, tok = load_model("causal")
 pref_train, pref_test = load_jsonl("preferences_train"), load_jsonl("preferences_test")
 warnings.filterwarnings("ignore")  # library deprecation chatter
+
+# %% [markdown]
+# The losses and the PPO arithmetic of this chapter are written in cells that start with
+# `#| export course_lib.<module>`: they are copied verbatim into `course_lib/reward_model.py`,
+# `dpo.py` and `ppo.py` (`make lib`), so the code checked against TRL below, and imported by the
+# tests and the exercises' checks, is the code you read here. Loading, batching, sampling and
+# scoring stay in those modules (`rm.`, `dpo.`, `ppo.`).
 
 # %% [markdown]
 # ## 1 · The pipeline and the data
@@ -105,7 +113,7 @@ assert 0.85 < label_vs_gold < 0.95, "the datasheet promises about 10 % label noi
 print(rlhf_models.chosen_as_chat(pref_train[:1]))  # one SFT record
 info = json.loads((models.RLHF_DIR / "build_info.json").read_text())
 print({k: v for k, v in info.items() if k != "rm_first_losses"})
-sft = models.load_sft_policy()
+sft, _ = load_model("sft_policy")
 seconds = {"SFT": info["sft_seconds"], "reward model": info["rm_seconds"]}
 
 # %% [markdown]
@@ -119,13 +127,13 @@ MAX_NEW = 20  # tokens per answer, here and in PPO
 
 
 def gold_score(model) -> float:
-    replies = answer(model, tok, eval_prompts, max_new_tokens=MAX_NEW)
+    replies = generate(model, tok, eval_prompts, chat=True, max_new_tokens=MAX_NEW)
     return sum(gold_reward(p, y) for p, y in zip(eval_prompts, replies)) / len(replies)
 
 
 gold = {"base": gold_score(base), "SFT": gold_score(sft)}
 print({k: round(v, 2) for k, v in gold.items()})
-print(answer(sft, tok, eval_prompts[:4], max_new_tokens=MAX_NEW))
+print(generate(sft, tok, eval_prompts[:4], chat=True, max_new_tokens=MAX_NEW))
 assert gold["SFT"] > gold["base"] + 0.2, "SFT should beat the base model on the gold reward"
 
 # %% [markdown]
@@ -143,39 +151,62 @@ assert gold["SFT"] > gold["base"] + 0.2, "SFT should beat the base model on the 
 # Only differences matter: adding a constant to every reward changes nothing. The reward model is the
 # language model with its vocabulary head replaced by a one-output linear head read at the last
 # token of "prompt + answer" (`AutoModelForSequenceClassification` with `num_labels=1`).
-# `course_lib.reward_model` has the loss (`bradley_terry_loss`, one line: `-logsigmoid(r_w - r_l).mean()`),
-# the pair batches and the scoring.
+#
+# In code, with `F.logsigmoid` rather than `log(sigmoid(...))`, which underflows to $\log 0$ for
+# large negative margins:
+
+# %%
+#| export course_lib.reward_model
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """−log σ(r_chosen − r_rejected), averaged: the negative log-likelihood of the choices."""
+    if r_chosen.shape != r_rejected.shape:
+        raise ValueError(
+            f"chosen and rejected rewards must have the same shape, got "
+            f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}"
+        )
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
 
 # %%
 rc, rr = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0])
-print("loss per pair:", (-torch.nn.functional.logsigmoid(rc - rr)).tolist())
-print(
-    "mean:", rm.bradley_terry_loss(rc, rr).item(), "  log 2 =", torch.log(torch.tensor(2.0)).item()
-)
+print("loss per pair:", (-F.logsigmoid(rc - rr)).tolist())
+print("mean:", bradley_terry_loss(rc, rr).item(), "  log 2 =", torch.log(torch.tensor(2.0)).item())
 
 # %% [markdown]
 # A right order by a margin of 2 costs 0.13, a tie costs $\log 2 = 0.69$, a wrong order by 2 costs
-# 2.13. The training loop is the usual one; each step scores a batch of chosen and a batch of rejected
-# answers. It is `rm.train_reward_model`:
+# 2.13. A training step scores a batch of chosen and a batch of rejected answers (`rm.pair_batches`
+# renders each pair with the chat template) and takes the loss of the two score vectors:
 
 # %%
-print(inspect.getsource(rm.train_reward_model))
+#| export course_lib.reward_model
+def pair_loss(model, batch: dict) -> torch.Tensor:
+    """The Bradley–Terry loss of a reward model on one batch from `pair_batches`."""
+    device = next(model.parameters()).device
+    r = {
+        side: model(**{k: v.to(device) for k, v in batch[side].items()}).logits.squeeze(-1)
+        for side in ("chosen", "rejected")
+    }  # one score per answer: the head read at its last token
+    return bradley_terry_loss(r["chosen"], r["rejected"])
+
 
 # %% [markdown]
+# `rm.train_reward_model` minimises `pair_loss` over shuffled pair batches with chapter 03's loop,
+# `training.train` (AdamW, gradient clipping; here no weight decay and a constant learning rate).
+#
 # We start the reward model from the SFT weights (it has already read answers like these), as InstructGPT
-# did: `rm.load_reward_model` puts a fresh one-output head on them. Eight steps live, to see the loop run:
+# did: `load_model("reward", folder)` puts a fresh one-output head on them. Eight steps live, to see the loop run:
 # their losses must be the ones the build recorded, or the shipped model did not come from this code and
 # data.
 
 # %%
-demo_rm = rm.load_reward_model(models.RLHF_DIR / "sft_policy")
+demo_rm, _ = load_model("reward", models.RLHF_DIR / "sft_policy")
 t0 = time.perf_counter()
 demo_losses = rm.train_reward_model(demo_rm, tok, pref_train, steps=8)
 print(f"8 steps in {time.perf_counter() - t0:.1f} s; losses", [round(x, 4) for x in demo_losses])
 assert torch.allclose(
     torch.tensor(demo_losses), torch.tensor(info["rm_first_losses"]), atol=2e-3
 ), "the live steps should reproduce the build's first losses"
-reward_model = models.load_trained_reward_model()  # the same loop, 150 steps
+reward_model, _ = load_model("trained_reward")  # the same loop, 150 steps
 print(f"shipped reward model: {info['rm_steps']} steps, final loss {info['rm_final_loss']:.3f}")
 
 # %% [markdown]
@@ -244,7 +275,7 @@ assert split_acc["style-only pairs"] > split_acc["correctness pairs"] + 0.05, (
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-trl_rm = rm.load_reward_model(models.RLHF_DIR / "sft_policy")
+trl_rm, _ = load_model("reward", models.RLHF_DIR / "sft_policy")
 trl_cfg = RewardConfig(
     output_dir=tempfile.mkdtemp(),
     use_cpu=True,
@@ -278,7 +309,7 @@ with torch.no_grad():
     rewards = trl_rm(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
     ).logits.squeeze(-1)
-    ours = rm.bradley_terry_loss(*rewards.chunk(2)).item()  # TRL stacks [chosen; rejected]
+    ours = bradley_terry_loss(*rewards.chunk(2)).item()  # TRL stacks [chosen; rejected]
 print(f"TRL loss {theirs:.6f}, ours {ours:.6f}")
 assert abs(theirs - ours) < 1e-5, "our Bradley–Terry loss should equal TRL's on TRL's batch"
 
@@ -307,16 +338,95 @@ assert abs(theirs - ours) < 1e-5, "our Bradley–Terry loss should equal TRL's o
 # $$\mathcal{L}_{\text{policy}} = \mathbb{E}_t\big[\max\big(-A_t\,\rho_t,\; -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\big)\big],$$
 #
 # so one batch of samples can be reused for a few gradient steps without moving the policy far.
-# `course_lib.ppo` has each piece; first on toy numbers:
+#
+# Now each piece in code. The per-token tensors are in the **shifted frame** `[B, T-1]`: position
+# $t$ holds the token `input_ids[:, t+1]`, predicted from the tokens before it, and `mask` is 1 on
+# the response tokens the policy generated (prompt and padding 0). Two helpers average and whiten
+# over the response tokens only:
 
 # %%
-mask = torch.tensor(
-    [[0.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]]
-)  # response tokens; row 2 is shorter
+#| export course_lib.ppo
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the positions where mask is 1."""
+    if x.shape != mask.shape:
+        raise ValueError(
+            f"x and mask must have one shape, got {tuple(x.shape)}, {tuple(mask.shape)}"
+        )
+    if mask.sum() == 0:
+        raise ValueError("mask selects no position: no response tokens in this batch")
+    return (x * mask).sum() / mask.sum()
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x shifted to mean 0 and scaled to std 1 over the masked positions (0 elsewhere)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+# %% [markdown]
+# The per-token rewards $R_t$: the KL penalty on every response token, the score on the last one.
+
+# %%
+#| export course_lib.ppo
+def kl_penalized_rewards(
+    scores: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards −kl_coef·(log π − log π_ref) on the response tokens, plus each sequence's
+    score on its last response token. Returns (rewards, per-token KL estimates), both [B, T]."""
+    if kl_coef < 0:
+        raise ValueError(f"kl_coef must be >= 0 (the rewards get −kl_coef·KL), got {kl_coef}")
+    if not logp.shape == ref_logp.shape == mask.shape or scores.shape != logp.shape[:1]:
+        raise ValueError(
+            f"need scores [B] and logp, ref_logp, mask [B, T]; got {tuple(scores.shape)}, "
+            f"{tuple(logp.shape)}, {tuple(ref_logp.shape)}, {tuple(mask.shape)}"
+        )
+    kl = (logp - ref_logp) * mask  # k_t, 0 outside the response
+    rewards = -kl_coef * kl
+    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)  # last 1 in mask
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards, kl
+
+
+# %% [markdown]
+# GAE runs backwards over the tokens. Values outside the response count as 0 (there is no reward to
+# come after the answer ends), and prompt and padding positions get advantage 0:
+
+# %%
+#| export course_lib.ppo
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma=1.0, lam=0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates over the response tokens and the returns A + V."""
+    if not rewards.shape == values.shape == mask.shape:
+        raise ValueError(
+            f"rewards, values and mask must share one shape [B, T], got {tuple(rewards.shape)}, "
+            f"{tuple(values.shape)}, {tuple(mask.shape)}"
+        )
+    values = values * mask
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])  # A_{t+1}, 0 after the last position
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]  # δ_t
+        running = (delta + gamma * lam * running) * mask[:, t]  # A_t
+        advantages[:, t] = running
+    return advantages, (advantages + values) * mask
+
+
+# %% [markdown]
+# On toy numbers, two answers of three and two tokens after a one-token prompt:
+
+# %%
+mask = torch.tensor([[0.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]])  # row 2 is one token shorter
 logp, ref_logp = torch.full((2, 4), -1.0), torch.full((2, 4), -1.5)
-rewards, kl = ppo.kl_penalized_rewards(torch.tensor([2.0, -1.0]), logp, ref_logp, mask, kl_coef=0.1)
+rewards, kl = kl_penalized_rewards(torch.tensor([2.0, -1.0]), logp, ref_logp, mask, kl_coef=0.1)
 print("per-token rewards:\n", rewards)
-advantages, returns = ppo.gae(rewards, torch.zeros(2, 4), mask, gamma=1.0, lam=0.95)
+advantages, returns = gae(rewards, torch.zeros(2, 4), mask, gamma=1.0, lam=0.95)
 print("advantages (values 0):\n", advantages)
 
 
@@ -340,10 +450,9 @@ def experience(policy, ref, reward_model, prompts, kl_coef: float, seed: int) ->
     logits, values = policy(ids, att)
     logp, values = ppo.token_logprobs(logits, ids), values[:, :-1]
     ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=ppo.position_ids(att)).logits
-    rewards, kl = ppo.kl_penalized_rewards(
-        scores, logp, ppo.token_logprobs(ref_logits, ids), mask, kl_coef
-    )
-    advantages, returns = ppo.gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    ref_logp = ppo.token_logprobs(ref_logits, ids)
+    rewards, kl = kl_penalized_rewards(scores, logp, ref_logp, mask, kl_coef)
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
     gold_mean = sum(gold_reward(p, y) for p, y in zip(prompts, roll["responses"])) / len(prompts)
     return {
         "ids": ids,
@@ -351,7 +460,7 @@ def experience(policy, ref, reward_model, prompts, kl_coef: float, seed: int) ->
         "mask": mask,
         "old_logp": logp,
         "old_values": values,
-        "adv": ppo.whiten(advantages, mask),
+        "adv": whiten(advantages, mask),
         "returns": returns,
         "responses": roll["responses"],
         "learned": scores.mean().item(),
@@ -361,8 +470,31 @@ def experience(policy, ref, reward_model, prompts, kl_coef: float, seed: int) ->
 
 
 # %% [markdown]
-# **Update**: a few epochs over that batch, minimising the clipped policy loss plus a (clipped) value
-# loss that teaches the value head to predict the returns.
+# **Update**: a few epochs over that batch, minimising the clipped policy loss plus a value loss
+# that teaches the value head to predict the returns $G_t$. The value loss is clipped the same way:
+# with $V^{\text{clip}}_t = V^{\text{old}}_t + \mathrm{clip}(V_t - V^{\text{old}}_t, -\epsilon, \epsilon)$,
+# $\mathcal{L}_V = \tfrac12\, \mathbb{E}_t \max\big((V_t - G_t)^2, (V^{\text{clip}}_t - G_t)^2\big)$.
+
+# %%
+#| export course_lib.ppo
+def policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask, clip: float = 0.2
+) -> tuple[torch.Tensor, float]:
+    """PPO's clipped surrogate, to minimise: mean of max(−A·ρ, −A·clip(ρ, 1±ε)); and the clipped share."""
+    ratio = torch.exp(logp - old_logp)  # ρ_t = π_θ / π_θ_old
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
+    clip_fraction = masked_mean((clipped > unclipped).float(), mask).item()
+    return masked_mean(torch.maximum(unclipped, clipped), mask), clip_fraction
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask, clip: float = 0.2
+) -> torch.Tensor:
+    """½ · mean of max((V − G)², (V_clip − G)²), V_clip within ±clip of the rollout's values."""
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
 
 # %%
 def ppo_update(policy, opt, b: dict, epochs: int = 2, vf_coef: float = 0.1) -> float:
@@ -370,8 +502,8 @@ def ppo_update(policy, opt, b: dict, epochs: int = 2, vf_coef: float = 0.1) -> f
     for _ in range(epochs):
         logits, values = policy(b["ids"], b["att"])
         logp = ppo.token_logprobs(logits, b["ids"])
-        pg_loss, clip_frac = ppo.policy_loss(logp, b["old_logp"], b["adv"], b["mask"], clip=0.2)
-        v_loss = ppo.value_loss(values[:, :-1], b["old_values"], b["returns"], b["mask"])
+        pg_loss, clip_frac = policy_loss(logp, b["old_logp"], b["adv"], b["mask"], clip=0.2)
+        v_loss = value_loss(values[:, :-1], b["old_values"], b["returns"], b["mask"])
         (pg_loss + vf_coef * v_loss).backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
@@ -411,9 +543,10 @@ ppo_policy, ppo_log = ppo_train(kl_coef=0.1, iterations=30)
 seconds["PPO"] = time.perf_counter() - t0
 gold["PPO"] = gold_score(ppo_policy.lm)
 print(
-    f"PPO: {seconds['PPO']:.1f} s; greedy gold on held-out questions {gold['SFT']:.2f} (SFT) → {gold['PPO']:.2f}"
+    f"PPO: {seconds['PPO']:.1f} s; greedy gold on held-out questions {gold['SFT']:.2f} (SFT) → "
+    f"{gold['PPO']:.2f}"
 )
-print(answer(ppo_policy.lm, tok, eval_prompts[:4], max_new_tokens=MAX_NEW))
+print(generate(ppo_policy.lm, tok, eval_prompts[:4], chat=True, max_new_tokens=MAX_NEW))
 assert gold["PPO"] > gold["SFT"] + 0.3, "PPO on the learned reward should raise the gold reward"
 
 
@@ -459,7 +592,7 @@ plot_run(ppo_log, f"PPO, β = {0.1}")
 
 # %%
 def profile(model) -> dict:
-    ys = answer(model, tok, eval_prompts, max_new_tokens=MAX_NEW)
+    ys = generate(model, tok, eval_prompts, chat=True, max_new_tokens=MAX_NEW)
     share = lambda words: sum(any(w in y.lower() for w in words) for y in ys) / len(ys)  # noqa: E731
     return {
         "correct": sum(is_correct(p, y) for p, y in zip(eval_prompts, ys)) / len(ys),
@@ -515,7 +648,8 @@ print(
     f"end {smooth(hack_log['gold'])[-1]:.2f}"
 )
 for p, y in zip(
-    eval_prompts[:4], answer(hack_policy.lm, tok, eval_prompts[:4], max_new_tokens=MAX_NEW)
+    eval_prompts[:4],
+    generate(hack_policy.lm, tok, eval_prompts[:4], chat=True, max_new_tokens=MAX_NEW),
 ):
     print(f"{p!r} → {y!r}  gold {gold_reward(p, y)}")
 
@@ -557,8 +691,65 @@ assert change["kl"] > 2 * max(kl_penalised, 0.1), "without the penalty the KL sh
 #
 # where $\log \pi(y|x)$ sums the log-probabilities of the answer's tokens. No reward model, no
 # sampling, no value head: a classification-like loss on the preference pairs. $\beta \log
-# \frac{\pi_\theta}{\pi_{\text{ref}}}$ is the **implicit reward**. `course_lib.dpo` computes the
-# sequence log-probabilities and the loss.
+# \frac{\pi_\theta}{\pi_{\text{ref}}}$ is the **implicit reward**.
+#
+# First $\log \pi(y|x)$. `dpo.response_batch` renders (prompt, answer) pairs with the chat template
+# and labels only the answer's tokens (the rest is `IGNORE_INDEX`, as in chapter 08); the sum runs
+# over the labelled tokens:
+
+# %%
+#| export course_lib.dpo
+def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log π(response | prompt) per row: the sum of the log-probabilities of the labelled tokens."""
+    missing = {"input_ids", "attention_mask", "labels"} - set(batch)
+    if missing:
+        raise ValueError(f"the batch lacks {sorted(missing)}; build it with response_batch()")
+    device = next(model.parameters()).device
+    logits = model(
+        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+    ).logits
+    labels = batch["labels"].to(device)[:, 1:]  # token t is predicted from positions < t
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    keep = labels != IGNORE_INDEX  # the answer's tokens
+    token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token_logp * keep).sum(-1)
+
+
+# %% [markdown]
+# Then the loss. It also returns the implicit rewards of both answers (TRL logs them too):
+
+# %%
+#| export course_lib.dpo
+class DPOOutput(NamedTuple):
+    """The mean DPO loss and the implicit rewards β·log(π/π_ref) of the chosen and rejected answers."""
+
+    loss: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
+
+
+# %%
+#| export course_lib.dpo
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> DPOOutput:
+    """The DPO loss from the four sequence log-probabilities (Rafailov et al. 2023, eq. 7)."""
+    shapes = {tuple(t.shape) for t in (policy_chosen, policy_rejected, ref_chosen, ref_rejected)}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"the four log-probability tensors must have one shape, got {sorted(shapes)}"
+        )
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0 (it scales the log-ratios; typical 0.1), got {beta}")
+    chosen_rewards = beta * (policy_chosen - ref_chosen)
+    rejected_rewards = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    return DPOOutput(loss, chosen_rewards.detach(), rejected_rewards.detach())
+
 
 # %%
 few = pref_train[:4]
@@ -566,10 +757,10 @@ chosen_b = dpo.response_batch(tok, [r["prompt"] for r in few], [r["chosen"] for 
 rejected_b = dpo.response_batch(tok, [r["prompt"] for r in few], [r["rejected"] for r in few])
 with torch.no_grad():
     lp = {
-        name: (dpo.sequence_logprobs(m, chosen_b), dpo.sequence_logprobs(m, rejected_b))
+        name: (sequence_logprobs(m, chosen_b), sequence_logprobs(m, rejected_b))
         for name, m in [("policy", ppo_policy.lm), ("ref", sft)]
     }
-out = dpo.dpo_loss(*lp["policy"], *lp["ref"], beta=0.1)
+out = dpo_loss(*lp["policy"], *lp["ref"], beta=0.1)
 print(f"DPO loss of the PPO policy against the SFT reference on 4 pairs: {out.loss:.4f}")
 print("implicit rewards, chosen:", out.chosen_rewards.round(decimals=3).tolist())
 
@@ -633,11 +824,11 @@ labelled = {
 }
 with torch.no_grad():
     theirs = dpo_trainer._compute_loss(model, batch, False).item()
-    policy_lp = dpo.sequence_logprobs(model, labelled)
+    policy_lp = sequence_logprobs(model, labelled)
     with model.disable_adapter():
-        ref_lp = dpo.sequence_logprobs(model, labelled)
+        ref_lp = sequence_logprobs(model, labelled)
 n = len(policy_lp) // 2  # TRL stacks [chosen; rejected]
-ours = dpo.dpo_loss(policy_lp[:n], policy_lp[n:], ref_lp[:n], ref_lp[n:], beta=0.1).loss.item()
+ours = dpo_loss(policy_lp[:n], policy_lp[n:], ref_lp[:n], ref_lp[n:], beta=0.1).loss.item()
 print(f"TRL {theirs:.6f}, ours {ours:.6f}")
 assert abs(theirs - ours) < 1e-4 and abs(ours - 0.6931) > 1e-3, (
     "equal to TRL's, and not the trivial log 2"
@@ -720,7 +911,7 @@ gold["GRPO"] = gold_score(grpo_policy)
 print(
     f"GRPO: {10} steps in {seconds['GRPO']:.1f} s; greedy gold {gold['SFT']:.2f} (SFT) → {gold['GRPO']:.2f}"
 )
-print(answer(grpo_policy, tok, eval_prompts[:3], max_new_tokens=MAX_NEW))
+print(generate(grpo_policy, tok, eval_prompts[:3], chat=True, max_new_tokens=MAX_NEW))
 assert gold["GRPO"] > gold["SFT"] + 0.3, (
     "GRPO on the learned reward should raise the gold reward too"
 )
@@ -774,7 +965,7 @@ plot_bars(
 assert gold["DPO"] > gold["SFT"] + 0.2, "DPO should raise the gold reward too"
 
 # %% [markdown]
-# Measured here: PPO (β = 0.1) reached a gold reward of 0.58 at a KL of 2.19 nats in 21 s, plus 114 s to train the reward model; DPO reached 0.67, a higher gold reward, at a KL of 13.24 nats in 26 s, with no reward model at all. So on this task DPO is the cheaper way to a similar gold reward, but it moved much further from the reference: its only leash is β inside the loss, on the pairs, and nothing measures the drift on the policy's own answers during training, where PPO pays the KL on every sample. (One run each, one seed: the gold rewards are not significantly different; the KL gap is large.) PPO's strengths show when the reward is a function that can score new samples, such as unit tests or a verifier, better than the pairs can.
+# Measured here: PPO (β = 0.1) reached a gold reward of 0.58 at a KL of 2.19 nats in 21 s, plus 114 s to train the reward model; DPO reached 0.67, a higher gold reward, at a KL of 13.24 nats in 27 s, with no reward model at all. So on this task DPO is the cheaper way to a similar gold reward, but it moved much further from the reference: its only leash is β inside the loss, on the pairs, and nothing measures the drift on the policy's own answers during training, where PPO pays the KL on every sample. (One run each, one seed: the gold rewards are not significantly different; the KL gap is large.) PPO's strengths show when the reward is a function that can score new samples, such as unit tests or a verifier, better than the pairs can.
 #
 # | | PPO (RLHF) | DPO |
 # |---|---|---|
@@ -797,7 +988,7 @@ assert gold["DPO"] > gold["SFT"] + 0.2, "DPO should raise the gold reward too"
 # * Without the KL penalty and with a larger learning rate, the learned reward kept rising while the gold
 #   reward fell: reward hacking, visible in the plots, in the KL and in the answers (every question answered "Sure, happy to helpet The answer is 30.").
 # * DPO optimises the same objective in closed form from the pairs; our loss equals TRL's; with LoRA it
-#   reached 0.67 in 26 s without sampling, at a much larger KL than PPO.
+#   reached 0.67 in 27 s without sampling, at a much larger KL than PPO.
 # * GRPO (TRL's `GRPOTrainer`: group-relative advantages, no value head) on the same learned reward reached
 #   0.61 in 5 s.
 

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Evaluation and deployment
 #
-# **Measured runtime:** 41 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 65 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A fine-tuned model is only as good as the numbers that say so, and only useful once it runs
 # somewhere. This chapter first takes the usual metrics apart (each one computed by hand and then
@@ -30,15 +30,22 @@ import torch
 import torch.nn.functional as F
 import course_lib
 from course_lib import deploy, harness
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
-from course_lib.evaluation import choose_many, cross_entropy, perplexity
-from course_lib.metric_modules import available_metrics, load_metric
-from course_lib.sft import answer, sft_batches, user_text
+from course_lib.evaluation import (
+    available_metrics,
+    choose_many,
+    cross_entropy,
+    load_metric,
+    perplexity,
+)
+from course_lib.generation import generate
+from course_lib.measure import folder_bytes, median_seconds, saved_bytes, tensor_bytes
+from course_lib.sft import sft_batches, user_text
 from course_lib.training import TrainConfig, train, text_batches
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|past_key_values|deprecated).*")
 
 # %% [markdown]
@@ -131,7 +138,8 @@ ppl_pooled = math.exp(ce_by_hand)
 ppl_mean_of_seqs = per_seq_ce.exp().mean().item()
 ppl_with_padding = token_ce.mean().exp().item()  # padding targets are garbage (pad after pad)
 print(
-    f"pooled {ppl_pooled:.3f} | mean of per-sequence PPLs {ppl_mean_of_seqs:.3f} | padding counted {ppl_with_padding:.3f}"
+    f"pooled {ppl_pooled:.3f} | mean of per-sequence PPLs {ppl_mean_of_seqs:.3f} | padding counted "
+    f"{ppl_with_padding:.3f}"
 )
 print(f"padding share of positions: {1 - mask.float().mean():.1%}")
 assert ppl_mean_of_seqs > ppl_pooled * 1.01, (
@@ -227,7 +235,7 @@ assert acc_zero < 0.35, "without them it should be near chance (1/8 = 0.125)"
 test = load_jsonl("instructions_test")
 instruct.eval()
 t0 = time.perf_counter()
-replies = answer(instruct, tok, [user_text(r) for r in test], max_new_tokens=32)
+replies = generate(instruct, tok, [user_text(r) for r in test], chat=True, max_new_tokens=32)
 print(f"{len(test)} greedy answers in {time.perf_counter() - t0:.1f} s")
 em = load_metric("exact_match")
 em_lib = em.compute(predictions=replies, references=[r["output"] for r in test])["exact_match"]
@@ -393,7 +401,8 @@ for name, preds in [("instruct adapter", rw_preds), ("copy the input", rw_copy)]
 em_copy = em.compute(predictions=rw_copy, references=rw_refs)["exact_match"]
 bleu_copy = bleu.compute(predictions=rw_copy, references=rw_refs)["bleu"]
 print(
-    f"copy-the-input: exact match {em_copy:.2f}, BLEU {bleu_copy:.3f}, ROUGE-L {rouge_scores['copy the input']['rougeL']:.3f}"
+    f"copy-the-input: exact match {em_copy:.2f}, BLEU {bleu_copy:.3f}, ROUGE-L "
+    f"{rouge_scores['copy the input']['rougeL']:.3f}"
 )
 assert em_copy == 0 and bleu_copy > 0.3 and rouge_scores["copy the input"]["rougeL"] > 0.6
 ref = "Umar Cole has a rabbit as a pet."
@@ -417,7 +426,8 @@ assert (
 #
 # `course_lib.harness.evaluate_all(model, tok, n)` scores a model (or a peft model with its active
 # adapter) on every course task at once: general-text and clinic CE (lower is better), exact match
-# per skill on held-out instructions, new-fact recall (multiple choice, trained and paraphrased
+# per skill on held-out instructions (a skill-stratified subset, so every skill is scored for any
+# `n` ≥ 5), new-fact recall (multiple choice, trained and paraphrased
 # probe), and the mean gold reward of greedy answers to preference prompts. One call per model,
 # same data, same settings: that is what makes a comparison fair.
 
@@ -489,7 +499,7 @@ tok.padding_side = "left"
 enc = tok(chat, return_tensors="pt", padding=True, add_special_tokens=False)
 with torch.no_grad():
     logits_adapter = instruct(**enc).logits
-replies_adapter = answer(instruct, tok, prompts)
+replies_adapter = generate(instruct, tok, prompts, chat=True)
 merged = deploy.merge_adapter(copy.deepcopy(instruct))
 assert torch.allclose(merged.model.layers[0].self_attn.q_proj.weight, W_merged_by_hand, atol=1e-6)
 print(
@@ -499,25 +509,26 @@ print(
 )
 
 # %% [markdown]
-# Save with `save_pretrained` (safetensors) and reload with `AutoModelForCausalLM`, the way a
-# server that has never heard of peft would. The reloaded model must give the same logits and the
-# same greedy text as the unmerged adapter.
+# Save with `save_pretrained` (safetensors) and reload with `AutoModelForCausalLM` (what
+# `load_model("causal", folder)` does), the way a server that has never heard of peft would. The
+# reloaded model must give the same logits and the same greedy text as the unmerged adapter.
 
 # %%
 deploy.save_model(merged, tok, work / "merged")
-served, served_tok = deploy.load_plain(work / "merged")
+served, served_tok = load_model("causal", work / "merged")  # plain transformers, no peft
 with torch.no_grad():
     logits_served = served(**enc).logits
 max_diff = (logits_served - logits_adapter).abs().max().item()
 assert torch.allclose(logits_served, logits_adapter, atol=1e-4), max_diff
-assert answer(served, served_tok, prompts) == replies_adapter
+assert generate(served, served_tok, prompts, chat=True) == replies_adapter
 print(
     f"max |logit difference| adapter vs merged+reloaded: {max_diff:.2e}; greedy answers identical"
 )
-adapter_bytes = deploy.folder_bytes(work / "instruct", "*.safetensors")
-merged_bytes = deploy.folder_bytes(work / "merged", "*.safetensors")
+adapter_bytes = folder_bytes(work / "instruct", "*.safetensors")
+merged_bytes = folder_bytes(work / "merged", "*.safetensors")
 print(
-    f"on disk: adapter {adapter_bytes / 1e6:.2f} MB, merged model {merged_bytes / 1e6:.2f} MB ({merged_bytes / adapter_bytes:.1f}x)"
+    f"on disk: adapter {adapter_bytes / 1e6:.2f} MB, merged model {merged_bytes / 1e6:.2f} MB "
+    f"({merged_bytes / adapter_bytes:.1f}x)"
 )
 assert adapter_bytes < 0.2 * merged_bytes, (
     "the adapter should be a small fraction of the merged model"
@@ -567,19 +578,20 @@ models = {
     "int8 weight-only (ours)": int8_mine,
     "int8 dynamic (torch)": int8_torch,
 }
-sizes = {k: deploy.state_dict_bytes(m) for k, m in models.items()}
+sizes = {k: saved_bytes(m) for k, m in models.items()}  # torch.save of the state_dict
 batch = tok(chat, return_tensors="pt", padding=True, add_special_tokens=False)
 lat_fwd, lat_gen = {}, {}
 with torch.no_grad():
     for k, m in models.items():
-        lat_fwd[k] = deploy.median_seconds(lambda: m(**batch), repeats=9)
-        lat_gen[k] = deploy.median_seconds(
+        lat_fwd[k] = median_seconds(lambda: m(**batch), repeats=9)
+        lat_gen[k] = median_seconds(
             lambda: m.generate(**batch, max_new_tokens=16, do_sample=False, pad_token_id=0),
             repeats=3,
         )
 for k in models:
     print(
-        f"{k:24s} {sizes[k] / 1e6:5.2f} MB  forward {lat_fwd[k] * 1e3:6.1f} ms  generate(16) {lat_gen[k] * 1e3:6.0f} ms"
+        f"{k:24s} {sizes[k] / 1e6:5.2f} MB  forward {lat_fwd[k] * 1e3:6.1f} ms  generate(16) "
+        f"{lat_gen[k] * 1e3:6.0f} ms"
     )
 assert (
     sizes["int8 weight-only (ours)"] < 0.45 * sizes["fp32 merged"]
@@ -594,7 +606,7 @@ assert (
 # %%
 score, fp_preds = {}, None
 for k, m in models.items():
-    preds = answer(m, tok, [user_text(r) for r in test[::5]])
+    preds = generate(m, tok, [user_text(r) for r in test[::5]], chat=True)
     fp_preds = fp_preds or preds
     score[k] = (
         sum(p == q for p, q in zip(preds, fp_preds)) / len(preds),
@@ -602,7 +614,8 @@ for k, m in models.items():
         cross_entropy(m, tok, [r["text"] for r in load_jsonl("corpus_val")[:100]]),
     )
     print(
-        f"{k:24s} same answer as fp32 {score[k][0]:.2f}   ROUGE-L {score[k][1]:.3f}   general CE {score[k][2]:.4f}"
+        f"{k:24s} same answer as fp32 {score[k][0]:.2f}   ROUGE-L {score[k][1]:.3f}   general CE "
+        f"{score[k][2]:.4f}"
     )
 fp_ce = score["fp32 merged"][2]
 assert abs(score["int8 weight-only (ours)"][2] - fp_ce) < 0.005, (
@@ -620,7 +633,8 @@ speedup = lat_fwd["fp32 merged"] / lat_fwd["int8 dynamic (torch)"]
 verdict = "faster" if speedup > 1.1 else ("slower" if speedup < 0.9 else "about as fast")
 print(
     f"torch dynamic int8 forward is {speedup:.2f}x the speed of fp32 here: {verdict}; "
-    f"ours {lat_fwd['fp32 merged'] / lat_fwd['int8 weight-only (ours)']:.2f}x (it dequantizes in Python, so no speed-up is expected)"
+    f"ours {lat_fwd['fp32 merged'] / lat_fwd['int8 weight-only (ours)']:.2f}x (it dequantizes in "
+    "Python, so no speed-up is expected)"
 )
 
 # %% [markdown]
@@ -679,14 +693,13 @@ print(
 # Finally, the memory bill for serving $N$ tasks: one base plus $N$ adapters, against $N$ merged copies.
 
 # %%
-base_bytes = deploy.tensor_bytes(base)
-lora_bytes = (
-    sum(p.numel() * p.element_size() for n, p in server.named_parameters() if "lora_" in n) / 2
-)  # per adapter
+base_bytes = tensor_bytes(base)
+lora_bytes = tensor_bytes(p for n, p in server.named_parameters() if "lora_" in n) / 2  # per adapter
 for n_tasks in [2, 10, 100]:
     shared, copies = base_bytes + n_tasks * lora_bytes, n_tasks * base_bytes
     print(
-        f"{n_tasks:3d} tasks: base + adapters {shared / 1e6:7.1f} MB   merged copies {copies / 1e6:7.1f} MB  ({copies / shared:.1f}x)"
+        f"{n_tasks:3d} tasks: base + adapters {shared / 1e6:7.1f} MB   merged copies "
+        f"{copies / 1e6:7.1f} MB  ({copies / shared:.1f}x)"
     )
 assert 10 * base_bytes > 2 * (base_bytes + 10 * lora_bytes)
 print(f"one adapter = {lora_bytes / base_bytes:.1%} of the base model")

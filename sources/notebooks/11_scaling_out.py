@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 11 · Scaling out: memory, data parallelism, ZeRO and FSDP
 #
-# **Measured runtime:** 31 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 39 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Every method so far trained a 2 M-parameter model on a laptop. A real 7 B model does not fit that way,
 # and the first question of every fine-tuning project is therefore **how much memory does it need, and
@@ -27,14 +27,15 @@ import warnings
 import torch
 import course_lib
 from course_lib import memory, distributed
-from course_lib.activation_memory import saved_activation_bytes, train_step_seconds
-from course_lib.models import load_base_model
+from course_lib.measure import tensor_bytes, train_step_seconds
+from course_lib.memory import saved_activation_bytes
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.training import pack_tokens
 from course_lib.plotting import plot_bars
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model()
+base, tok = load_model("causal")
 warnings.filterwarnings("ignore", message=".*(deprecated|use_cache|quantiz).*")
 
 # %% [markdown]
@@ -175,12 +176,11 @@ with torch.no_grad():
     for p32, p16 in zip(master, m16.parameters()):
         p16.copy_(p32)
         p32.grad = None  # new bf16 weights; fp32 grads were temporary
-nbytes = lambda ts: sum(t.nbytes for t in ts)
-mixed = memory.MemoryEstimate(
-    nbytes(m16.parameters()),
-    nbytes(p.grad for p in m16.parameters()),
-    nbytes(v for s in opt.state.values() for k, v in s.items() if k != "step"),
-    nbytes(master),
+mixed = memory.MemoryEstimate(  # each part counted from the real tensors
+    weights=tensor_bytes(m16.parameters()),
+    gradients=tensor_bytes(p.grad for p in m16.parameters()),
+    optimizer=tensor_bytes(v for s in opt.state.values() for k, v in s.items() if k != "step"),
+    master_weights=tensor_bytes(master),
 )
 
 # %% [markdown]
@@ -205,7 +205,6 @@ assert abs(mixed.total / N - 16) < 0.01, "mixed-precision AdamW keeps 16 bytes p
 
 # %%
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from course_lib.qlora import load_4bit
 
 lora_cfg = lambda: LoraConfig(
     r=r, lora_alpha=2 * r, target_modules=list(memory.ALL_LINEAR), task_type="CAUSAL_LM"
@@ -231,7 +230,8 @@ compare(lora_meas, lora_est, ("weights", "gradients", "optimizer"))
 # %%
 t0 = time.perf_counter()
 q_model = get_peft_model(
-    prepare_model_for_kbit_training(load_4bit(), use_gradient_checkpointing=False), lora_cfg()
+    prepare_model_for_kbit_training(load_model("4bit")[0], use_gradient_checkpointing=False),
+    lora_cfg(),
 )
 q_meas = memory.measure_step(q_model, adam_for(q_model), batch)
 linear_n = shape.layers * sum(a * b for a, b in shape.linear_shapes().values())
@@ -241,7 +241,8 @@ q_est = memory.training_memory(
 compare(q_meas, q_est, ("gradients", "optimizer"))
 compare(q_meas, q_est, ("weights",), tol=0.03)
 print(
-    f"QLoRA weights / LoRA weights: {q_meas.weights / lora_meas.weights:.2f} ({time.perf_counter() - t0:.1f} s)"
+    f"QLoRA weights / LoRA weights: {q_meas.weights / lora_meas.weights:.2f} "
+    f"({time.perf_counter() - t0:.1f} s)"
 )
 
 # %% [markdown]
@@ -257,7 +258,8 @@ print(
 # %%
 for name, mm in (("LoRA", lora_meas), ("QLoRA", q_meas)):
     print(
-        f"{name}: activations {mm.activations:,} B = {mm.activations / acts:.0%} of full fine-tuning's {acts:,} B"
+        f"{name}: activations {mm.activations:,} B = {mm.activations / acts:.0%} of full "
+        f"fine-tuning's {acts:,} B"
     )
     assert 0.75 * acts < mm.activations <= acts, (
         "frozen weights should save a little activation memory, not most"
@@ -375,7 +377,8 @@ print(
     f"= {q65.total / 1e9:.1f} GB",
 )
 print(
-    f"+ activations, 1 x 512 tokens with checkpointing: {act65 / 1e9:.2f} GB; 16-bit full: {full65 / 1e9:.0f} GB"
+    f"+ activations, 1 x 512 tokens with checkpointing: {act65 / 1e9:.2f} GB; 16-bit full: "
+    f"{full65 / 1e9:.0f} GB"
 )
 assert q65.total + act65 < 48e9, "QLoRA-65B states + checkpointed activations should fit in 48 GB"
 assert 780e9 < full65 < 800e9, (
@@ -526,7 +529,8 @@ assert "multi_gpu and not args.cpu" in src and "simple_launcher(args)" in src, (
 acc, acc_s = distributed.launch("--accelerate", steps=STEPS)
 diff_acc = max(abs(a - b) for a, b in zip(acc["losses"], single))
 print(
-    f"Accelerate under torchrun ({acc_s:.1f} s): {[round(x, 5) for x in acc['losses']]}  max diff {diff_acc:.1e}"
+    f"Accelerate under torchrun ({acc_s:.1f} s): {[round(x, 5) for x in acc['losses']]}  max diff "
+    f"{diff_acc:.1e}"
 )
 assert diff_acc < 1e-4, "Accelerate's DDP must take the same steps as one process"
 assert min(ddp_s, acc_s) > single_s, (
@@ -651,7 +655,8 @@ for k, rank in enumerate(fsdp["per_rank"]):
         "each rank should hold 1/N of the 16 Psi bytes"
     )
 print(
-    f"FSDP ({fsdp_s:.1f} s) losses {[round(x, 5) for x in fsdp['losses']]}, max diff to one process {diff_fsdp:.1e}"
+    f"FSDP ({fsdp_s:.1f} s) losses {[round(x, 5) for x in fsdp['losses']]}, max diff to one "
+    f"process {diff_fsdp:.1e}"
 )
 assert diff_fsdp < 1e-4, "sharding must not change the training"
 
@@ -669,7 +674,8 @@ assert diff_fsdp < 1e-4, "sharding must not change the training"
 ds_config = json.loads("""{
   "train_batch_size": 64, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 4,
   "bf16": {"enabled": true},
-  "optimizer": {"type": "AdamW", "params": {"lr": 2e-5, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}},
+  "optimizer": {"type": "AdamW",
+                "params": {"lr": 2e-5, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}},
   "zero_optimization": {"stage": 2, "overlap_comm": true, "contiguous_gradients": true,
                         "reduce_bucket_size": 5e8, "offload_optimizer": {"device": "none"}},
   "gradient_clipping": 1.0,
@@ -749,7 +755,8 @@ sec = {
     "checkpointed": train_step_seconds(ck, batch, repeats=3),
 }
 print(
-    f"saved: {acts / 1e6:.1f} MB -> {ck_bytes / 1e6:.1f} MB (peak with one recomputed block {peak_ck / 1e6:.1f} MB)"
+    f"saved: {acts / 1e6:.1f} MB -> {ck_bytes / 1e6:.1f} MB (peak with one recomputed block "
+    f"{peak_ck / 1e6:.1f} MB)"
 )
 print(
     f"block forward passes per step: {len(calls)}; time per step {sec['plain'] * 1e3:.0f} ms -> "

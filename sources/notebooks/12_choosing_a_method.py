@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 12 · Choosing a method
 #
-# **Measured runtime:** 47 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 46 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Chapters 03–07 each taught one way to adapt a model. This chapter puts all of them on **one task,
 # in one run**, under the same rules, and measures what each costs and what each buys: trainable
@@ -22,17 +22,18 @@ import warnings
 import pandas as pd
 import matplotlib.pyplot as plt
 import course_lib
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.world.datasets import corpus_documents
-from course_lib.prompt_tuning import real_token_cross_entropy
+from course_lib.evaluation import cross_entropy
 from course_lib.training import text_batches
-from course_lib.activation_memory import saved_activation_bytes
-from course_lib import comparison as C, memory, qlora
+from course_lib.measure import tensor_bytes, train_step_seconds
+from course_lib.memory import saved_activation_bytes
+from course_lib import comparison as C, memory
 from course_lib.choosing import recommend
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 for noisy in [
     "past_key_values",
     "is_gradient_checkpointing",
@@ -52,7 +53,8 @@ for noisy in [
 #   prefix tuning apply as much as LoRA. (The review task of chapters 01–04 needs about 150 steps
 #   before any method beats chance, chapter 04's loss curves; too many for eight methods in one run.)
 # * **Score:** the validation loss on 100 held-out notes, in nats per real token (lower is better;
-#   `real_token_cross_entropy` drops the soft prompt's extra positions).
+#   `evaluation.cross_entropy` reads only the real tokens' logits, so a soft prompt's extra
+#   positions are dropped).
 # * **Budget:** every method takes the **same 20 optimizer steps on the same 320 notes** (16 per step,
 #   same order), AdamW with warm-up and cosine decay (`course_lib.training.train`).
 # * **Learning rate:** each method gets its own, the one chapters 06–07 found for 20 steps (full and
@@ -73,14 +75,15 @@ for name, spec in C.METHODS.items():
 # ### The floor: zero-shot and few-shot
 #
 # Before training anything, what does the base model do with the notes, and does showing it a few
-# notes in its context help? `in_context_cross_entropy` writes $k$ training notes in front of each
-# validation note and counts the loss on the validation note's tokens only, the same tokens the
+# notes in its context help? `cross_entropy(..., context=...)` writes $k$ training notes in front of
+# each validation note and counts the loss on the validation note's tokens only, the same tokens the
 # zero-shot score counts.
 
 # %%
-floor = {"zero-shot": real_token_cross_entropy(base, tok, val_texts)}
+floor = {"zero-shot": cross_entropy(base, tok, val_texts)}
 for k in (1, 3):
-    floor[f"{k}-shot"] = C.in_context_cross_entropy(base, tok, val_texts, train_texts[:k])
+    shots = "\n".join(train_texts[:k]) + "\n"  # k example notes, one per line, before the note
+    floor[f"{k}-shot"] = cross_entropy(base, tok, val_texts, context=shots)
 for name, ce in floor.items():
     print(f"{name:>9}: {ce:.3f} nats/token")
 assert min(floor["1-shot"], floor["3-shot"]) > floor["zero-shot"] - 0.5, (
@@ -100,16 +103,17 @@ assert min(floor["1-shot"], floor["3-shot"]) > floor["zero-shot"] - 0.5, (
 #
 # For each method, after building it and before training:
 #
-# * **trainable parameters** $N_t$: `requires_grad` tensors, a tied embedding/head matrix counted once;
+# * **trainable parameters** $N_t$: `requires_grad` tensors, a tied embedding/head matrix counted once
+#   (`measure.count_parameters`, chapter 03);
 # * **training memory**, in bytes, each part counted from real tensors:
 #
 # $$M = \underbrace{W}_{\text{all weights and buffers}} + \underbrace{G}_{\text{one gradient per trainable parameter}}
 #  + \underbrace{O}_{\text{AdamW: } 2 \text{ fp32 moments} + \text{step counters}} + \underbrace{A}_{\text{tensors saved for backward}}$$
 #
 #   $W$ is `qlora.model_bytes` (for the 4-bit base: packed codes plus quantization constants), $G$ sums
-#   the trainable tensors' sizes, $O$ is the state of a real AdamW after one step, and $A$ is what
+#   the trainable tensors' sizes (`measure.tensor_bytes`), $O$ is the state of a real AdamW after one step, and $A$ is what
 #   autograd's `saved_tensors_hooks` see during one forward pass on the first training batch
-#   (`activation_memory.saved_activation_bytes`, chapter 03). This is the memory a GPU would have to
+#   (`memory.saved_activation_bytes`, chapter 03). This is the memory a GPU would have to
 #   hold at the peak of a step (after backward, before the optimizer frees nothing), not the
 #   process's resident size, which on a CPU also holds Python, libraries and allocator caches;
 # * **time per step:** the median over steps 2–20 of the wall-clock time between optimizer steps;
@@ -129,10 +133,10 @@ acts = saved_activation_bytes(full_model, batch)
 by_hand = 16 * n + acts
 counted = C.training_memory_counted(full_model, batch)
 calc = memory.training_memory(n, "full", "fp32", activations=acts)
-print(
-    f"by hand {by_hand:,} | counted {counted.total:,} | calculator {calc.total:,.0f} bytes | {counted}"
-)
-buffers = sum(b.numel() * b.element_size() for b in full_model.buffers())  # RoPE's inv_freq
+print(f"by hand {by_hand:,} | counted {counted.total:,} | calculator {calc.total:,.0f} bytes")
+parts = ("weights", "gradients", "optimizer", "activations")
+print("counted:", ", ".join(f"{p} {getattr(counted, p):,}" for p in parts))
+buffers = tensor_bytes(full_model.buffers())  # RoPE's inv_freq
 n_tensors = len(list(full_model.parameters()))
 assert counted.total == by_hand + buffers + 4 * n_tensors, (
     "equal up to buffers and AdamW's step counters"
@@ -344,7 +348,7 @@ print(ms.round(1).to_string())
 # otherwise ─────────────────────────────────▶ smaller model, or several GPUs (ZeRO-3 / FSDP, chapter 11)
 # ```
 #
-# The tested cases (tests/test_choosing.py), with the reason each recommendation gives first:
+# The tested cases (tests/lib/test_choosing.py), with the reason each recommendation gives first:
 
 # %%
 cases = [
@@ -406,12 +410,13 @@ pair = {
 }
 small = next(iter(text_batches(tok, train_texts, 2)))
 speed = {
-    "2 notes": qlora.step_seconds(pair, small, repeats=15),
-    "16 notes": qlora.step_seconds(pair, batch, repeats=3, warmup=1),
+    "2 notes": train_step_seconds(pair, small, repeats=15, warmup=2),
+    "16 notes": train_step_seconds(pair, batch, repeats=3, warmup=1),
 }
 for k, t in speed.items():
     print(
-        f"{k:>8}: LoRA {1e3 * t['LoRA']:.1f} ms, QLoRA {1e3 * t['QLoRA']:.1f} ms -> QLoRA/LoRA {t['QLoRA'] / t['LoRA']:.2f}"
+        f"{k:>8}: LoRA {1e3 * t['LoRA']:.1f} ms, QLoRA {1e3 * t['QLoRA']:.1f} ms -> QLoRA/LoRA "
+        f"{t['QLoRA'] / t['LoRA']:.2f}"
     )
 assert speed["2 notes"]["QLoRA"] > 1.1 * speed["2 notes"]["LoRA"], (
     "dequantizing every weight on every pass costs time"
@@ -443,7 +448,7 @@ assert min(t["QLoRA"] / t["LoRA"] for t in speed.values()) > 0.95, (
 
 # %%
 general = [d["text"] for d in corpus_documents("val", 100)]
-ce_general = {"base": real_token_cross_entropy(base, tok, general)}
+ce_general = {"base": cross_entropy(base, tok, general)}
 for r in rows:
     if r["method"] in (
         "full fine-tuning",
@@ -451,7 +456,7 @@ for r in rows:
         "prompt tuning (20 tokens)",
         "prefix tuning (20 tokens)",
     ):
-        ce_general[r["method"]] = real_token_cross_entropy(r["model"], tok, general)
+        ce_general[r["method"]] = cross_entropy(r["model"], tok, general)
 for name, ce in ce_general.items():
     print(f"{name:>26}: general-text loss {ce:.3f} ({ce - ce_general['base']:+.3f})")
 g = ce_general

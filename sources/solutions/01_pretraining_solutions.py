@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Pretraining vs fine-tuning — Solutions
 #
-# **Measured runtime:** 11 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 18 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/01_pretraining_vs_finetuning.ipynb). Each exercise says
 # its level: ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the
@@ -12,11 +12,11 @@ import math
 import torch
 import torch.nn.functional as F
 import course_lib
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.course.checkers import ch01
 
 device = course_lib.setup(seed=0)
-model, tok = load_base_model()
+model, tok = load_model("causal")
 
 
 # %% [markdown]
@@ -160,7 +160,8 @@ train(
 tuned_ce = cross_entropy(tuned, tok, texts)
 closed = (base_ce - tuned_ce) / (base_ce - floor)
 print(
-    f"base {base_ce:.3f}  fine-tuned {tuned_ce:.3f}  floor {floor:.3f} nats/token: {closed:.0%} of the gap closed"
+    f"base {base_ce:.3f}  fine-tuned {tuned_ce:.3f}  floor {floor:.3f} nats/token: {closed:.0%} of "
+    "the gap closed"
 )
 assert floor < tuned_ce < base_ce
 ### END SOLUTION

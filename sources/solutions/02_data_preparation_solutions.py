@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Data preparation — Solutions
 #
-# **Measured runtime:** 5 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 8 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/02_data_preparation.ipynb). Each exercise says its level:
 # ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below
@@ -122,10 +122,10 @@ def mask_labels(prompt_ids, response_ids):
 ch02.check_mask(mask_labels)
 
 # %%
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 
-model, tok = load_base_model(device=device)
+model, tok = load_model("causal", device=device)
 msgs = load_jsonl("instructions_train")[3]["messages"]
 ### BEGIN SOLUTION
 prompt = tok.apply_chat_template(

@@ -1,14 +1,13 @@
 # %% [markdown]
 # # 04 · LoRA, the math — Solutions
 #
-# **Measured runtime:** 10 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 17 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/04_lora.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it
 # tells you what is wrong, not only that something is.
 
 # %%
-import math
 import torch
 import course_lib
 from course_lib.course.checkers import ch04
@@ -34,123 +33,161 @@ ch04.check_param_count(lora_param_count)
 
 
 # %% [markdown]
-# ## Exercise 2 ★★ — the forward pass
+# ## Exercise 2 ★★ — LoRA on an embedding
 #
-# Write `lora_forward(x, W, A, B, alpha, r)` for a batch `x` of shape `[n, d_in]`, a frozen weight
-# `W` of shape `[d_out, d_in]` (no bias), `A` of shape `[r, d_in]` and `B` of shape `[d_out, r]`.
+# peft can also adapt an `nn.Embedding` (the token-embedding table, `[num_embeddings, embedding_dim]`).
+# Write the module `LoRAEmbedding(base, r, alpha)`: it freezes `base` and holds two trainable
+# `nn.Parameter`s with peft's shapes, `lora_A` `[r, num_embeddings]` and `lora_B`
+# `[embedding_dim, r]`; the token index plays the role of a linear layer's input. Its
+# `forward(ids)` returns `base(ids)` plus the scaled low-rank update for those tokens, and a fresh
+# module must equal the base embedding. Which of the two does peft start at zero here?
 
 # %%
-def lora_forward(x, W, A, B, alpha: float, r: int):
+class LoRAEmbedding(torch.nn.Module):
     ### BEGIN SOLUTION
-    return x @ W.T + (alpha / r) * (x @ A.T @ B.T)
-    ### END SOLUTION
-
-
-# %%
-ch04.check_forward(lora_forward)
-
-
-# %% [markdown]
-# ## Exercise 3 ★★ — a LoRA module
-#
-# Write the class `LoRA(base, r, alpha)` wrapping an `nn.Linear`: trainable parameters `A` (`[r, in]`,
-# Kaiming-uniform) and `B` (`[out, r]`, zeros), the base layer frozen, and the forward pass of
-# exercise 2 (with the base layer's bias).
-
-# %%
-class LoRA(torch.nn.Module):
-    ### BEGIN SOLUTION
-    def __init__(self, base: torch.nn.Linear, r: int, alpha: float):
+    def __init__(self, base: torch.nn.Embedding, r: int, alpha: float):
         super().__init__()
         self.base, self.scaling = base.requires_grad_(False), alpha / r
-        self.A = torch.nn.Parameter(torch.empty(r, base.in_features))
-        self.B = torch.nn.Parameter(torch.zeros(base.out_features, r))
-        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        n, d = base.num_embeddings, base.embedding_dim
+        self.lora_A = torch.nn.Parameter(torch.zeros(r, n))  # peft: A = 0 for embeddings
+        self.lora_B = torch.nn.Parameter(torch.randn(d, r))  # and B random
 
-    def forward(self, x):
-        return self.base(x) + self.scaling * (x @ self.A.T @ self.B.T)
+    def forward(self, ids):
+        rows = torch.nn.functional.embedding(ids, self.lora_A.T)  # column i of A: [..., r]
+        return self.base(ids) + self.scaling * rows @ self.lora_B.T
 
     ### END SOLUTION
 
 
 # %%
-ch04.check_module(LoRA)
+ch04.check_embedding_lora(LoRAEmbedding)
 
 
 # %% [markdown]
-# ## Exercise 4 ★★ — merge
+# ## Exercise 3 ★★ — merge it
 #
-# Write `merge(W, A, B, alpha, r)` returning the merged weight. Then answer: after merging, what
-# does the adapter cost at inference?
+# Write `merge_embedding(E, A, B, alpha, r)`: the embedding matrix `E` (`[num_embeddings,
+# embedding_dim]`) with the update of exercise 2 folded in. Then answer: why is the update of an
+# embedding not simply added like $\Delta W = \frac{\alpha}{r} BA$ to a linear layer's weight, and
+# what does the merged adapter cost at inference?
 
 # %%
-def merge(W, A, B, alpha: float, r: int):
+def merge_embedding(E, A, B, alpha: float, r: int):
     ### BEGIN SOLUTION
-    return W + (alpha / r) * (B @ A)
+    return E + (alpha / r) * (B @ A).T
     ### END SOLUTION
 
 
 # %%
-ch04.check_merge(merge)
+ch04.check_merge_embedding(merge_embedding)
 
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# Nothing: the merged weight is an ordinary `[out, in]` matrix, so the model has the base model's
-# shape and latency (measured in the lesson: merged within a few percent of the base model, while
-# the unmerged adapter adds two small matrix products per adapted layer). The price: one merged
-# model per adapter, so no switching between adapters on one base.
+# An `nn.Linear` stores its weight as `[out, in]`, and $BA$ (`[out, r] @ [r, in]`) has that shape.
+# An embedding stores one row per token, `[num_embeddings, embedding_dim]`: the "input" (the token
+# index) is the first dimension, so $BA$, `[embedding_dim, num_embeddings]`, must be transposed:
+# $E + \frac{\alpha}{r}(BA)^\top$. After merging, the adapter costs nothing: the result is an
+# ordinary embedding table of the same shape, looked up as before. The price, as for a linear
+# layer: one merged table per adapter, so no switching between adapters on one base.
 # <!-- END SOLUTION -->
 
 # %% [markdown]
-# ## Exercise 5 ★★★ — how low-rank is a fine-tune?
+# ## Exercise 4 ★★★ — DoRA's magnitude and direction
 #
-# Write `top_energy(M, k)`: the share of $\|M\|_F^2 = \sum_i \sigma_i^2$ in the top `k` singular
-# values. Then fine-tune the base model on the clinic notes for 40 steps (lr 1e-3) and report, for
-# `k = 8`, the mean share over all attention and MLP weights of the fine-tune's $\Delta W$, next to
-# the share for random matrices of the same shapes.
+# DoRA (Liu et al. 2024; the lesson ran it with peft's `use_dora=True`) writes a weight as a
+# magnitude times a direction and applies LoRA to the direction only:
+#
+# $$W' = m \cdot \frac{W_0 + s\,BA}{\lVert W_0 + s\,BA \rVert},$$
+#
+# with one trainable magnitude per output unit, i.e. the norm taken over each row of the
+# `[out, in]` weight, and $s$ LoRA's scaling. Write `dora_magnitude(W0)`, the magnitude DoRA starts
+# from, and `dora_weight(W0, A, B, m, s)`, the weight $W'$. At the start ($B = 0$) the layer must be
+# the base layer. (The check's tests confirm that this is the weight peft's DoRA layer merges.)
 
 # %%
-def top_energy(M, k: int) -> float:
+def dora_magnitude(W0):
     ### BEGIN SOLUTION
-    s = torch.linalg.svdvals(M.float())
-    return float((s[:k] ** 2).sum() / (s**2).sum())
+    return W0.norm(dim=1)  # one norm per row (output unit): [out]
+    ### END SOLUTION
+
+
+def dora_weight(W0, A, B, m, s: float):
+    ### BEGIN SOLUTION
+    V = W0 + s * B @ A  # LoRA acts on the direction
+    return (m / V.norm(dim=1))[:, None] * V
     ### END SOLUTION
 
 
 # %%
-ch04.check_energy(top_energy)
+ch04.check_dora(dora_magnitude, dora_weight)
+
+# %% [markdown]
+# ## Exercise 5 ★★★ — the best rank-r update
+#
+# The lesson measured how much of a full fine-tune's $\Delta W$ lies in its top 8 singular
+# directions. Go one step further. Write `svd_factors(M, r)`: factors `B` (`[out, r]`) and `A`
+# (`[r, in]`) whose product is the best rank-`r` approximation of `M` (the truncated SVD: by the
+# Eckart–Young theorem no rank-`r` matrix is closer in Frobenius norm; PiSSA, Meng et al. 2024,
+# initialises LoRA's factors this way from $W_0$). Then fine-tune the base model on the clinic
+# notes for 40 steps (lr 1e-3) and report, for `r = 8`, the mean relative error
+# $\lVert \Delta W - BA \rVert_F / \lVert \Delta W \rVert_F$ over all attention and MLP weights:
+# how far is even the *best* rank-8 LoRA from the full fine-tune's update? Compare with random
+# matrices of the same shapes.
+
+# %%
+def svd_factors(M, r: int):
+    ### BEGIN SOLUTION
+    U, S, Vh = torch.linalg.svd(M.float(), full_matrices=False)  # M = U diag(S) Vh
+    root = S[:r].sqrt()  # split each singular value between B and A, as PiSSA does
+    return U[:, :r] * root, root[:, None] * Vh[:r]
+    ### END SOLUTION
+
+
+# %%
+ch04.check_svd_factors(svd_factors)
 
 # %%
 import copy
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.training import TrainConfig, train, text_batches
 
 ### BEGIN SOLUTION
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 tuned = copy.deepcopy(base)
 train(
     tuned,
     text_batches(tok, [r["text"] for r in load_jsonl("clinic_train")], batch_size=16),
     TrainConfig(lr=1e-3, max_steps=40, warmup_steps=4, progress=False),
 )
-pairs = [
-    (p1.detach().cpu(), p0.detach().cpu())
+deltas = [
+    (p1 - p0).detach().cpu()
     for (n, p1), (_, p0) in zip(tuned.named_parameters(), base.named_parameters())
     if "layers" in n and p1.ndim == 2
 ]
-dw = sum(top_energy(a - b, 8) for a, b in pairs) / len(pairs)
-rnd = sum(top_energy(torch.randn_like(a), 8) for a, _ in pairs) / len(pairs)
-print(f"top-8 energy share: clinic fine-tune ΔW {dw:.1%}, random matrices {rnd:.1%}")
+
+
+def rank_r_error(M, r=8):
+    B, A = svd_factors(M, r)
+    return float((M - B @ A).norm() / M.norm())
+
+
+dw = sum(rank_r_error(d) for d in deltas) / len(deltas)
+rnd = sum(rank_r_error(torch.randn_like(d)) for d in deltas) / len(deltas)
+print(f"relative error of the best rank-8 update: clinic fine-tune ΔW {dw:.1%}, random {rnd:.1%}")
 ### END SOLUTION
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# The fine-tune's update is far more concentrated than noise (the lesson found the same for the
-# review classifier), but it is not rank 8: a sizeable share lies outside the top 8 directions.
-# That is why LoRA usually approaches but does not always equal full fine-tuning, and why the rank
-# still matters for tasks far from pretraining.
+# Measured when this was written: the best rank-8 update leaves out on average 35 % of the
+# fine-tune's $\Delta W$ (relative Frobenius error), against about 93 % for random matrices of the
+# same shapes. The update is far more concentrated than noise (the lesson found the same for the
+# review classifier), yet even the best possible rank-8 LoRA would miss a third of it in norm, and
+# a trained LoRA does not reach that optimum: it finds its own $BA$ by gradient descent. That is why
+# LoRA usually approaches but does not always equal full fine-tuning, and why the rank still
+# matters for tasks far from pretraining. PiSSA turns the same idea around: it puts the top
+# singular directions of $W_0$ itself into the trainable $B$ and $A$ and freezes the rest.
 # <!-- END SOLUTION -->
 
 # %% [markdown]

@@ -1,158 +1,250 @@
 # %% [markdown]
 # # 05 · QLoRA and quantization — Solutions
 #
-# **Measured runtime:** 5 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 11 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/05_qlora_quantization.ipynb). Each exercise says
 # its level: ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the
-# check cell below it: it tells you what is wrong, not only that something is.
+# check cell below it: it tells you what is wrong, not only that something is. The lesson wrote
+# absmax, the 4-bit tables, blockwise quantization, packing and double quantization; these
+# exercises ask for what it did not: a zero point, another tiny float, the way back from packed
+# and double-quantized storage, and the memory bill of a QLoRA run.
 
 # %%
 import torch
 import course_lib
+from course_lib import qlora
 from course_lib.course.checkers import ch05
+from course_lib.models import load_model
+from course_lib.quantization import (
+    absmax_dequantize,
+    absmax_quantize,
+    bits_per_parameter,
+    e2m1_values,
+    nf4_values,
+)
 
 device = course_lib.setup(seed=0)
 
 
 # %% [markdown]
-# ## Exercise 1 ★ — absmax int8
+# ## Exercise 1 ★ — asymmetric int4 with a zero point
 #
-# Write `absmax_int8(x)`: return `(q, scale)` with `scale = max|x| / 127` (a 0-d tensor) and
-# `q = round(x / scale)` as an `int8` tensor. Every entry of `x` must be within half a step of `q · scale`.
+# Absmax is **symmetric**: the codes $-7 \dots 7$ cover $[-\max|x|, \max|x|]$. When the values are
+# far from centred on 0 (activations after a GELU, or the always-positive block constants of
+# double quantization), half of that range is empty. **Asymmetric** quantization spans
+# $[\min x, \max x]$ with the unsigned codes $0 \dots 2^b - 1$ and a **zero point** $z$, the code
+# that stands for 0:
+#
+# $$s = \frac{\max x - \min x}{2^b - 1}, \qquad z = \operatorname{round}\!\left(\frac{-\min x}{s}\right), \qquad
+# q = \operatorname{clamp}\!\left(\operatorname{round}\!\left(\frac{x}{s}\right) + z,\; 0,\; 2^b - 1\right), \qquad \hat x = (q - z)\,s .$$
+#
+# Write `zero_point_quantize(x, bits)` returning `(q, scale, zero)`: `q` as `uint8`, `scale` and
+# `zero` as 0-d tensors. $z$ is rounded to an integer so that $x = 0$ comes back exactly 0.
 
 # %%
-def absmax_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def zero_point_quantize(x: torch.Tensor, bits: int = 4):
     ### BEGIN SOLUTION
-    scale = x.abs().max() / 127
-    return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
+    top = 2**bits - 1
+    scale = (x.max() - x.min()) / top
+    zero = torch.round(-x.min() / scale)
+    q = (torch.round(x / scale) + zero).clamp(0, top)
+    return q.to(torch.uint8), scale, zero
     ### END SOLUTION
 
 
 # %%
-ch05.check_absmax(absmax_int8)
+ch05.check_zero_point(zero_point_quantize)
 
 # %% [markdown]
-# ## Exercise 2 ★★ — the NF4 table from normal quantiles
-#
-# Write `nf4_table()`: the 16 NF4 values in ascending order, as float32. Use
-# `scipy.stats.norm.ppf` with $\delta = \frac12\left(\left(1-\frac1{30}\right)+\left(1-\frac1{32}\right)\right)$:
-# 8 positive values at the quantiles of 8 probabilities evenly spaced from $\delta$ towards
-# $\frac12$ (`torch.linspace(delta, 0.5, 9)[:-1]`), 7 negative values the same way with 8 points,
-# an exact 0, and finally **normalise** so the table spans $[-1, 1]$.
+# On values in about $[-0.3, 1.7]$, compare with the lesson's symmetric `absmax_quantize` at the
+# same 4 bits:
 
 # %%
-from scipy.stats import norm
+x = torch.rand(10_000, generator=torch.Generator().manual_seed(0)) * 2.0 - 0.3
+q, scale, zero = zero_point_quantize(x, 4)
+mse_asym = ((q.float() - zero) * scale - x).pow(2).mean().item()
+mse_sym = (absmax_dequantize(*absmax_quantize(x, bits=4)) - x).pow(2).mean().item()
+print(f"MSE: symmetric absmax int4 {mse_sym:.2e}, zero-point int4 {mse_asym:.2e}")
 
+# %% [markdown]
+# The zero point uses all 16 codes for the range the values occupy, where symmetric absmax leaves
+# the codes for $[-1.7, -0.3)$ unused.
+#
+# ## Exercise 2 ★★ — the E3M0 table
+#
+# The lesson built E2M1 (2 exponent bits, 1 mantissa bit). Spend all three bits on the exponent:
+# **E3M0** has 1 sign bit and 3 exponent bits $e$, no mantissa. Exponent field $e = 1 \dots 7$
+# gives $2^{e-1}$ (any exponent bias cancels when you normalise), $e = 0$ gives 0 (the subnormal
+# $m \cdot 2^{\dots}$ with no mantissa bits), and there are no infinities. Write `e3m0_table()`:
+# the **distinct** values in ascending order, divided by the largest magnitude so they span
+# $[-1, 1]$.
 
-def nf4_table() -> torch.Tensor:
+# %%
+def e3m0_table() -> torch.Tensor:
     ### BEGIN SOLUTION
-    delta = 0.5 * ((1 - 1 / 30) + (1 - 1 / 32))
-    pos = norm.ppf(torch.linspace(delta, 0.5, 9)[:-1].double().numpy())
-    neg = -norm.ppf(torch.linspace(delta, 0.5, 8)[:-1].double().numpy())
-    values = torch.tensor(sorted([*neg, 0.0, *pos]), dtype=torch.float64)
-    return (values / values.abs().max()).float()
+    magnitudes = [0.0] + [2.0 ** (e - 1) for e in range(1, 8)]
+    values = sorted({s * m for s in (1, -1) for m in magnitudes})
+    return torch.tensor(values) / max(magnitudes)
     ### END SOLUTION
 
 
 # %%
-ch05.check_nf4(nf4_table)
-
+ch05.check_e3m0(e3m0_table)
 
 # %% [markdown]
-# ## Exercise 3 ★★ — blockwise quantization
-#
-# Write `quantize_blocks(x, values, blocksize)`: flatten `x`, cut it into blocks of `blocksize`
-# consecutive entries (assume it divides evenly), give each block its absmax $\max|x|$, and give every
-# entry the **index into `values`** of the value nearest to $x / \text{absmax}$. Return
-# `(codes, absmax)`: `codes` uint8 with the shape of `x`, `absmax` one float per block. Careful: a
-# table need not be sorted (bitsandbytes' FP4 table is not); the code is the index in the table as given.
+# Only powers of two: the levels double from $1/64$ to 1. How does it fare on the base model's
+# weights, in blocks of 64 (`qlora.format_mse` quantizes every linear weight with a table)?
 
 # %%
-def quantize_blocks(x: torch.Tensor, values: torch.Tensor, blocksize: int):
+model, tok = load_model("causal")
+for name, table in [("NF4", nf4_values()), ("E2M1", e2m1_values()), ("E3M0", e3m0_table())]:
+    mse = qlora.format_mse(model, table)
+    print(f"{name:>5}: {len(table.unique())} levels, weight MSE {mse:.3e}")
+
+# %% [markdown]
+# E3M0 comes out worst of the three. Its levels crowd near 0 (six of them below $\frac14$) and
+# leave the gaps $(\frac12, 1)$ and $(\frac14, \frac12)$ empty, where many block-normalised
+# weights lie; a mantissa bit (E2M1) puts a level in the middle of each gap ($\frac23$ and
+# $\frac13$), and NF4 places all 16 levels by the weights' distribution.
+#
+# ## Exercise 3 ★ — unpack two codes per byte
+#
+# The lesson's `pack_4bit` puts the first code of each pair in the **high** nibble. Write the way
+# back, `unpack(packed)`: a uint8 tensor of bytes (any shape) → a flat uint8 tensor of twice as
+# many 4-bit codes, in their original order. The check also unpacks a weight that
+# `bitsandbytes.functional.quantize_4bit` packed.
+
+# %%
+def unpack(packed: torch.Tensor) -> torch.Tensor:
     ### BEGIN SOLUTION
-    blocks = x.reshape(-1, blocksize).float()
-    absmax = blocks.abs().amax(dim=1)
-    scaled = (blocks / absmax.clamp(min=1e-38).unsqueeze(1)).reshape(-1, 1)
-    codes = (scaled - values.reshape(1, -1)).abs().argmin(dim=1)
-    return codes.to(torch.uint8).reshape(x.shape), absmax
+    flat = packed.reshape(-1)
+    return torch.stack([flat >> 4, flat & 15], dim=1).reshape(-1)
     ### END SOLUTION
 
 
 # %%
-ch05.check_blockwise(quantize_blocks)
+ch05.check_unpack(unpack)
 
 
 # %% [markdown]
-# (`argmin` over the distance to all 16 values is the plain way; `course_lib` uses `torch.bucketize`
-# on the midpoints, which needs a sorted table and then maps back to the table's own order.)
+# ## Exercise 4 ★★ — undo double quantization
 #
-# ## Exercise 4 ★ — two codes per byte
-#
-# Write `pack(codes)`: a flat uint8 tensor of an even number of 4-bit codes → a uint8 tensor with
-# half as many bytes, the **first** code of each pair in the high nibble (bitsandbytes' layout).
+# With double quantization a 4-bit layer does not store its fp32 block constants. It stores one
+# 8-bit `code` index per constant, one fp32 `absmax2` per block of 256 constants and the `offset`
+# (their mean). Write `dequantize_constants(codes, absmax2, offset, code, blocksize2)` returning the
+# fp32 constants: the value `code[c]` of each index, times the `absmax2` of its block of
+# `blocksize2` consecutive constants, plus the offset (`codes` is uint8: index with `codes.long()`).
+# The check compares with `bitsandbytes.functional.dequantize_blockwise` plus the offset.
 
 # %%
-def pack(codes: torch.Tensor) -> torch.Tensor:
+def dequantize_constants(codes, absmax2, offset, code, blocksize2: int = 256) -> torch.Tensor:
     ### BEGIN SOLUTION
-    flat = codes.reshape(-1).to(torch.uint8)
-    return (flat[0::2] << 4) | flat[1::2]
+    scale = absmax2.repeat_interleave(blocksize2)[: codes.numel()]
+    return code[codes.reshape(-1).long()] * scale + offset
     ### END SOLUTION
 
 
 # %%
-ch05.check_pack(pack)
-
+ch05.check_dequantize_constants(dequantize_constants)
 
 # %% [markdown]
-# ## Exercise 5 ★ — bits per parameter
-#
-# Write `bits_per_param(bits, blocksize, double_quant, blocksize2)`: the storage per weight in bits.
-# Without double quantization each block of `blocksize` weights stores one fp32 absmax; with it,
-# each block stores an 8-bit code instead, and every `blocksize2` of those codes share one fp32 constant.
+# With the constants back, a whole NF4 + DQ weight dequantizes as in the lesson. Against
+# bitsandbytes' own `dequantize_4bit`:
 
 # %%
-def bits_per_param(bits: int, blocksize: int, double_quant: bool, blocksize2: int = 256) -> float:
+import bitsandbytes.functional as bnbf
+
+w = model.model.layers[0].mlp.up_proj.weight.detach()
+packed, state = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
+absmax = dequantize_constants(state.absmax, state.state2.absmax, state.offset, state.state2.code)
+codes = unpack(packed).reshape(w.shape)
+ours = nf4_values()[codes.long()] * absmax.repeat_interleave(64).reshape(w.shape)
+diff = (ours - bnbf.dequantize_4bit(packed, state)).abs().max().item()
+print(f"max difference from bitsandbytes' dequantize_4bit: {diff:.1e}")
+
+# %% [markdown]
+# ## Exercise 5 ★ — the memory of a QLoRA run
+#
+# Write `qlora_memory_gb(n_base, n_trainable)`: the gigabytes ($10^9$ bytes) of the tensors a
+# QLoRA run keeps, leaving out activations. The `n_base` frozen weights are stored in NF4 with
+# blocks of 64 and double quantization (the lesson's `bits_per_parameter` gives the bits per
+# weight); each of the `n_trainable` adapter parameters has an fp32 weight, an fp32 gradient and
+# AdamW's two fp32 moments.
+
+# %%
+def qlora_memory_gb(n_base: float, n_trainable: float) -> float:
     ### BEGIN SOLUTION
-    if double_quant:
-        return bits + 8 / blocksize + 32 / (blocksize * blocksize2)
-    return bits + 32 / blocksize
+    base_bytes = n_base * bits_per_parameter(4, 64, double_quant=True) / 8
+    return (base_bytes + n_trainable * (4 + 4 + 8)) / 1e9
     ### END SOLUTION
 
 
 # %%
-ch05.check_bits(bits_per_param)
-print(
-    f"65B model: {65e9 * bits_per_param(4, 64, True) / 8 / 1e9:.1f} GB with DQ, "
-    f"{65e9 * bits_per_param(4, 64, False) / 8 / 1e9:.1f} GB without"
-)
-
+ch05.check_qlora_memory(qlora_memory_gb)
+for n_base, n_tr in [(7e9, 4e7), (65e9, 2e8)]:
+    gb = qlora_memory_gb(n_base, n_tr)
+    print(f"{n_base / 1e9:.0f}B base + {n_tr / 1e6:.0f}M adapter parameters: {gb:.1f} GB")
 
 # %% [markdown]
-# ## Exercise 6 ★★★ — double quantization
+# The 65B model's weights and adapter state fit on one 48 GB GPU with room left for activations,
+# which is the QLoRA paper's headline; in bf16 the frozen weights alone would take 130 GB.
 #
-# Write `double_quant(absmax, code, blocksize2)`: quantize the fp32 block constants `absmax` to 8 bits
-# as bitsandbytes does. Subtract their mean (`offset`), then quantize `absmax - offset` blockwise
-# with the 256-entry table `code` (your `quantize_blocks` from exercise 3 works if the length divides
-# evenly; here it does). Return `(codes, absmax2, offset)`. The check compares with bitsandbytes'
-# `quantize_4bit(..., compress_statistics=True)`.
+# ## Exercise 6 ★★★ — group-wise zero points against NF4
+#
+# GPTQ- and AWQ-style int4 checkpoints combine exercise 1 with the lesson's blocks: every **group**
+# of consecutive weights gets its own scale and zero point. Write `quantize_groups(x, group_size)`
+# returning `(q, scale, zero)`: `q` uint8 with the shape of `x`, `scale` and `zero` one per group of
+# `group_size` consecutive entries of the flattened `x` (assume it divides evenly), 4 bits. It is
+# exercise 1 applied per group; the model below has about 27,000 groups, so compute all of them at
+# once (`amin`/`amax` over `dim=1` of `x.reshape(-1, group_size)`) rather than in a Python loop.
 
 # %%
-def double_quant(absmax: torch.Tensor, code: torch.Tensor, blocksize2: int = 256):
+def quantize_groups(x: torch.Tensor, group_size: int):
     ### BEGIN SOLUTION
-    offset = absmax.mean()
-    codes, absmax2 = quantize_blocks(absmax - offset, code, blocksize2)
-    return codes, absmax2, offset
+    groups = x.reshape(-1, group_size)
+    lo, hi = groups.amin(dim=1, keepdim=True), groups.amax(dim=1, keepdim=True)
+    scale = ((hi - lo) / 15).clamp(min=1e-12)
+    zero = torch.round(-lo / scale)
+    q = (torch.round(groups / scale) + zero).clamp(0, 15)
+    return q.to(torch.uint8).reshape(x.shape), scale.squeeze(1), zero.squeeze(1)
     ### END SOLUTION
 
 
 # %%
-ch05.check_double_quant(double_quant)
+ch05.check_groups(quantize_groups)
+
 
 # %% [markdown]
-# Why subtract the mean? All absmax values are positive, so without centring they would use only
-# the positive half of the signed 8-bit code: half the levels wasted.
-#
+# Which is the better 4-bit format for this model's weights: zero-point int4 with groups of 64, or
+# NF4 with blocks of 64? Storage first: NF4 keeps one fp32 absmax per 64 weights (4.5 bits per
+# weight); the group format keeps an fp32 scale and a 4-bit zero point (4.5625 bits). Then the error
+# over all linear weights:
+
+# %%
+def group_mse(model, group_size: int = 64) -> float:
+    total, count = 0.0, 0
+    for w in qlora.linear_weights(model).values():
+        q, scale, zero = quantize_groups(w.detach(), group_size)
+        groups = q.reshape(-1, group_size).float()
+        restored = (groups - zero.unsqueeze(1)) * scale.unsqueeze(1)
+        total += (restored.reshape(w.shape) - w).pow(2).sum().item()
+        count += w.numel()
+    return total / count
+
+
+nf4_mse, int4_mse = qlora.format_mse(model, nf4_values()), group_mse(model)
+ratio = int4_mse / nf4_mse
+print(f"weight MSE: NF4 {nf4_mse:.3e}, zero-point int4 {int4_mse:.3e} ({ratio:.2f}x NF4)")
+
+# %% [markdown]
+# On this model the two are a tie (the ratio printed above), although the group format's levels are
+# evenly spaced like Int4's, which the lesson measured clearly worse than NF4. Fitting each group's
+# actual range $[\min, \max]$ instead of $\pm\max|x|$ recovers about what NF4 gains by placing
+# its levels at normal quantiles. That is why int4 checkpoints made by GPTQ or AWQ carry zero points,
+# and why the choice between such a format and NF4 is made by measuring the model at hand.
+
+# %% [markdown]
 # ## Interview questions
 #
 # **Q1. What does QLoRA add to LoRA, and what does each piece save?**
@@ -165,7 +257,8 @@ ch05.check_double_quant(double_quant)
 # lesson the 4-bit base model took 2.02 MB against 8.16 MB in fp32 and 4.08 MB in bf16 (the
 # linear layers alone: 4.27 bits/param including code tables, vs 32); the remaining bytes are the
 # embeddings, which stay in fp32. QLoRA learned the 80 new facts as LoRA did (100 % in the trained
-# phrasing for both after 150 steps; 85 % vs 91 % on paraphrases), at about 1.45× LoRA's training time.
+# phrasing for both after 150 steps; 85 % vs 91 % on paraphrases), at about 1.8× LoRA's training time
+# (12.0 s vs 6.5 s for 150 steps).
 # <!-- END SOLUTION -->
 #
 # **Q2. Why NF4 and not Int4 or FP4?**
@@ -196,9 +289,9 @@ ch05.check_double_quant(double_quant)
 # <!-- BEGIN SOLUTION -->
 # No, it is slower per step. Each 4-bit layer dequantizes its weight in the forward and again in
 # the backward pass, then runs the same matmul as LoRA. The lesson measured one forward+backward
-# on a 2-core CPU: about 1.6× LoRA's time for one short sequence, 1.4× for 16 short sentences,
-# 1.1–1.2× for 16 long clinic notes (the dequantization cost is fixed per step, so it matters less with more
-# tokens), and 2.3–2.4× with the gradient checkpointing that `prepare_model_for_kbit_training` turns on
+# on a 2-core CPU: about 1.7× LoRA's time for one short sequence, 1.4× for 16 short sentences,
+# 1.2× for 16 long clinic notes (the dequantization cost is fixed per step, so it matters less with more
+# tokens), and 2.3× with the gradient checkpointing that `prepare_model_for_kbit_training` turns on
 # by default. What QLoRA saves is memory, which can make training possible at all on given hardware
 # (65B on one 48 GB GPU), or allow a larger batch; that is where "faster" claims come from, not from the
 # 4-bit arithmetic.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Adapters — Solutions
 #
-# **Measured runtime:** 9 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 26 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/06_adapters.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it
@@ -33,31 +33,46 @@ ch06.check_param_count(adapter_param_count)
 
 
 # %% [markdown]
-# ## Exercise 2 ★★ — a bottleneck adapter
+# ## Exercise 2 ★★ — IA3 from scratch
 #
-# Write the class `Adapter(d_model, m)`: two `nn.Linear` layers named `down` ($d \to m$) and `up`
-# ($m \to d$), both with biases; `forward(h)` returns $h + \text{up}(\text{relu}(\text{down}(h)))$.
-# Initialise it so that a fresh adapter is exactly the identity, and can still learn.
+# The lesson ran IA3 through peft. Write it yourself: the module `IA3Linear(base, feedforward)`
+# freezes the `nn.Linear` `base` and learns one vector, an `nn.Parameter` named `ia3_l`. For an
+# attention projection (`k_proj`, `v_proj`: `feedforward=False`) the vector rescales the layer's
+# output element by element; for the MLP's `down_proj` (`feedforward=True`) it rescales the
+# layer's input, the MLP's inner activations. Choose the vector's length and starting value so that
+# a fresh module is exactly the base layer. Then answer: the lesson says IA3 can be merged like
+# LoRA. What does merging do to the weight and the bias, for each kind of vector?
 
 # %%
-class Adapter(torch.nn.Module):
+class IA3Linear(torch.nn.Module):
     ### BEGIN SOLUTION
-    def __init__(self, d_model: int, m: int):
+    def __init__(self, base: torch.nn.Linear, feedforward: bool):
         super().__init__()
-        self.down = torch.nn.Linear(d_model, m)  # random: gives the up-projection a gradient
-        self.up = torch.nn.Linear(m, d_model)
-        torch.nn.init.zeros_(self.up.weight)
-        torch.nn.init.zeros_(self.up.bias)
+        self.base, self.feedforward = base.requires_grad_(False), feedforward
+        size = base.in_features if feedforward else base.out_features
+        self.ia3_l = torch.nn.Parameter(torch.ones(size))  # 1: every channel unchanged
 
-    def forward(self, h):
-        return h + self.up(torch.relu(self.down(h)))
+    def forward(self, x):
+        if self.feedforward:
+            return self.base(x * self.ia3_l)  # rescale the inputs
+        return self.base(x) * self.ia3_l  # rescale the outputs, bias included (as peft does)
 
     ### END SOLUTION
 
 
 # %%
-ch06.check_adapter_module(Adapter)
+ch06.check_ia3_module(IA3Linear)
 
+
+# %% [markdown]
+# <!-- BEGIN SOLUTION -->
+# Output scaling (keys, values): $l \odot (Wx + b) = (\operatorname{diag}(l)\,W)\,x + l \odot b$,
+# so merging multiplies row $i$ of $W$ and bias entry $i$ by $l_i$. Input scaling (`down_proj`):
+# $W (l \odot x) + b = (W \operatorname{diag}(l))\,x + b$, so merging multiplies column $j$ of $W$
+# by $l_j$ and leaves the bias alone. Either way the result is an ordinary weight of the same
+# shape: a merged IA3 model costs what the base model costs, like merged LoRA and unlike an
+# adapter, whose nonlinearity between two projections cannot be folded into any matrix.
+# <!-- END SOLUTION -->
 
 # %% [markdown]
 # ## Exercise 3 ★★ — Houlsby placement
@@ -110,13 +125,13 @@ ch06.check_parallel(parallel_mlp)
 # %%
 import copy
 from course_lib.adapters import add_adapter, adapter_params
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.evaluation import cross_entropy
 from course_lib.training import TrainConfig, train, text_batches
 
 ### BEGIN SOLUTION
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
 clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
 for m in [4, 64]:
@@ -128,7 +143,8 @@ for m in [4, 64]:
         TrainConfig(lr=3e-2, max_steps=20, warmup_steps=2, progress=False),
     )
     print(
-        f"Pfeiffer m={m:2d}: {adapter_params(model, 'clinic'):>6,} parameters, clinic loss {cross_entropy(model, tok, clinic_val):.3f}"
+        f"Pfeiffer m={m:2d}: {adapter_params(model, 'clinic'):>6,} parameters, clinic loss "
+        f"{cross_entropy(model, tok, clinic_val):.3f}"
     )
 ### END SOLUTION
 

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Prompt tuning, prefix tuning, P-tuning — Solutions
 #
-# **Measured runtime:** 16 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 24 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/07_prompt_tuning.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it
@@ -58,63 +58,58 @@ ch07.check_text_init(text_init)
 
 
 # %% [markdown]
-# ## Exercise 3 ★★ — prepend a soft prompt
+# ## Exercise 3 ★★ — attention with a prefix
 #
-# Write `prepend(prompt, embeds, mask, labels)`: `prompt` is `[n, d]`, `embeds` is `[b, L, d]`,
-# `mask` and `labels` are `[b, L]`. Return the embeddings `[b, n + L, d]` with the prompt in front,
-# the attention mask and the labels, both extended to `[b, n + L]`.
+# The lesson described prefix tuning by the shapes it injects: in every layer, $n$ virtual keys and
+# values go in front of the real ones, $K = [P_K; X W_K]$, $V = [P_V; X W_V]$, while the queries
+# come from the real tokens only. Write it for one causal attention head:
+# `prefix_attention(q, k, v, prefix_k, prefix_v)` with `q`, `k`, `v` of shape `[L, d]` (the real
+# tokens' queries, keys and values) and `prefix_k`, `prefix_v` of shape `[n, d]`; return the
+# attention output `[L, d]`, $\text{softmax}(QK^\top/\sqrt{d} + \text{mask})\,V$. What may real
+# token $i$ attend to?
 
 # %%
-def prepend(prompt, embeds, mask, labels):
+def prefix_attention(q, k, v, prefix_k, prefix_v):
     ### BEGIN SOLUTION
-    b, n = embeds.shape[0], prompt.shape[0]
-    embeds = torch.cat([prompt.unsqueeze(0).expand(b, -1, -1), embeds], dim=1)
-    mask = torch.cat([torch.ones(b, n, dtype=mask.dtype, device=mask.device), mask], dim=1)
-    labels = torch.cat(
-        [torch.full((b, n), -100, dtype=labels.dtype, device=labels.device), labels], dim=1
-    )
-    return embeds, mask, labels
+    n, length = prefix_k.shape[0], q.shape[0]
+    keys, values = torch.cat([prefix_k, k]), torch.cat([prefix_v, v])  # [n + L, d]
+    scores = q @ keys.T / q.shape[-1] ** 0.5  # [L, n + L]
+    # token i sees the whole prefix and the real tokens 0..i: a causal mask shifted by n
+    allowed = torch.ones(length, n + length, dtype=torch.bool).tril(diagonal=n)
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1) @ values
     ### END SOLUTION
 
 
 # %%
-ch07.check_prepend(prepend)
+ch07.check_prefix_attention(prefix_attention)
 
 
 # %% [markdown]
-# ## Exercise 4 ★★ — a soft-prompt model, equal to peft's
+# ## Exercise 4 ★★ — the loss of a prompt-tuned model
 #
-# Write the module `SoftPromptModel(model, n_virtual)`: it freezes `model`, holds the prompt as an
-# `nn.Parameter` named `prompt` of shape `[n_virtual, hidden]`, and its
-# `forward(input_ids, attention_mask=None, labels=None)` embeds the tokens
-# (`model.get_input_embeddings()`), prepends the prompt (your `prepend` of exercise 3) and returns
-# `model(inputs_embeds=..., attention_mask=..., labels=...)`. The check compares it with peft's
-# `PromptTuningConfig`, given the same prompt: logits and loss.
+# A prompt-tuned model returns logits for $n + L$ positions. Write
+# `real_token_loss(logits, input_ids, attention_mask, n_virtual)`: `logits` is `[b, n + L, V]`,
+# `input_ids` and `attention_mask` are `[b, L]` (right-padded). Return the mean next-token
+# cross-entropy over the real tokens, exactly as a plain model is scored (`evaluation.cross_entropy`):
+# every real token from the second on is predicted from the position before it, padding is left
+# out, and the mean runs over all predicted tokens of the batch. (The first real token is not
+# scored, as for a plain model, which has nothing before it; peft's training loss does score it,
+# from the last virtual position.)
 
 # %%
-class SoftPromptModel(torch.nn.Module):
+def real_token_loss(logits, input_ids, attention_mask, n_virtual: int):
     ### BEGIN SOLUTION
-    def __init__(self, model, n_virtual: int):
-        super().__init__()
-        self.model = model.requires_grad_(False)
-        self.prompt = torch.nn.Parameter(
-            torch.randn(n_virtual, model.get_input_embeddings().embedding_dim)
-        )
-
-    def forward(self, input_ids, attention_mask=None, labels=None):
-        embeds = self.model.get_input_embeddings()(input_ids)
-        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        targets = labels if labels is not None else torch.full_like(input_ids, -100)
-        e, m, y = prepend(self.prompt, embeds, mask, targets)
-        return self.model(
-            inputs_embeds=e, attention_mask=m, labels=y if labels is not None else None
-        )
-
+    logits = logits[:, n_virtual:-1]  # drop the virtual positions, and the last (no target)
+    targets, keep = input_ids[:, 1:], attention_mask[:, 1:].bool()
+    nll = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2).float(), targets, reduction="none"
+    )
+    return nll[keep].mean()
     ### END SOLUTION
 
 
 # %%
-ch07.check_soft_prompt_model(SoftPromptModel)
+ch07.check_real_token_loss(real_token_loss)
 
 # %% [markdown]
 # ## Exercise 5 ★★★ — how long should the prompt be?
@@ -123,19 +118,19 @@ ch07.check_soft_prompt_model(SoftPromptModel)
 # that little changes). Measure it on the course model: train text-initialised soft prompts of
 # [1, 4, 16, 64] virtual tokens on the clinic notes (peft's `PromptTuningConfig`, init text as in the lesson,
 # 20 steps, batch 16, warm-up 2, lr 0.03, the lesson's chosen rate) and report the clinic validation loss on
-# 100 notes with `course_lib.prompt_tuning.real_token_cross_entropy`. Then answer: does length buy
+# 100 notes with `course_lib.evaluation.cross_entropy` (it reads only the real tokens' logits). Then answer: does length buy
 # much here, and why (think of what a longer prompt can and cannot change)?
 
 # %%
 import copy
 from peft import PromptTuningConfig, TaskType, get_peft_model
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.models import BASE_MODEL_DIR
-from course_lib.prompt_tuning import real_token_cross_entropy
+from course_lib.evaluation import cross_entropy
 from course_lib.training import TrainConfig, train, text_batches
 
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
 clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
 INIT_TEXT = "Clinic note. Patient presents with symptoms; assessment and plan follow."
@@ -157,7 +152,7 @@ for n in [1, 4, 16, 64]:
         text_batches(tok, clinic_train, batch_size=16),
         TrainConfig(lr=0.03, max_steps=20, warmup_steps=2, progress=False),
     )
-    by_length[n] = real_token_cross_entropy(model, tok, clinic_val)
+    by_length[n] = cross_entropy(model, tok, clinic_val)
     print(
         f"{n:3d} virtual tokens ({n * base.config.hidden_size:,} parameters): clinic loss {by_length[n]:.3f}"
     )

@@ -10,11 +10,11 @@
 # %%
 import torch
 import course_lib
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 from course_lib.course.checkers import ch08
 
 device = course_lib.setup(seed=0)
-base, tok = load_base_model(device=device)
+base, tok = load_model("causal", device=device)
 
 
 # %% [markdown]
@@ -155,7 +155,8 @@ with torch.no_grad():
     out = base(**batch)
 answer_tokens = (batch["labels"] != -100).sum(1)
 print(
-    f"token mean {out.loss.item():.3f}, example mean {per_example_loss(out.logits, batch['labels']).item():.3f}"
+    f"token mean {out.loss.item():.3f}, example mean "
+    f"{per_example_loss(out.logits, batch['labels']).item():.3f}"
 )
 print(
     {

@@ -5,133 +5,207 @@
 #
 # Exercises for [the lesson](../notebooks/09_rlhf.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it
-# tells you what is wrong, not only that something is. All five are small tensor functions, the
-# pieces the lesson imported from `course_lib`; the checks compare yours with them on cases where the
-# usual mistakes give a recognisably wrong answer.
+# tells you what is wrong, not only that something is. The lesson wrote the Bradley–Terry loss, the
+# DPO loss, the KL-penalised rewards, GAE and PPO's clipped loss; these exercises ask for the
+# variants that practitioners use next to them: a reward margin, IPO, GRPO's KL estimator, RLOO's
+# baseline and PPO's dual clip. The lesson's functions are in `course_lib` if you want to build on them.
 
 # %%
 import torch
 import torch.nn.functional as F
 import course_lib
 from course_lib.course.checkers import ch09
+from course_lib.dpo import dpo_loss
+from course_lib.ppo import masked_mean
+from course_lib.reward_model import bradley_terry_loss
 
 device = course_lib.setup(seed=0)
 
 
 # %% [markdown]
-# ## Exercise 1 ★ — the Bradley–Terry loss
+# ## Exercise 1 ★ — the Bradley–Terry loss with a margin
 #
-# Write `bt_loss(r_chosen, r_rejected)`: the mean over the pairs of $-\log \sigma(r_\text{chosen} - r_\text{rejected})$,
-# as a 0-d tensor that keeps the gradient. It must stay finite for a margin of ±200.
+# Llama 2's reward models (Touvron et al. 2023, §3.2.2) add a **margin** $m \ge 0$ per pair that
+# grows with how clearly the annotator preferred the chosen answer:
+#
+# $$\mathcal{L} = -\,\mathrm{mean}\,\log \sigma\big(r_\text{chosen} - r_\text{rejected} - m\big).$$
+#
+# TRL's `RewardTrainer` does the same when the data has a `margin` column. Write
+# `bt_margin_loss(r_chosen, r_rejected, margin)` (three tensors of shape `[batch]`), as a 0-d tensor
+# that keeps the gradient and stays finite for any margin. With $m = 0$ it must equal the lesson's
+# `bradley_terry_loss`.
 
 # %%
-def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+def bt_margin_loss(r_chosen, r_rejected, margin) -> torch.Tensor:
     ### BEGIN SOLUTION
-    return -F.logsigmoid(r_chosen - r_rejected).mean()
+    return -F.logsigmoid(r_chosen - r_rejected - margin).mean()
     ### END SOLUTION
 
 
 # %%
-ch09.check_bradley_terry(bt_loss)
+ch09.check_margin_bt(bt_margin_loss)
+
+# %% [markdown]
+# What the margin changes: a pair the reward model orders correctly by 1 costs little without a
+# margin, but as much as a tie when the margin is 1.
+
+# %%
+rc, rr = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])
+for m in (0.0, 1.0):
+    per_pair = [round(x, 3) for x in (-F.logsigmoid(rc - rr - m)).tolist()]
+    print(f"margin {m}: loss of the pairs won by 1 and by 3: {per_pair}")
+print("bradley_terry_loss (no margin):", round(bradley_terry_loss(rc, rr).item(), 4))
 
 
 # %% [markdown]
-# ## Exercise 2 ★ — the DPO loss
+# ## Exercise 2 ★ — the IPO loss
 #
-# Write `dpo(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)` from the four sequence
-# log-probabilities (each of shape `[batch]`):
+# DPO's loss $-\log\sigma(\beta h)$, with the log-ratio margin
+# $h = (\log \pi_w - \log \pi_{\text{ref},w}) - (\log \pi_l - \log \pi_{\text{ref},l})$, keeps falling as
+# $h$ grows: with noisy or deterministic preferences it can push $h$ (and the drift from the
+# reference) without bound. **IPO** (Azar et al. 2023, eq. 17) regresses $h$ onto a fixed target:
 #
-# $$\mathcal{L} = -\,\mathrm{mean}\,\log \sigma\big(\beta\,[(\log \pi_w - \log \pi_{\text{ref},w}) - (\log \pi_l - \log \pi_{\text{ref},l})]\big).$$
+# $$\mathcal{L}_\text{IPO} = \mathrm{mean}\,\Big(h - \frac{1}{2\beta}\Big)^2 .$$
+#
+# Write `ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)` from the four
+# log-probabilities (each `[batch]`). (TRL's `loss_type="ipo"` uses per-token averages of the
+# log-probabilities instead of sums; the formula is the same.)
 
 # %%
-def dpo(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
+def ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
     ### BEGIN SOLUTION
-    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    return -F.logsigmoid(beta * margin).mean()
+    h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return ((h - 1 / (2 * beta)) ** 2).mean()
     ### END SOLUTION
 
 
 # %%
-ch09.check_dpo_loss(dpo)
-
+ch09.check_ipo(ipo_loss)
 
 # %% [markdown]
-# ## Exercise 3 ★★ — per-token KL-penalised rewards
-#
-# In the shifted frame of the lesson, `logp`, `ref_logp` and `mask` are `[B, T]`; `mask` is 1 on the
-# response tokens (a contiguous block per row; rows have different lengths, the rest is prompt or
-# padding); `scores` is `[B]`, the reward model's score of each whole answer. Write
-# `kl_rewards(scores, logp, ref_logp, mask, kl_coef)` returning the rewards `[B, T]`:
-# $-\beta\,(\log\pi - \log\pi_\text{ref})$ on every response token, 0 elsewhere, plus the score on the
-# **last** response token of each row.
+# The difference in one picture: the gradient of each loss with respect to the margin $h$ of a
+# single pair, for β = 0.1 (IPO's target is $1/(2\beta) = 5$).
 
 # %%
-def kl_rewards(scores, logp, ref_logp, mask, kl_coef: float) -> torch.Tensor:
+for h in (0.0, 5.0, 20.0, 50.0):
+    hs = torch.tensor([h], requires_grad=True)
+    zero = torch.zeros(1)
+    dpo_grad = torch.autograd.grad(dpo_loss(hs, zero, zero, zero, beta=0.1).loss, hs)[0].item()
+    ipo_grad = torch.autograd.grad(ipo_loss(hs, zero, zero, zero, 0.1), hs)[0].item()
+    print(f"h = {h:5.1f}: d loss / dh  DPO {dpo_grad:+.4f}   IPO {ipo_grad:+.4f}")
+
+# %% [markdown]
+# DPO's gradient is negative at every margin (it always pushes $h$ up, ever more weakly); IPO's is
+# zero at the target and positive beyond it, so IPO pulls an overshooting pair back.
+#
+# ## Exercise 3 ★★ — the k3 KL estimator
+#
+# The lesson's per-token KL is $k_1 = \log \pi(y_t) - \log \pi_\text{ref}(y_t)$ on tokens sampled
+# from $\pi$: unbiased, but negative on many tokens and noisy. GRPO (and TRL's `GRPOTrainer`) use
+# **k3** (Schulman, "Approximating KL divergence", 2020): with $r = \pi_\text{ref}(y_t) / \pi(y_t)$,
+#
+# $$k_3 = (r - 1) - \log r ,$$
+#
+# also unbiased (since $\mathbb{E}_\pi[r] = 1$) and never negative. Write `kl_k3(logp, ref_logp, mask)`
+# returning the per-token estimates `[B, T]`, 0 outside the mask.
+
+# %%
+def kl_k3(logp, ref_logp, mask) -> torch.Tensor:
     ### BEGIN SOLUTION
-    rewards = -kl_coef * (logp - ref_logp) * mask
-    positions = torch.arange(mask.shape[1]).expand_as(mask)
-    last = (positions * mask).argmax(-1)  # the largest position where mask is 1
-    rewards[torch.arange(len(scores)), last] += scores
-    return rewards
+    log_r = ref_logp - logp
+    return (torch.exp(log_r) - 1 - log_r) * mask
     ### END SOLUTION
 
 
 # %%
-ch09.check_kl_rewards(kl_rewards)
-
+ch09.check_k3(kl_k3)
 
 # %% [markdown]
-# ## Exercise 4 ★★ — generalised advantage estimation
-#
-# Write `gae(rewards, values, mask, gamma, lam)` returning the advantages `[B, T]`: going backwards
-# over $t$, $\delta_t = r_t + \gamma V_{t+1} - V_t$ and $A_t = \delta_t + \gamma\lambda A_{t+1}$, with
-# $V_{T} = 0$ after the last position. Positions outside the mask must not contribute (treat their
-# values as 0) and get advantage 0. The check passes `values` with garbage outside the mask on purpose.
+# Both estimators against the exact KL, with 5,000 tokens sampled from a policy over 8 tokens, once
+# with a reference close to the policy (the regime a KL penalty keeps PPO in) and once further away:
 
 # %%
-def gae(rewards, values, mask, gamma: float, lam: float) -> torch.Tensor:
+g = torch.Generator().manual_seed(0)
+logits, noise = torch.randn(8, generator=g), torch.randn(8, generator=g)
+policy = torch.softmax(logits, 0)
+for name, distance in [("close", 0.3), ("far", 1.5)]:
+    ref = torch.softmax(logits + distance * noise, 0)
+    exact = (policy * (policy / ref).log()).sum().item()
+    tokens = torch.multinomial(policy, 5000, replacement=True, generator=g)
+    logp, ref_logp = policy.log()[tokens], ref.log()[tokens]
+    k1, k3 = logp - ref_logp, kl_k3(logp, ref_logp, torch.ones(5000))
+    print(f"{name}: exact KL {exact:.4f}")
+    for est, k in [("k1", k1), ("k3", k3)]:
+        print(f"   {est}: mean {k.mean():.4f}  std {k.std():.4f}  min {k.min():+.4f}")
+
+# %% [markdown]
+# Both means estimate the KL. k3 never goes below 0, and here its spread is smaller, by about ten
+# times when the reference is close: a batch of samples pins the KL down far more precisely. (When
+# the two distributions are much further apart, $r$ gets a heavy tail and k3 can become the noisier
+# of the two.)
+#
+# ## Exercise 4 ★★ — RLOO advantages
+#
+# GRPO's baseline is the group mean. **RLOO** (Ahmadian et al. 2024; TRL's `RLOOTrainer`) samples $k$
+# answers per prompt and gives each the baseline of the **other** $k - 1$:
+#
+# $$A_i = r_i - \frac{1}{k-1} \sum_{j \ne i} r_j ,$$
+#
+# so an answer's own reward never enters its baseline. Write `rloo_advantages(rewards, k)`:
+# `rewards` is `[n · k]`, the $k$ samples of each prompt consecutive; return one advantage per sample.
+
+# %%
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     ### BEGIN SOLUTION
-    values = values * mask
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0])
-    for t in reversed(range(rewards.shape[1])):
-        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = (delta + gamma * lam * running) * mask[:, t]
-        advantages[:, t] = running
-    return advantages
+    r = rewards.reshape(-1, k)
+    baseline = (r.sum(dim=1, keepdim=True) - r) / (k - 1)
+    return (r - baseline).reshape(-1)
     ### END SOLUTION
 
 
 # %%
-ch09.check_gae(gae)
-
+ch09.check_rloo(rloo_advantages)
+group = torch.tensor([0.9, 0.1, 0.4, 0.2])  # the lesson's GRPO example
+print("RLOO:", [round(a, 3) for a in rloo_advantages(group, 4).tolist()])
+print("group mean subtracted:", [round(a, 3) for a in (group - group.mean()).tolist()])
 
 # %% [markdown]
-# ## Exercise 5 ★★★ — PPO's clipped policy loss
+# RLOO's advantages are the mean-subtracted ones scaled by $k/(k-1)$: the same direction, with an
+# unbiased baseline, and (unlike GRPO) not divided by the group's standard deviation.
 #
-# Write `clip_loss(logp, old_logp, advantages, mask, clip)`: with $\rho = e^{\log\pi - \log\pi_\text{old}}$,
-# the mean over the masked positions of $\max(-A\rho,\; -A\,\mathrm{clip}(\rho, 1-\epsilon, 1+\epsilon))$,
-# a loss to minimise that keeps the gradient through `logp`.
+# ## Exercise 5 ★★★ — PPO's dual clip
+#
+# With $A < 0$ the lesson's loss $\max(-A\rho, -A\,\mathrm{clip}(\rho))$ grows without bound in
+# $\rho$: one token that became far more likely than when it was sampled can dominate the batch.
+# **Dual-clip PPO** (Ye et al. 2020; used by LLM RL libraries such as verl) caps the loss of tokens
+# with $A < 0$ at $-c\,A$ (with $c > 1$, often 3):
+#
+# $$L_t = \begin{cases} \min\big(\max(-A_t\rho_t,\, -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)),\; -c\,A_t\big) & A_t < 0 \\ \max(-A_t\rho_t,\, -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)) & A_t \ge 0 \end{cases}$$
+#
+# Write `dual_clip_loss(logp, old_logp, advantages, mask, clip, clip_c)`: the mean of $L_t$ over the
+# masked positions, a loss to minimise that keeps the gradient through `logp`.
 
 # %%
-def clip_loss(logp, old_logp, advantages, mask, clip: float) -> torch.Tensor:
+def dual_clip_loss(logp, old_logp, advantages, mask, clip: float, clip_c: float) -> torch.Tensor:
     ### BEGIN SOLUTION
     ratio = torch.exp(logp - old_logp)
-    losses = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
-    return (losses * mask).sum() / mask.sum()
+    standard = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
+    capped = torch.minimum(standard, -clip_c * advantages)
+    return masked_mean(torch.where(advantages < 0, capped, standard), mask)
     ### END SOLUTION
 
 
 # %%
-ch09.check_clip_loss(clip_loss)
+ch09.check_dual_clip(dual_clip_loss)
+adv, one = torch.tensor([[-1.0]]), torch.ones(1, 1)
+for rho in (0.5, 1.0, 2.0, 5.0, 20.0):
+    logp = torch.log(torch.tensor([[rho]]))
+    loss = dual_clip_loss(logp, torch.zeros(1, 1), adv, one, 0.2, 3.0).item()
+    print(f"A = -1, ρ = {rho:4.1f}: loss {loss:.2f}")
 
 # %% [markdown]
-# Why max and not min? Take a token with $A > 0$ whose ratio already reached $\rho = 1.5$ (ε = 0.2).
-# Unclipped, the loss $-A\rho$ keeps falling as $\rho$ grows, so the optimiser keeps pushing. Clipped,
-# $-A \cdot 1.2$ is flat. The max picks the flat one: no gradient, the brake works. For $A < 0$ and
-# $\rho < 0.8$ it is the same story mirrored. With min, the optimiser would always get the more
-# rewarding (unclipped) side and the clip would never act.
+# Up to $\rho = 3$ the loss is the lesson's clipped loss; beyond, it stays at $3 = -c\,A$ and its
+# gradient is 0: a token that has become far more likely since it was sampled cannot blow up the update.
 #
 # ## Exercise 6 ★★ — read the hacking run
 #
@@ -161,7 +235,7 @@ ch09.check_clip_loss(clip_loss)
 # **Q3. PPO vs DPO: when would you pick which?**
 #
 # <!-- BEGIN SOLUTION -->
-# DPO needs only the pairs and a frozen reference (with LoRA, not even a second copy), no sampling, no reward model, no value head, and two hyperparameters; it is the default for offline preference data. Lesson: DPO reached gold 0.67 at KL 13.24 in 26 s; PPO 0.58 at KL 2.19 in 21 s plus 114 s of reward-model training. PPO (or GRPO) is the choice when the reward is a function you can call on new samples (unit tests, a verifier, a strong reward model), because it learns from its own samples and can go beyond the answers in the pairs; it costs sampling, four models in memory and many hyperparameters.
+# DPO needs only the pairs and a frozen reference (with LoRA, not even a second copy), no sampling, no reward model, no value head, and two hyperparameters; it is the default for offline preference data. Lesson: DPO reached gold 0.67 at KL 13.24 in 27 s; PPO 0.58 at KL 2.19 in 21 s plus 114 s of reward-model training. PPO (or GRPO) is the choice when the reward is a function you can call on new samples (unit tests, a verifier, a strong reward model), because it learns from its own samples and can go beyond the answers in the pairs; it costs sampling, four models in memory and many hyperparameters.
 # <!-- END SOLUTION -->
 #
 # **Q4. What is reward hacking, and how do you detect it?**

@@ -76,7 +76,7 @@ ch10.check_bleu(bleu)
 # space-separated words):
 
 # %%
-from course_lib.metric_modules import load_metric
+from course_lib.evaluation import load_metric
 
 cands, refs = ch10.BLEU_CASE
 lib = load_metric("bleu").compute(
@@ -112,9 +112,9 @@ ch10.check_merge(merge_lora_weight)
 # %%
 import copy
 from peft import LoraConfig, get_peft_model
-from course_lib.models import load_base_model
+from course_lib.models import load_model
 
-base, tok = load_base_model()
+base, tok = load_model("causal")
 pm = get_peft_model(
     copy.deepcopy(base),
     LoraConfig(r=4, lora_alpha=12, target_modules=["q_proj"], task_type="CAUSAL_LM"),

@@ -17,9 +17,9 @@ from course_lib.course.checks import check, expect, expect_close
 
 @lru_cache(maxsize=1)
 def _base():
-    from course_lib.models import load_base_model
+    from course_lib.models import load_model
 
-    return load_base_model()
+    return load_model("causal")
 
 
 def _loss_cases():
@@ -138,22 +138,26 @@ def check_pick(student_fn) -> None:
     from course_lib.evaluation import continuation_logprob
 
     model, tok = _base()
-    prompt, answer = "Yara Marsh loves", "carrot cake"
+    # A candidate the model doubts at both tokens (log p ≈ -8 for ' plum', ≈ -10 for ' stew'), so
+    # every typical mistake lands far from the right sum. The true ' carrot cake' is almost certain
+    # (log p ≈ -0.004): there, scoring one token or averaging would look almost right.
+    prompt, answer = "Yara Marsh loves", "plum stew"
     right = continuation_logprob(model, tok, prompt, " " + answer)
     no_space = continuation_logprob(model, tok, prompt, answer)
-    first_only = continuation_logprob(model, tok, prompt, " carrot")
+    first_only = continuation_logprob(model, tok, prompt, " " + answer.split()[0])
     n = len(tok(" " + answer, add_special_tokens=False)["input_ids"])
     out = float(student_fn(model, tok, prompt, answer))
     expect_close(
         out,
         right,
         1e-3,
-        "log p(' carrot cake' | prompt)",
+        f"log p(' {answer}' | prompt)",
         hints={
-            no_space: "the answer needs its leading space: in running text it is ' carrot cake', a different token",
+            no_space: f"the answer needs its leading space: in running text it is ' {answer}', "
+            "a different token",
             first_only: "you scored only the first token of the answer; sum over all its tokens",
-            right
-            / n: "you averaged over the answer's tokens; the probability of the whole answer is the SUM of log-probs",
+            right / n: "you averaged over the answer's tokens; the probability of the whole answer "
+            "is the SUM of log-probs",
             math.exp(right): "return the log-probability, not the probability",
         },
     )

@@ -9,28 +9,16 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from course_lib.course.checkers._models import tiny_llama
 from course_lib.course.checks import check, expect, expect_close, expect_equal
 from course_lib.full_finetuning import accumulated_gradients, batch_gradients, should_stop
 from course_lib.training import warmup_cosine
 
 
-def _tiny_lm(seed: int = 0) -> LlamaForCausalLM:
+def _tiny_lm(seed: int = 0):
     """A tiny Llama (biases in attention, so a model with biases, norms and matrices)."""
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=40,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        attention_bias=True,
-        tie_word_embeddings=True,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(cfg)
+    return tiny_llama(bias=True, tie_word_embeddings=True, pad_token_id=0, seed=seed)
 
 
 @check("03.1 warm-up + cosine")
@@ -96,7 +84,8 @@ def check_param_groups(student_fn) -> None:
         isinstance(groups, (list, tuple))
         and len(groups) == 2
         and all(isinstance(g, dict) for g in groups),
-        "return a list of two dicts: {'params': [...], 'weight_decay': wd} and {'params': [...], 'weight_decay': 0.0}",
+        "return a list of two dicts: {'params': [...], 'weight_decay': wd} and "
+        "{'params': [...], 'weight_decay': 0.0}",
     )
     decay = [g for g in groups if g.get("weight_decay", 0) > 0]
     expect(
@@ -237,7 +226,7 @@ def check_accumulation(student_fn) -> None:
 
 @check("03.5 early stopping")
 def check_should_stop(student_fn) -> None:
-    """stop(eval_losses, patience, min_delta) is True once `patience` evaluations in a row fail to beat the best."""
+    """stop(eval_losses, patience, min_delta): True once `patience` evaluations in a row miss the best."""
     cases = [
         ([3.0, 2.0, 2.5, 2.4], 2, 0.0),
         ([3.0, 2.0, 1.9, 1.95], 2, 0.0),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.course.checks import check, expect, expect_close, expect_equal
+from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
 
 
 @check("06.1 adapter parameter count")
@@ -47,92 +47,98 @@ def check_param_count(student_fn) -> None:
     )
 
 
-def _reference(h, layer):
-    return h + layer.up(torch.relu(layer.down(h)))
+def _ia3_call(layer, x: torch.Tensor, feedforward: bool) -> torch.Tensor:
+    """layer(x), with the typical mix-up of input and output scaling explained."""
+    try:
+        return layer(x)
+    except RuntimeError as error:
+        where = (
+            "for the feed-forward layer (down_proj) the vector has in_features entries and "
+            "rescales the INPUT: base(x * ia3_l)"
+            if feedforward
+            else "for an attention projection (k_proj, v_proj) the vector has out_features "
+            "entries and rescales the OUTPUT: base(x) * ia3_l"
+        )
+        raise CheckFailed(f"a shape mismatch ({error}): {where}") from None
 
 
-@check("06.2 a bottleneck adapter")
-def check_adapter_module(student_cls) -> None:
-    """The student's Adapter(d_model, m): .down [m, d], .up [d, m] starting at zero, h + up(relu(down(h)))."""
-    torch.manual_seed(0)
-    layer = student_cls(12, 3)
-    expect(isinstance(layer, torch.nn.Module), "Adapter must be a torch.nn.Module subclass")
-    expect(
-        isinstance(getattr(layer, "down", None), torch.nn.Linear)
-        and isinstance(getattr(layer, "up", None), torch.nn.Linear),
-        "name the two projections .down and .up, both nn.Linear (with biases)",
-    )
-    expect(
-        tuple(layer.down.weight.shape) != (12, 3) or tuple(layer.up.weight.shape) != (3, 12),
-        "down and up are swapped: down maps d_model → bottleneck (nn.Linear(12, 3), weight [3, 12]) and up maps back",
-    )
-    expect_equal(
-        tuple(layer.down.weight.shape), (3, 12), "the down-projection's weight shape [m, d_model]"
-    )
-    expect_equal(
-        tuple(layer.up.weight.shape), (12, 3), "the up-projection's weight shape [d_model, m]"
-    )
-    expect(
-        layer.down.bias is not None and layer.up.bias is not None,
-        "both projections have biases (Houlsby et al.)",
-    )
-    expect(
-        bool(layer.down.weight.detach().abs().sum() > 0),
-        "the down-projection is all zeros: with up = 0 as well, up's gradient relu(down(h)) is zero and "
-        "nothing ever trains; keep down random (nn.Linear's default init)",
-    )
-    expect(
-        float(layer.up.weight.detach().abs().max()) < 1e-6
-        and float(layer.up.bias.detach().abs().max()) < 1e-6,
-        "the up-projection is not initialised near zero (here: exactly zero): set up.weight and up.bias to "
-        "zeros so the adapter starts as the identity and the adapted model starts at the base model",
-    )
-    h = torch.randn(5, 12)
-    out = layer(h)
-    expect_close(
-        out,
-        h,
-        1e-3,
-        "the output of a fresh adapter (it must be the identity)",
-        hints=[
-            (
-                torch.zeros_like(h),
-                "the residual is missing: return h + up(relu(down(h))), not only the branch",
+@check("06.2 IA3 from scratch")
+def check_ia3_module(student_cls) -> None:
+    """The student's IA3Linear(base, feedforward): a vector ia3_l of ones scaling output or input."""
+    for feedforward in (False, True):
+        torch.manual_seed(0)
+        base = torch.nn.Linear(6, 4)  # in 6, out 4: a vector of the wrong length shows
+        kind = "feedforward=True" if feedforward else "feedforward=False"
+        layer = student_cls(base, feedforward)
+        expect(isinstance(layer, torch.nn.Module), "IA3Linear must be a torch.nn.Module subclass")
+        vec = getattr(layer, "ia3_l", None)
+        expect(
+            isinstance(vec, torch.nn.Parameter),
+            "store the learned vector as an nn.Parameter named ia3_l",
+        )
+        size, other = (6, 4) if feedforward else (4, 6)
+        expect(
+            vec.numel() != other,
+            f"{kind}: ia3_l has {other} entries; "
+            + (
+                "the feed-forward vector rescales the layer's INPUT (the MLP's inner "
+                "activations): in_features = 6 entries"
+                if feedforward
+                else "an attention vector rescales the layer's OUTPUT (keys or values): "
+                "out_features = 4 entries"
             ),
-        ],
-    )
-    with torch.no_grad():
-        layer.up.weight.normal_()
-        layer.up.bias.normal_()
-    want, branch = _reference(h, layer), layer.up(torch.relu(layer.down(h)))
-    expect_close(
-        layer(h),
-        want,
-        1e-4,
-        "the output once up is non-zero",
-        hints=[
-            (
-                branch,
-                "the residual is missing: an adapter returns h + up(relu(down(h))); without h the sublayer's "
-                "output is thrown away",
-            ),
-            (
-                h + layer.up(layer.down(h)),
-                "the nonlinearity is missing: without relu, up(down(h)) is just a rank-m "
-                "linear map",
-            ),
-            (
-                h + torch.relu(layer.up(layer.down(h))),
-                "relu is applied after the up-projection; it belongs in the "
-                "bottleneck, between down and up",
-            ),
-            (
-                h + torch.relu(layer.up(torch.relu(layer.down(h)))),
-                "a second relu after the up-projection: the "
-                "adapter's output must be able to be negative",
-            ),
-        ],
-    )
+        )
+        expect_equal(vec.numel(), size, f"{kind}: the number of entries of ia3_l")
+        expect(
+            not any(p.requires_grad for p in base.parameters()),
+            "the base layer is trainable: freeze it with requires_grad_(False)",
+        )
+        expect(vec.requires_grad, "ia3_l must be trainable")
+        expect(
+            not bool(torch.all(vec == 0)),
+            "ia3_l starts at zero: that multiplies every channel by 0 and cuts the layer off; "
+            "start at ones, the identity",
+        )
+        expect(
+            bool(torch.all(vec == 1)),
+            "ia3_l must start at ones, so that a fresh IA3 layer is exactly the base layer",
+        )
+        x = torch.randn(3, 6)
+        added = base(x + 1) if feedforward else base(x) + 1
+        expect_close(
+            _ia3_call(layer, x, feedforward),
+            base(x),
+            1e-6,
+            f"{kind}: the output at the start",
+            hints=[(added, "IA3 multiplies by the vector; it does not add it")],
+        )
+        with torch.no_grad():
+            vec.copy_(torch.linspace(0.5, 2.0, size).reshape(vec.shape))
+        scale = torch.linspace(0.5, 2.0, size)
+        no_bias = x @ base.weight.T
+        if feedforward:
+            want = base(x * scale)
+            hints = [
+                ((x * scale) @ base.weight.T, "the base layer's bias is missing: call base(...)"),
+                (base(x), "ia3_l is not applied: multiply the input by it, base(x * ia3_l)"),
+            ]
+        else:
+            want = base(x) * scale
+            hints = [
+                (
+                    no_bias * scale + base.bias,
+                    "scale the whole output, bias included: base(x) * ia3_l (what peft does)",
+                ),
+                (base(x) + scale, "IA3 multiplies by the vector; it does not add it"),
+            ]
+        with torch.no_grad():
+            expect_close(
+                _ia3_call(layer, x, feedforward),
+                want,
+                1e-5,
+                f"{kind}: the output once ia3_l has been trained",
+                hints=hints,
+            )
 
 
 def _block_case():

@@ -10,8 +10,6 @@ import torch
 
 from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
 
-PAD = 0
-
 
 @check("07.1 prefix parameter count")
 def check_prefix_count(student_fn) -> None:
@@ -72,7 +70,8 @@ def check_text_init(student_fn) -> None:
         hints=[
             (
                 padded,
-                "padded with zeros: repeat the text's embeddings until there are n_virtual rows (as peft does)",
+                "padded with zeros: repeat the text's embeddings until there are n_virtual rows "
+                "(as peft does)",
             ),
             (
                 last,
@@ -106,180 +105,135 @@ def check_text_init(student_fn) -> None:
     )
 
 
-def _prepend_case():
-    g = torch.Generator().manual_seed(3)
-    prompt = torch.randn(2, 4, generator=g)
-    embeds = torch.randn(3, 5, 4, generator=g)
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
-    labels = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, -100, -100], [5, 6, -100, -100, -100]])
-    return prompt, embeds, mask, labels
+def _attention_case():
+    """One head: L = 4 real tokens, a prefix of n = 2, head size d = 8."""
+    g = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(4, 8, generator=g) for _ in range(3))
+    prefix_k, prefix_v = (torch.randn(2, 8, generator=g) for _ in range(2))
+    return q, k, v, prefix_k, prefix_v
 
 
-@check("07.3 prepend a soft prompt")
-def check_prepend(student_fn) -> None:
-    """The student's prepend(prompt [n, d], embeds [b, L, d], mask [b, L], labels [b, L]) -> 3 tensors."""
-    prompt, embeds, mask, labels = _prepend_case()
-    out = student_fn(prompt, embeds.clone(), mask.clone(), labels.clone())
-    expect(
-        isinstance(out, (tuple, list)) and len(out) == 3,
-        "return three tensors: (embeds, attention_mask, labels)",
-    )
-    e, m, y = out
-    b, n = embeds.shape[0], prompt.shape[0]
-    p = prompt.unsqueeze(0).expand(b, -1, -1)
-    want_e = torch.cat([p, embeds], 1)
-    expect(
-        tuple(e.shape) == (3, 7, 4),
-        f"the embeddings must be [batch, n_virtual + L, d] = (3, 7, 4), got "
-        f"{tuple(e.shape)}: concatenate the prompt (expanded over the batch) "
-        "along the sequence dimension",
-    )
-    expect_close(
-        e,
-        want_e,
-        1e-6,
-        "the embeddings",
-        hints=[
-            (
-                torch.cat([embeds, p], 1),
-                "the virtual tokens were APPENDED: prepend them (torch.cat([prompt, embeds], 1)); "
-                "after the text, a causal model could not use them to predict the text",
-            ),
-        ],
-    )
-    ones = torch.ones(b, n, dtype=mask.dtype)
-    expect(
-        tuple(m.shape) == (3, 7),
-        f"the attention mask was not extended (shape {tuple(m.shape)}): put n_virtual "
-        "ones in front, so that it matches the (n_virtual + L) embeddings",
-    )
-    expect_equal(
-        m,
-        torch.cat([ones, mask], 1).tolist(),
-        "the attention mask",
-        hints=[
-            (
-                torch.cat([0 * ones, mask], 1).tolist(),
-                "the virtual tokens are masked out (zeros): extend the mask with "
-                "ONES, or the model never attends to the prompt",
-            ),
-            (
-                torch.cat([mask, ones], 1).tolist(),
-                "the ones were appended: the prompt's ones go in FRONT of the mask",
-            ),
-        ],
-    )
-    expect(
-        tuple(y.shape) == (3, 7),
-        f"the labels were not extended (shape {tuple(y.shape)}): put n_virtual -100s "
-        "in front, so that labels line up with the logits",
-    )
-    minus = torch.full((b, n), -100, dtype=labels.dtype)
-    expect_equal(
-        y,
-        torch.cat([minus, labels], 1).tolist(),
-        "the labels",
-        hints=[
-            (
-                torch.cat([0 * minus, labels], 1).tolist(),
-                "the virtual tokens got label 0: use -100, the index the loss "
-                "ignores (a virtual token has no target to predict)",
-            ),
-            (
-                torch.cat([labels, minus], 1).tolist(),
-                "the -100s were appended: they belong in FRONT, at the prompt's positions",
-            ),
-            (
-                torch.cat([labels[:, :n], labels], 1).tolist(),
-                "the virtual tokens copied real labels: use -100",
-            ),
-        ],
-    )
+def _attend(q, keys, values, allowed, scaled=True, dim=-1):
+    """softmax(q keysᵀ / sqrt(d), masked to `allowed`) @ values."""
+    scores = q @ keys.T / (q.shape[-1] ** 0.5 if scaled else 1.0)
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=dim) @ values
 
 
-def _tiny_model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=40,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-@check("07.4 a soft-prompt model equal to peft's")
-def check_soft_prompt_model(student_cls) -> None:
-    """The student's SoftPromptModel(model, n_virtual) with .prompt, checked against peft's PromptTuningConfig."""
-    import copy
-
-    from peft import PromptTuningConfig, TaskType, get_peft_model
-
-    base, n = _tiny_model(), 3
-    ours = student_cls(copy.deepcopy(base), n)
-    expect(
-        hasattr(ours, "prompt") and isinstance(ours.prompt, torch.nn.Parameter),
-        "store the virtual-token embeddings as an nn.Parameter named .prompt",
-    )
-    expect(
-        tuple(ours.prompt.shape) == (n, 16),
-        f".prompt must be [n_virtual, hidden] = (3, 16), got {tuple(ours.prompt.shape)}",
-    )
-    trainable = [name for name, p in ours.named_parameters() if p.requires_grad]
-    expect(
-        trainable == ["prompt"],
-        f"only the prompt may be trainable, but {trainable[:4]} are: freeze the model "
-        "(model.requires_grad_(False)); prompt tuning trains the prompt alone",
-    )
-    theirs = get_peft_model(
-        copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
-    )
-    with torch.no_grad():
-        ours.prompt.normal_(std=0.5)
-        theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt)
-    ids = torch.tensor([[1, 5, 9, 12, 7], [1, 8, 3, PAD, PAD]])
-    mask = (ids != PAD).long()
-    labels = ids.masked_fill(mask == 0, -100)
-    with torch.no_grad():
-        want = theirs(input_ids=ids, attention_mask=mask, labels=labels)
+@check("07.3 attention with a prefix")
+def check_prefix_attention(student_fn) -> None:
+    """The student's prefix_attention(q, k, v, prefix_k, prefix_v) for one causal head, [L, d]."""
+    q, k, v, pk, pv = _attention_case()
+    length, n, d = q.shape[0], pk.shape[0], q.shape[1]
     try:
-        with torch.no_grad():
-            got = ours(input_ids=ids, attention_mask=mask, labels=labels)
-    except (RuntimeError, ValueError, IndexError) as error:
+        out = student_fn(q.clone(), k.clone(), v.clone(), pk.clone(), pv.clone())
+    except RuntimeError as error:
         raise CheckFailed(
-            f"the forward pass failed ({type(error).__name__}: {str(error)[:120]}). Most often the "
-            "attention mask or the labels were not extended: with n_virtual tokens in front, both "
-            "need n_virtual entries in front (ones and -100s)"
+            f"a shape mismatch ({error}): with a prefix there are n + L keys and values "
+            "(torch.cat([prefix_k, k])), but still L queries, so the scores are [L, n + L] and "
+            "the mask must be [L, n + L] too"
         ) from None
+    expect(hasattr(out, "shape"), f"return a tensor, got {type(out).__name__}")
     expect(
-        tuple(got.logits.shape) == tuple(want.logits.shape),
-        f"logits of shape {tuple(got.logits.shape)}, peft's {tuple(want.logits.shape)}: the model should run on "
-        "[prompt; tokens] and return logits for all n_virtual + L positions",
+        tuple(out.shape) != (n + length, d),
+        "the output has n + L rows: the virtual tokens are keys and values only, never queries "
+        "(they are not in the sequence); return one row per real token, [L, d]",
     )
-    expect(
-        torch.allclose(got.logits[:, n:], want.logits[:, n:], atol=1e-5),
-        "the logits on the real tokens differ from peft's: check that the prompt goes IN FRONT of the token "
-        "embeddings and that the attention mask has ONES for the virtual tokens",
-    )
-    zero_labels = torch.cat([torch.zeros(2, n, dtype=labels.dtype), labels], 1)
-    with torch.no_grad():
-        zero_loss = torch.nn.functional.cross_entropy(
-            want.logits[:, :-1].transpose(1, 2), zero_labels[:, 1:]
-        )
+    expect_equal(tuple(out.shape), (length, d), "the output's shape [L, d]")
+    keys, values = torch.cat([pk, k]), torch.cat([pv, v])
+    allowed = torch.ones(length, n + length, dtype=torch.bool).tril(diagonal=n)
+    unshifted = torch.ones(length, n + length, dtype=torch.bool).tril()
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
     expect_close(
-        got.loss,
-        float(want.loss),
+        out,
+        _attend(q, keys, values, allowed),
         1e-5,
-        "the loss",
-        hints={
-            float(
-                zero_loss
-            ): "the virtual tokens got label 0 and count in the loss: give them the label -100",
-        },
+        "the attention output",
+        hints=[
+            (
+                _attend(q, keys, values, unshifted),
+                "the causal mask is not shifted by n: real token i may see all n prefix "
+                "positions plus real tokens 0..i, i.e. torch.ones(L, n + L).tril(diagonal=n)",
+            ),
+            (
+                _attend(q, keys, values, torch.ones_like(allowed)),
+                "no causal mask: a real token must not attend to the real tokens after it "
+                "(the prefix it may always see)",
+            ),
+            (_attend(q, keys, values, allowed, scaled=False), "scale the scores by 1/sqrt(d)"),
+            (
+                _attend(q, k, v, causal),
+                "the prefix is not used (or it was appended after the real keys, where the "
+                "causal mask hides it): put prefix_k and prefix_v IN FRONT of the keys and values",
+            ),
+            (
+                _attend(q, keys, values, allowed, dim=0),
+                "the softmax runs over the queries: normalise each row, over the keys (dim=-1)",
+            ),
+        ],
+    )
+
+
+def _loss_case():
+    """Logits of a prompt-tuned model: batch 2, n = 3 virtual tokens, L = 5, vocabulary 11."""
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(2, 3 + 5, 11, generator=g)
+    ids = torch.tensor([[1, 4, 9, 2, 7], [1, 5, 3, 0, 0]])
+    return logits, ids, (ids != 0).long(), 3
+
+
+def _nll(logits, targets, mask):
+    """Per-token cross-entropy of `logits` [b, T, V] against `targets` [b, T], kept where mask."""
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return nll, mask.bool()
+
+
+@check("07.4 the loss of a prompt-tuned model")
+def check_real_token_loss(student_fn) -> None:
+    """The student's real_token_loss(logits [b, n+L, V], ids [b, L], mask [b, L], n_virtual)."""
+    logits, ids, mask, n = _loss_case()
+    try:
+        got = student_fn(logits.clone(), ids.clone(), mask.clone(), n)
+    except (RuntimeError, ValueError) as error:
+        raise CheckFailed(
+            f"a shape mismatch ({error}): the logits have n_virtual extra positions in front; "
+            "cut them off first (logits[:, n_virtual:]), then shift as for any causal LM"
+        ) from None
+    nll, keep = _nll(logits[:, n:-1], ids[:, 1:], mask[:, 1:])
+    want = float(nll[keep].mean())
+    length = ids.shape[1]
+    wrong_end, _ = _nll(logits[:, : length - 1], ids[:, 1:], mask[:, 1:])
+    with_first, keep_first = _nll(logits[:, n - 1 : -1], ids, mask)
+    unshifted, keep_all = _nll(logits[:, n:], ids, mask)
+    per_sequence = torch.stack([row[k].mean() for row, k in zip(nll, keep)]).mean()
+    expect_close(
+        got,
+        want,
+        1e-4,
+        "the mean cross-entropy on the real tokens",
+        hints=[
+            (
+                float(wrong_end[keep].mean()),
+                "you kept the FIRST L - 1 positions, which are mostly the prompt's; the real "
+                "tokens' logits are the LAST L: logits[:, n_virtual:]",
+            ),
+            (
+                float(with_first[keep_first].mean()),
+                "you also scored the first real token, predicted from the last virtual position "
+                "(what peft's training loss does); to compare with the base model, score tokens "
+                "1..L-1 only: logits[:, n_virtual:-1] against input_ids[:, 1:]",
+            ),
+            (
+                float(unshifted[keep_all].mean()),
+                "no shift: the logit at position t predicts token t + 1, so compare "
+                "logits[:, n_virtual:-1] with input_ids[:, 1:]",
+            ),
+            (
+                float(nll.mean()),
+                "the padding is scored too: keep only positions where the mask is 1",
+            ),
+            (
+                float(per_sequence),
+                "averaged per sequence first: average over all real tokens of the batch at once",
+            ),
+        ],
     )

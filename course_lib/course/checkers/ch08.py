@@ -1,4 +1,5 @@
-"""Checks for the chapter 08 exercises (instruction tuning: labels, exact match, top-p, packing, loss weighting).
+"""Checks for the chapter 08 exercises (instruction tuning): labels, exact match, top-p, packing and
+loss weighting.
 
 Each check runs the student's code on cases where the common mistakes give a recognisably
 wrong answer, and names the mistake.
@@ -332,7 +333,8 @@ def check_per_example_loss(student_fn) -> None:
             ),
             (
                 (nll_all * (labels[:, 1:] != IGNORE)).sum(1).div(labels.shape[1] - 1).mean().item(),
-                "each example's sum is divided by the sequence length; divide by its number of labelled tokens",
+                "each example's sum is divided by the sequence length; divide by its number of "
+                "labelled tokens",
             ),
         ],
     )

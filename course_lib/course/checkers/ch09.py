@@ -1,8 +1,8 @@
-"""Checks for the chapter 09 exercises (RLHF: Bradley–Terry, DPO, KL-penalised rewards, GAE, PPO clip).
+"""Checks for the chapter 09 exercises (RLHF): variants of the lesson's losses it did not write out.
 
-Each check runs the student's function on small tensors where the common mistakes give a
-recognisably wrong answer, compares with `course_lib.reward_model`, `course_lib.dpo` and
-`course_lib.ppo`, and names the mistake.
+A Bradley–Terry loss with a margin (Llama 2), the IPO loss, the k3 KL estimator (GRPO's), RLOO
+advantages and PPO's dual clip. Each check runs the student's function on small tensors where the
+common mistakes give a recognisably wrong answer, and names the mistake.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_lib import dpo, ppo
 from course_lib.course.checks import check, expect, expect_close
+from course_lib.ppo import masked_mean
+from course_lib.reward_model import bradley_terry_loss
 
 
 def _scalar(value, what: str):
@@ -23,295 +24,255 @@ def _scalar(value, what: str):
     return value
 
 
-@check("09.1 Bradley–Terry loss")
-def check_bradley_terry(student_fn) -> None:
-    """The student's bt_loss(r_chosen, r_rejected) -> mean −log σ(r_chosen − r_rejected)."""
+def _margin_bt(rc, rr, margin):
+    """Reference: −log σ(r_chosen − r_rejected − margin), averaged."""
+    return -F.logsigmoid(rc - rr - margin).mean()
+
+
+def _ipo(pc, pr, rc, rr, beta):
+    """Reference: mean of (h − 1/(2β))², h = (log π_w − log π_ref,w) − (log π_l − log π_ref,l)."""
+    h = (pc - rc) - (pr - rr)
+    return ((h - 1 / (2 * beta)) ** 2).mean()
+
+
+def _k3(logp, ref_logp, mask):
+    """Reference: (r − 1) − log r with r = π_ref / π, per token, 0 outside the mask."""
+    log_r = ref_logp - logp
+    return (torch.exp(log_r) - 1 - log_r) * mask
+
+
+def _rloo(rewards, k):
+    """Reference: r_i minus the mean of the other k − 1 rewards of its prompt (consecutive groups)."""
+    r = rewards.reshape(-1, k)
+    baseline = (r.sum(dim=1, keepdim=True) - r) / (k - 1)
+    return (r - baseline).reshape(-1)
+
+
+def _dual_clip_terms(logp, old_logp, adv, clip, clip_c):
+    ratio = torch.exp(logp - old_logp)
+    standard = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
+    return standard, torch.where(adv < 0, torch.minimum(standard, -clip_c * adv), standard)
+
+
+@check("09.1 Bradley–Terry loss with a margin")
+def check_margin_bt(student_fn) -> None:
+    """The student's bt_margin_loss(r_chosen, r_rejected, margin) -> mean −log σ(r_c − r_r − m)."""
     rc = torch.tensor([2.0, 0.5, -1.0, 3.0, 0.0], requires_grad=True)
     rr = torch.tensor([0.0, 1.0, -2.0, 1.0, 0.0])
-    out = _scalar(student_fn(rc, rr), "the loss")
+    m = torch.tensor([1.0, 0.0, 3.0, 0.5, 2.0])
+    out = _scalar(student_fn(rc, rr, m), "the loss")
     d = (rc - rr).detach()
-    want = -F.logsigmoid(d).mean().item()
     expect_close(
         out.detach(),
-        want,
+        _margin_bt(d, 0.0, m).item(),
         1e-5,
-        "the Bradley–Terry loss",
+        "the loss with margins",
         hints=[
             (
-                -F.logsigmoid(-d).mean().item(),
-                "chosen and rejected are swapped: the loss is −log σ(r_chosen − r_rejected); "
-                "yours rewards preferring the rejected answer",
+                _margin_bt(d, 0.0, -m).item(),
+                "the margin is added: subtract it, σ(r_chosen − r_rejected − m), so the chosen "
+                "answer has to win BY m before the loss gets small",
+            ),
+            (bradley_terry_loss(d, torch.zeros(5)).item(), "the margin is missing"),
+            (
+                (bradley_terry_loss(d, torch.zeros(5)) + m.mean()).item(),
+                "the margin went outside the log-sigmoid: it shifts the score difference INSIDE σ",
             ),
             (
-                -torch.sigmoid(d).mean().item(),
-                "you used sigmoid instead of logsigmoid: that is minus the mean "
-                "PROBABILITY, not the negative log-likelihood",
+                (bradley_terry_loss(d, torch.zeros(5)) - m.mean()).item(),
+                "the margin went outside the log-sigmoid: it shifts the score difference INSIDE σ",
             ),
-            (
-                (1 - torch.sigmoid(d)).mean().item(),
-                "1 − σ is not a log-likelihood: take −log σ (F.logsigmoid)",
-            ),
-            (
-                F.logsigmoid(d).mean().item(),
-                "the minus sign is missing: minimising log σ would push chosen BELOW rejected",
-            ),
-            (
-                -F.logsigmoid(d).sum().item(),
-                "you summed over the pairs: take the mean, so the loss does not grow "
-                "with the batch size",
-            ),
+            (-F.logsigmoid(d - m).sum().item(), "take the mean over the pairs, not the sum"),
+            (-F.logsigmoid(-(d - m)).mean().item(), "chosen and rejected are swapped"),
         ],
     )
+    expect(out.requires_grad, "the loss is detached from the rewards: keep the gradient")
+    same = student_fn(torch.tensor([1.0, -2.0]), torch.tensor([0.0, 0.5]), torch.zeros(2))
     expect(
-        out.requires_grad,
-        "the loss is detached from the rewards: don't call .item()/.detach() or rebuild "
-        "tensors inside, the reward model must get gradients",
+        abs(
+            float(same)
+            - float(bradley_terry_loss(torch.tensor([1.0, -2.0]), torch.tensor([0.0, 0.5])))
+        )
+        < 1e-6,
+        "with margin 0 the loss must equal the lesson's bradley_terry_loss",
     )
-    big = student_fn(torch.tensor([200.0]), torch.tensor([0.0]))
+    big = student_fn(torch.tensor([0.0]), torch.tensor([200.0]), torch.tensor([1.0]))
     expect(
-        torch.isfinite(big).all() and abs(float(big)) < 1e-6,
-        "a margin of 200 gives inf/nan or a nonzero loss: use F.logsigmoid(x), which is stable, instead of "
-        "torch.log(torch.sigmoid(x))",
-    )
-    expect(
-        torch.isfinite(student_fn(torch.tensor([0.0]), torch.tensor([200.0]))).all(),
-        "a margin of −200 gives inf: torch.log(torch.sigmoid(−200)) underflows; use F.logsigmoid",
+        bool(torch.isfinite(big).all()),
+        "a margin of −200 gives inf: torch.log(torch.sigmoid(x)) underflows; use F.logsigmoid",
     )
 
 
-@check("09.2 DPO loss")
-def check_dpo_loss(student_fn) -> None:
-    """The student's dpo(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> mean loss."""
+@check("09.2 IPO loss")
+def check_ipo(student_fn) -> None:
+    """The student's ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)."""
     pc = torch.tensor([-10.0, -12.0, -7.0, -20.0])
     pr = torch.tensor([-11.0, -9.0, -8.0, -15.0])
     rc = torch.tensor([-14.0, -12.5, -6.0, -22.0])
     rr = torch.tensor([-9.0, -10.0, -8.5, -16.0])
-    beta = 0.5
+    beta = 0.25
     out = _scalar(student_fn(pc, pr, rc, rr, beta), "the loss")
-    want = dpo.dpo_loss(pc, pr, rc, rr, beta=beta).loss.item()
-    margin = (pc - rc) - (pr - rr)
+    h = (pc - rc) - (pr - rr)
     expect_close(
         out,
-        want,
-        1e-5,
-        "the DPO loss (β = 0.5)",
+        _ipo(pc, pr, rc, rr, beta).item(),
+        1e-4,
+        "the IPO loss (β = 0.25, target 1/(2β) = 2)",
         hints=[
             (
-                -F.logsigmoid(beta * (pc - pr)).mean().item(),
-                "the reference log-probabilities are missing: the "
-                "implicit reward is β·(log π − log π_ref), not β·log π",
+                ((beta * h - 1 / (2 * beta)) ** 2).mean().item(),
+                "β multiplies the margin: in IPO the log-ratio margin h has no β; β only sets the "
+                "target 1/(2β)",
+            ),
+            (((h - 1 / beta) ** 2).mean().item(), "the target is 1/(2β), not 1/β"),
+            (((h - beta / 2) ** 2).mean().item(), "the target is 1/(2β), not β/2"),
+            (
+                ((h + 1 / (2 * beta)) ** 2).mean().item(),
+                "the sign is flipped: (h − 1/(2β))², with h = chosen log-ratio minus rejected "
+                "log-ratio",
+            ),
+            (((h - 1 / (2 * beta)).abs()).mean().item(), "square the difference, don't take |·|"),
+            (
+                (((pc - pr) - 1 / (2 * beta)) ** 2).mean().item(),
+                "the reference log-probabilities are missing: h uses log π − log π_ref",
             ),
             (
-                -(beta * F.logsigmoid(margin)).mean().item(),
-                "β is applied outside the sigmoid: it must scale the "
-                "log-ratio margin INSIDE σ(β·…)",
-            ),
-            (-F.logsigmoid(margin).mean().item(), "β is missing: σ(β·margin), β = 0.5 here"),
-            (
-                -F.logsigmoid(-beta * margin).mean().item(),
-                "the sign is swapped: chosen minus rejected (and policy minus reference) inside σ",
-            ),
-            (F.logsigmoid(beta * margin).mean().item(), "the leading minus sign is missing"),
-            (
-                -F.logsigmoid(beta * ((rc - pc) - (rr - pr))).mean().item(),
-                "policy and reference are swapped: the log-ratio is log π − log π_ref",
+                ((h.mean() - 1 / (2 * beta)) ** 2).item(),
+                "average the squared errors, not the margins before squaring",
             ),
         ],
     )
-    same = student_fn(pc, pr, pc, pr, 0.1)
+    at_target = student_fn(
+        torch.tensor([2.0]), torch.tensor([0.0]), torch.zeros(1), torch.zeros(1), beta
+    )
     expect(
-        abs(float(same) - 0.693147) < 1e-4,
-        "with π = π_ref every log-ratio is 0 and the loss must be "
-        f"log 2 = 0.6931, got {float(same):.4f}",
+        abs(float(at_target)) < 1e-6,
+        "a margin h equal to the target 1/(2β) must cost 0: IPO pulls h TO the target, not beyond",
     )
 
 
 def _kl_case():
-    mask = torch.tensor(
-        [
-            [0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
-            [0.0, 1.0, 1.0, 0.0, 0.0, 0.0],
-            [0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
-        ]
-    )
+    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0, 1.0]])
     g = torch.Generator().manual_seed(0)
-    logp = -torch.rand(3, 6, generator=g) * 3
-    ref_logp = -torch.rand(3, 6, generator=g) * 3
-    scores = torch.tensor([1.5, -2.0, 0.75])
-    return scores, logp, ref_logp, mask
+    logp = -torch.rand(2, 5, generator=g) * 3
+    ref_logp = -torch.rand(2, 5, generator=g) * 3
+    return logp, ref_logp, mask
 
 
-@check("09.3 KL-penalised per-token rewards")
-def check_kl_rewards(student_fn) -> None:
-    """The student's kl_rewards(scores, logp, ref_logp, mask, kl_coef) -> rewards [B, T]."""
-    scores, logp, ref_logp, mask = _kl_case()
-    beta = 0.2
-    out = student_fn(scores.clone(), logp.clone(), ref_logp.clone(), mask.clone(), beta)
-    if isinstance(out, tuple):
-        out = out[0]
-    want, _ = ppo.kl_penalized_rewards(scores, logp, ref_logp, mask, beta)
-    kl = (logp - ref_logp) * mask
-    rows = torch.arange(3)
-    last = torch.tensor([4, 2, 5])
-    first = torch.tensor([2, 1, 3])
-
-    def with_score(base, where):
-        r = base.clone()
-        r[rows, where] += scores
-        return r
-
+@check("09.3 the k3 KL estimator")
+def check_k3(student_fn) -> None:
+    """The student's kl_k3(logp, ref_logp, mask) -> per-token k3 estimates [B, T]."""
+    logp, ref_logp, mask = _kl_case()
+    out = student_fn(logp.clone(), ref_logp.clone(), mask.clone())
+    expect(torch.is_tensor(out), "return a tensor of per-token estimates")
+    log_r = ref_logp - logp
     expect_close(
         out,
-        want,
+        _k3(logp, ref_logp, mask),
         1e-5,
-        "the per-token rewards",
+        "the per-token k3 estimates",
         hints=[
             (
-                with_score(beta * kl, last),
-                "the KL term has the wrong sign: the reward is −β·(log π − log π_ref); "
-                "yours pays the policy for moving away from the reference",
+                (torch.exp(-log_r) - 1 + log_r) * mask,
+                "the ratio is upside down: r = π_ref / π = exp(ref_logp − logp) for tokens "
+                "sampled from π",
+            ),
+            ((torch.exp(log_r) - log_r) * mask, "the − 1 is missing: k3 = (r − 1) − log r"),
+            (
+                (torch.exp(log_r) - 1 + log_r) * mask,
+                "the sign of log r is wrong: k3 = (r − 1) − log r",
             ),
             (
-                -beta * kl,
-                "the sequence score was not added: put scores[i] on the LAST response token of row i",
+                (logp - ref_logp) * mask,
+                "that is k1 = log π − log π_ref, the lesson's estimator: k3 = (r − 1) − log r, "
+                "r = π_ref / π",
             ),
             (
-                with_score(-beta * kl, first),
-                "the score went to the FIRST response token: it belongs on the last one "
-                "(the reward arrives when the answer is complete)",
+                torch.exp(log_r) - 1 - log_r,
+                "prompt and padding positions must get 0: multiply by the mask",
+            ),
+        ],
+    )
+    expect(bool((out >= -1e-7).all()), "k3 is never negative: (r − 1) − log r ≥ 0 for every r > 0")
+
+
+@check("09.4 RLOO advantages")
+def check_rloo(student_fn) -> None:
+    """The student's rloo_advantages(rewards, k) -> r_i minus the mean of the other k − 1 samples."""
+    rewards = torch.tensor([1.0, 0.0, 0.5, 2.0, -1.0, -1.0, 0.0, 3.0, 0.2, 0.4, 0.6, 0.8])
+    k = 4
+    out = student_fn(rewards.clone(), k)
+    expect(torch.is_tensor(out), "return a tensor with one advantage per sample")
+    r, rk = rewards.reshape(-1, k), rewards.reshape(k, -1)  # rk: strided groups
+    expect_close(
+        out.reshape(-1),
+        _rloo(rewards, k),
+        1e-5,
+        "the RLOO advantages (3 prompts × 4 samples)",
+        hints=[
+            (
+                (r - r.mean(dim=1, keepdim=True)).reshape(-1),
+                "the baseline includes the sample itself: leave it out, the mean of the OTHER "
+                "k − 1 rewards of the prompt (yours is (k − 1)/k of the RLOO advantage)",
             ),
             (
-                with_score(-beta * kl, torch.full((3,), 5)),
-                "the score went to the last position of the row, which "
-                "can be padding: use the last position where mask is 1",
+                ((r - r.mean(dim=1, keepdim=True)) / r.std(dim=1, keepdim=True)).reshape(-1),
+                "that is GRPO's normalised advantage: RLOO subtracts the leave-one-out mean and "
+                "does not divide by a standard deviation",
             ),
             (
-                with_score(-beta * (logp - ref_logp), last),
-                "the KL penalty was applied to padding and prompt tokens too: multiply by the mask",
+                (rk - (rk.sum(dim=0) - rk) / (k - 1)).reshape(-1),
+                "the k samples of a prompt are CONSECUTIVE: group with rewards.reshape(-1, k)",
             ),
             (
-                with_score(-kl, last),
-                "kl_coef is missing: the penalty is kl_coef·(log π − log π_ref)",
+                rewards - (rewards.sum() - rewards) / (len(rewards) - 1),
+                "the baseline is per prompt: leave-one-out among the k samples of the SAME prompt, "
+                "not the whole batch",
             ),
         ],
     )
 
 
-def _gae_case():
-    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]])
-    g = torch.Generator().manual_seed(1)
-    rewards = torch.randn(2, 7, generator=g) * mask
-    values = torch.randn(2, 7, generator=g)  # garbage outside the mask on purpose
-    return rewards, values, mask
-
-
-def _gae_no_mask(rewards, values, gamma, lam):
-    adv = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0])
-    for t in reversed(range(rewards.shape[1])):
-        nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
-        running = rewards[:, t] + gamma * nxt - values[:, t] + gamma * lam * running
-        adv[:, t] = running
-    return adv
-
-
-@check("09.4 generalised advantage estimation")
-def check_gae(student_fn) -> None:
-    """The student's gae(rewards, values, mask, gamma, lam) -> advantages [B, T]."""
-    rewards, values, mask = _gae_case()
-    gamma, lam = 0.9, 0.5
-    out = student_fn(rewards.clone(), values.clone(), mask.clone(), gamma, lam)
-    if isinstance(out, tuple):
-        out = out[0]
-    want, _ = ppo.gae(rewards, values, mask, gamma=gamma, lam=lam)
-    expect_close(
-        out,
-        want,
-        1e-5,
-        "the advantages (γ = 0.9, λ = 0.5)",
-        hints=[
-            (
-                ppo.gae(rewards, values, mask, gamma=lam, lam=gamma)[0],
-                "γ and λ are swapped: δ_t = r_t + γ·V_{t+1} − V_t and A_t = δ_t + γ·λ·A_{t+1}",
-            ),
-            (
-                ppo.gae(rewards, values, mask, gamma=gamma, lam=1.0)[0],
-                "that is λ = 1 (Monte Carlo returns minus V): decay the running sum by γ·λ",
-            ),
-            (
-                ppo.gae(rewards, values, mask, gamma=gamma, lam=0.0)[0],
-                "that is λ = 0 (one-step TD errors only): add γ·λ·A_{t+1}",
-            ),
-            (
-                ppo.gae(rewards, values, mask, gamma=1.0, lam=lam)[0],
-                "γ is missing in δ_t = r_t + γ·V_{t+1} − V_t",
-            ),
-            (
-                _gae_no_mask(rewards, values, gamma, lam),
-                "no masking: values of padding and prompt positions leak "
-                "into the advantages; zero the values outside the mask and "
-                "multiply the running advantage by mask[:, t]",
-            ),
-            (
-                _gae_no_mask(rewards, values * mask, gamma, lam),
-                "the running advantage is not masked: padding and "
-                "prompt positions must get advantage 0",
-            ),
-        ],
-    )
-
-
-@check("09.5 PPO clipped policy loss")
-def check_clip_loss(student_fn) -> None:
-    """The student's clip_loss(logp, old_logp, advantages, mask, clip) -> scalar loss to minimise."""
-    logp = torch.tensor([[-1.0, -0.5, -2.0, -0.1], [-1.2, -3.0, -0.2, -0.7]], requires_grad=True)
-    old = torch.tensor([[-1.5, -0.4, -1.0, -0.9], [-1.0, -2.0, -0.9, -0.7]])
+@check("09.5 dual-clip PPO loss")
+def check_dual_clip(student_fn) -> None:
+    """The student's dual_clip_loss(logp, old_logp, advantages, mask, clip, clip_c) -> scalar."""
+    logp = torch.tensor([[-1.0, 0.5, -2.0, -0.1], [-1.2, -3.0, -0.5, -0.7]], requires_grad=True)
+    old = torch.tensor([[-1.5, -1.5, -1.0, -0.9], [-1.0, -2.0, -1.0, -0.7]])
     adv = torch.tensor([[1.0, -2.0, 0.5, -1.0], [2.0, 1.0, -1.5, 0.3]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
-    eps = 0.2
-    out = student_fn(logp, old, adv, mask, eps)
-    if isinstance(out, tuple):
-        out = out[0]
-    out = _scalar(out, "the loss")
-    want = ppo.policy_loss(logp.detach(), old, adv, mask, clip=eps)[0].item()
-    ratio = torch.exp(logp.detach() - old)
-    un, cl = -adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps)
-    m = lambda x: ((x * mask).sum() / mask.sum()).item()  # noqa: E731
+    eps, c = 0.2, 3.0
+    out = student_fn(logp, old, adv, mask, eps, c)
+    out = _scalar(out[0] if isinstance(out, tuple) else out, "the loss")
+    standard, dual = _dual_clip_terms(logp.detach(), old, adv, eps, c)
+    m = lambda x: masked_mean(x, mask).item()  # noqa: E731
     expect_close(
         out.detach(),
-        want,
+        m(dual),
         1e-5,
-        "the clipped surrogate loss (ε = 0.2)",
+        "the dual-clip loss (ε = 0.2, c = 3)",
         hints=[
             (
-                m(torch.minimum(un, cl)),
-                "min instead of max: with a loss (−A·ρ) the pessimistic bound is the MAX; "
-                "min would be the optimistic one and removes the brake",
+                m(standard),
+                "no dual clip: that is the lesson's policy_loss; where A < 0, also cap the loss "
+                "at −c·A (min with it)",
             ),
             (
-                -m(torch.minimum(adv * ratio, adv * ratio.clamp(1 - eps, 1 + eps))) * -1,
-                "the sign is flipped: return −min(A·ρ, A·clip(ρ)) averaged, a loss to MINIMISE",
+                m(torch.minimum(standard, -c * adv)),
+                "the dual clip applies only where A < 0: for A > 0, −c·A is negative and would "
+                "replace the ordinary clipped loss",
             ),
             (
-                m(torch.maximum(-adv.clamp(-eps, eps) * ratio, un)),
-                "you clipped the advantage: clip the RATIO ρ to [1 − ε, 1 + ε]",
+                m(torch.where(adv < 0, torch.maximum(standard, -c * adv), standard)),
+                "max instead of min: the dual clip is an UPPER bound on the loss, min(L, −c·A)",
             ),
-            (m(un), "no clipping at all: that is the plain policy-gradient surrogate"),
             (
-                torch.maximum(un, cl).mean().item(),
+                m(torch.where(adv < 0, torch.minimum(standard, c * adv), standard)),
+                "the bound is −c·A (positive where A < 0), not c·A",
+            ),
+            (
+                dual.mean().item(),
                 "the mean includes the masked (padding) positions: average over mask == 1 only",
-            ),
-            (
-                m(
-                    torch.maximum(
-                        -adv * (logp.detach() - old),
-                        -adv * (logp.detach() - old).clamp(1 - eps, 1 + eps),
-                    )
-                ),
-                "the ratio is exp(log π − log π_old), not the difference of log-probabilities",
             ),
         ],
     )
-    expect(
-        out.requires_grad, "the loss is detached from logp: the policy must get gradients through ρ"
-    )
+    expect(out.requires_grad, "the loss is detached from logp: the policy must get gradients")

@@ -31,7 +31,7 @@ def _ppl_case():
 
 @check("10.1 perplexity from token losses")
 def check_perplexity(student_fn) -> None:
-    """The student's corpus_perplexity(token_losses, mask) = exp(sum of real losses / number of real tokens)."""
+    """The student's corpus_perplexity(token_losses, mask) = exp(real losses' sum / real tokens)."""
     losses, mask = _ppl_case()
     m = mask.float()
     want = math.exp(float((losses * m).sum() / m.sum()))

@@ -55,7 +55,7 @@ _SHAPE = KNOWN["Llama-2-70B"]  # grouped-query attention: k_proj/v_proj are 8192
 
 @check("11.2 LoRA trainable parameters")
 def check_lora_trainable(student_fn) -> None:
-    """The student's lora_trainable(linear_shapes, layers, r, targets): r*(d_in + d_out) per layer and block."""
+    """The student's lora_trainable(linear_shapes, layers, r, targets): r*(d_in + d_out) per block."""
     shapes, layers = _SHAPE.linear_shapes(), _SHAPE.layers
     for r, targets in (
         (16, ("q_proj", "v_proj")),
@@ -130,7 +130,7 @@ def check_zero_bytes(student_fn) -> None:
 
 
 def _shard_grads(seed: int = 0, sizes=(3, 3, 3, 3)):
-    """Per-rank gradients of each rank's mean squared error for a linear model, and the full-batch gradient."""
+    """Per-rank gradients of a linear model's mean squared error, and the full-batch gradient."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(5, generator=g)
     xs = [torch.randn(s, 5, generator=g) for s in sizes]
@@ -146,7 +146,7 @@ def _shard_grads(seed: int = 0, sizes=(3, 3, 3, 3)):
 
 @check("11.4 all-reduce of gradients")
 def check_all_reduce_mean(student_fn) -> None:
-    """The student's all_reduce_mean(grads): one gradient per rank (equal shards) -> the gradient every rank uses."""
+    """The student's all_reduce_mean(grads): one gradient per rank (equal shards) -> the shared one."""
     grads, full, _ = _shard_grads()
     got = student_fn([t.clone() for t in grads])
     expect(

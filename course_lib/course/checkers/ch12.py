@@ -20,9 +20,9 @@ def _models():
     if not hasattr(_models, "cache"):
         from peft import LoraConfig, get_peft_model
 
-        from course_lib.models import load_base_model
+        from course_lib.models import load_model
 
-        base, _ = load_base_model()
+        base, _ = load_model("causal")
         torch.manual_seed(0)
         lora = get_peft_model(
             copy.deepcopy(base),
@@ -132,7 +132,7 @@ PARETO_CASE = {  # method: (trainable parameters, accuracy); higher accuracy is 
 
 
 def _front(results: dict, score_sign: int = 1) -> list[str]:
-    """Names not dominated (cost lower-or-equal and score_sign·score higher-or-equal, one strictly), sorted."""
+    """Names not dominated (cost <= and score_sign·score >=, one of them strictly), sorted."""
     keep = []
     for name, (c, s) in results.items():
         if not any(
@@ -173,7 +173,8 @@ def check_pareto(student_fn) -> None:
             ),
             (
                 ["IA3"],
-                "you kept only the cheapest: a better score at a higher cost is a different trade-off, keep it",
+                "you kept only the cheapest: a better score at a higher cost is a different "
+                "trade-off, keep it",
             ),
             (
                 sorted(_front(PARETO_CASE) + ["freeze"]),
@@ -209,7 +210,8 @@ def prompt_bytes(hidden: int, n_virtual: int = PROMPT_TOKENS) -> int:
 def reference_recommend_with_storage(
     params_b, gpu_gib, n_examples, task, n_tasks, hidden, layers, budget_kb
 ) -> str:
-    """recommend(), plus: many tasks and a LoRA adapter over the per-task budget -> prompt tuning or prompting."""
+    """recommend(), plus: many tasks and a LoRA adapter over the per-task budget -> prompt tuning or
+    prompting."""
     from course_lib.choosing import recommend
 
     method = recommend(params_b, gpu_gib, n_examples, task, n_tasks).method
@@ -256,7 +258,10 @@ def check_recommend_with_storage(student_fn) -> None:
                 f"adapter needs {lora_kb:,.0f} kB: apply the storage rule"
             )
         elif k == 1 and want == plain:
-            raise_msg = "the storage rule is for many tasks sharing one base (n_tasks > 1); one task keeps recommend()'s answer"
+            raise_msg = (
+                "the storage rule is for many tasks sharing one base (n_tasks > 1); one task keeps "
+                "recommend()'s answer"
+            )
         elif plain not in ("LoRA", "QLoRA") and want == plain:
             raise_msg = (
                 f"recommend() says {plain!r} here; the rule only replaces LoRA/QLoRA (it is about adapter "
@@ -264,8 +269,8 @@ def check_recommend_with_storage(student_fn) -> None:
             )
         elif want == "prompt tuning":
             raise_msg = (
-                f"a 20-token soft prompt takes {prompt_bytes(hidden) / 1000:,.0f} kB in bf16 (20 × hidden × 2 "
-                f"bytes) and fits {kb} kB: recommend 'prompt tuning'"
+                f"a 20-token soft prompt takes {prompt_bytes(hidden) / 1000:,.0f} kB in bf16 "
+                f"(20 × hidden × 2 bytes) and fits {kb} kB: recommend 'prompt tuning'"
             )
         else:
             raise_msg = (

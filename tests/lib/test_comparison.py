@@ -1,0 +1,101 @@
+"""course_lib.comparison: counts, memory parts and artefact sizes come from real tensors and files."""
+
+import copy
+
+import pytest
+import torch
+
+from course_lib.comparison import (
+    METHODS,
+    artefact_bytes,
+    optimizer_state_bytes,
+    run_method,
+    training_memory_counted,
+)
+from course_lib.data import load_jsonl
+from course_lib.measure import count_parameters
+from course_lib.memory import MemoryEstimate
+from course_lib.training import text_batches
+
+
+@pytest.fixture(scope="module")
+def setup(base_model, tokenizer):
+    torch.manual_seed(0)
+    base, tok = base_model, tokenizer
+    texts = [r["text"] for r in load_jsonl("clinic_train")][:32]
+    return base, tok, texts
+
+
+def test_lora_method_trains_r_in_plus_out_per_layer(setup):
+    base, _, _ = setup
+    lora = METHODS["LoRA q,v r=8"].build(base)
+    layers, hidden = base.config.num_hidden_layers, base.config.hidden_size
+    assert count_parameters(lora, trainable_only=True) == layers * 2 * 8 * (hidden + hidden), (
+        "LoRA q,v r=8: r·(in+out) per layer"
+    )
+
+
+def test_optimizer_state_is_two_fp32_moments(setup):
+    base, _, _ = setup
+    lora = METHODS["LoRA q,v r=8"].build(base)
+    n = count_parameters(lora, trainable_only=True)
+    n_tensors = sum(1 for p in lora.parameters() if p.requires_grad)
+    assert optimizer_state_bytes(lora) == 8 * n + 4 * n_tensors, (
+        "AdamW: exp_avg + exp_avg_sq (fp32) + a step count"
+    )
+    assert all(p.grad is None for p in lora.parameters()), (
+        "measuring must not touch the model's gradients"
+    )
+
+
+def test_memory_parts(setup):
+    base, tok, texts = setup
+    batch = next(iter(text_batches(tok, texts, 4)))
+    full = training_memory_counted(copy.deepcopy(base).requires_grad_(True).train(), batch)
+    lora = training_memory_counted(METHODS["LoRA q,v r=8"].build(base).train(), batch)
+    n = sum(p.numel() for p in base.parameters())
+    assert isinstance(full, MemoryEstimate) and full.master_weights == 0, (
+        "one dataclass for training memory, counted or computed"
+    )
+    assert full.gradients == 4 * n and full.weights >= 4 * n, (
+        "fp32: 4 bytes per weight and per gradient"
+    )
+    assert lora.gradients < full.gradients / 50 and lora.activations > 0
+    assert full.total == full.weights + full.gradients + full.optimizer + full.activations
+
+
+def test_artefact_sizes(setup):
+    base, _, _ = setup
+    lora = METHODS["LoRA q,v r=8"].build(base)
+    size = artefact_bytes(lora)
+    n = count_parameters(lora, trainable_only=True)
+    assert 4 * n <= size < 4 * n + 10_000, (
+        f"a LoRA artefact is its fp32 weights plus a small config, got {size}"
+    )
+    full = artefact_bytes(copy.deepcopy(base), "full")
+    n_all = sum(p.numel() for p in base.parameters())
+    assert 4 * n_all <= full < 4 * n_all + 20_000, "the tied embedding is saved once"
+    with pytest.raises(ValueError, match="what must be"):
+        artefact_bytes(lora, "zip")
+
+
+def test_run_method_row(setup):
+    base, tok, texts = setup
+    row = run_method(
+        "prompt tuning (20 tokens)", base, tok, texts, texts[:4], steps=3, batch_size=4
+    )
+    assert row["trainable"] == 20 * base.config.hidden_size
+    assert row["step_s"] > 0 and row["loss"] > 0 and row["artefact"] > 4 * row["trainable"]
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    run_method("full fine-tuning", base, tok, texts, texts[:4], steps=3, batch_size=4)
+    assert all(torch.equal(p, before[n]) for n, p in base.named_parameters()), (
+        "the base model must stay untouched"
+    )
+
+
+def test_bad_input(setup):
+    base, tok, texts = setup
+    with pytest.raises(ValueError, match="unknown method"):
+        run_method("magic", base, tok, texts, texts)
+    with pytest.raises(ValueError, match="steps must be"):
+        run_method("LoRA q,v r=8", base, tok, texts, texts, steps=1)
