@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 
 import torch
 
+from course_lib.formats import IGNORE_INDEX
+
 
 def first_batches(batches: Iterable[dict], n: int) -> list[dict]:
     """The first `n` batches of an iterable of batches, re-iterating it (new epochs) as needed."""
@@ -54,7 +56,7 @@ def predicted_tokens(batch: dict) -> int:
     """How many tokens a causal-LM batch predicts: labels after the shift that are not -100."""
     if "labels" not in batch:
         raise ValueError("the batch has no labels: nothing is predicted")
-    return int((batch["labels"][:, 1:] != -100).sum())
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ import torch
 from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm as auto_tqdm
 
+from course_lib.formats import IGNORE_INDEX
+
 
 def progress_bar(iterable, desc: str, enabled: bool = True):
     """A progress bar: a widget in JupyterLab; plain text when COURSE_PLAIN_PROGRESS=1
@@ -280,7 +282,7 @@ def text_batches(
             truncation=True,
             max_length=max_length,
         )
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
         return {
             "input_ids": enc["input_ids"],
             "attention_mask": enc["attention_mask"],

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 13 · A real model: SmolLM2-135M-Instruct
 #
-# **Measured runtime:** 100 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 106 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Every chapter so far ran on the course's own 2 M-parameter model of a synthetic world, because its
 # world has a known truth and it trains in seconds. This chapter crosses over to a **real**
@@ -34,7 +34,7 @@ import torch
 import matplotlib.pyplot as plt
 import course_lib
 
-device = course_lib.setup(seed=0)  # first: it also quiets the libraries imported below
+device = course_lib.setup(seed=0)  # first: it quiets the imports below
 from course_lib.models import REAL_MODEL_DIR, load_model, real_model_gguf
 from course_lib.data import load_jsonl
 from course_lib.evaluation import choose_many, exact_match, wilson_interval
@@ -175,8 +175,9 @@ assert real_tok.decode(learnt) == "Fernwick<|im_end|>", "the loss covers the rep
 
 # %% [markdown]
 # The course model's template (chapter 02) does the same job with other markers
-# (`<|user|>`, `<|assistant|>`, `<|end|>`) and no system prompt. A model only follows the template it
-# was tuned with: sending SmolLM2 the course's markers, or no template at all, gives worse answers.
+# (`<|user|>`, `<|assistant|>`, `<|end|>`) and no system prompt. Prompt each model with its own
+# template: to SmolLM2's tokenizer `<|user|>` is not a special token but plain text, split into
+# pieces, a marker it never saw in tuning.
 
 # %%
 print(course_tok.apply_chat_template(chat, tokenize=False))

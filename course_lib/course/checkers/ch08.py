@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
-
-IGNORE = -100
+from course_lib.formats import IGNORE_INDEX
 
 _MESSAGES = [
     {"role": "user", "content": "What is 2 plus 3?"},
@@ -34,7 +33,7 @@ def _reference_example(tok, messages, width: int) -> dict[str, list[int]]:
     pad = width - len(ex["input_ids"])
     return {
         "input_ids": ex["input_ids"] + [tok.pad_token_id] * pad,
-        "labels": ex["labels"] + [IGNORE] * pad,
+        "labels": ex["labels"] + [IGNORE_INDEX] * pad,
     }
 
 
@@ -58,20 +57,20 @@ def check_labels(student_fn) -> None:
     from course_lib.formats import response_labels
 
     n = len(response_labels(tok, _MESSAGES)["input_ids"])
-    start = next(i for i, lab in enumerate(ref) if lab != IGNORE)
-    end_pos = max(i for i, lab in enumerate(ref) if lab != IGNORE)
+    start = next(i for i, lab in enumerate(ref) if lab != IGNORE_INDEX)
+    end_pos = max(i for i, lab in enumerate(ref) if lab != IGNORE_INDEX)
 
     def shifted(k: int) -> list[int]:
         """The labels with the answer's start moved by k tokens."""
         return (
-            [IGNORE] * (start + k)
+            [IGNORE_INDEX] * (start + k)
             + want["input_ids"][start + k : end_pos + 1]
-            + [IGNORE] * (width - end_pos - 1)
+            + [IGNORE_INDEX] * (width - end_pos - 1)
         )
 
     hints = [
         (
-            want["input_ids"][:n] + [IGNORE] * (width - n),
+            want["input_ids"][:n] + [IGNORE_INDEX] * (width - n),
             "the prompt is not masked: every token before the "
             "answer (after <|assistant|>\\n) must be -100",
         ),
@@ -93,11 +92,11 @@ def check_labels(student_fn) -> None:
             "off by one at the assistant header: the answer's first token is not labelled",
         ),
         (
-            ref[:end_pos] + [IGNORE] * (width - end_pos),
+            ref[:end_pos] + [IGNORE_INDEX] * (width - end_pos),
             "<|end|> after the answer is not labelled: the model would never learn to stop",
         ),
         (
-            ref[: end_pos + 1] + want["input_ids"][end_pos + 1 : n] + [IGNORE] * (width - n),
+            ref[: end_pos + 1] + want["input_ids"][end_pos + 1 : n] + [IGNORE_INDEX] * (width - n),
             "the template's newline after <|end|> is labelled (TRL does this); stop the labels at <|end|>",
         ),
     ]
@@ -229,7 +228,7 @@ def check_packing(student_fn) -> None:
     examples = [
         {
             "input_ids": [100 * (i + 1) + j for j in range(n)],
-            "labels": [IGNORE] * (n // 2) + [100 * (i + 1) + j for j in range(n // 2, n)],
+            "labels": [IGNORE_INDEX] * (n // 2) + [100 * (i + 1) + j for j in range(n // 2, n)],
         }
         for i, n in enumerate(lengths)
     ]
@@ -285,7 +284,7 @@ def reference_per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> to
     """Mean over examples of each example's mean next-token loss on its labelled tokens."""
     logp = logits[:, :-1].log_softmax(-1)
     targets = labels[:, 1:]
-    mask = targets != IGNORE
+    mask = targets != IGNORE_INDEX
     nll = -logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
     return (nll.sum(1) / mask.sum(1)).mean()
 
@@ -296,15 +295,15 @@ def check_per_example_loss(student_fn) -> None:
     g = torch.Generator().manual_seed(5)
     logits = torch.randn(3, 9, 11, generator=g)
     labels = torch.randint(0, 11, (3, 9), generator=g)
-    labels[0, :6] = IGNORE
-    labels[1, :2] = IGNORE
-    labels[2, :7] = IGNORE
+    labels[0, :6] = IGNORE_INDEX
+    labels[1, :2] = IGNORE_INDEX
+    labels[2, :7] = IGNORE_INDEX
     got = student_fn(logits.clone(), labels.clone())
     want = reference_per_example_loss(logits, labels)
     token_mean = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1)
     )
-    mask = labels != IGNORE
+    mask = labels != IGNORE_INDEX
     nll_noshift = (
         -logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
     )
@@ -332,7 +331,11 @@ def check_per_example_loss(student_fn) -> None:
                 "the -100 positions are counted: leave them out of the sum and the count",
             ),
             (
-                (nll_all * (labels[:, 1:] != IGNORE)).sum(1).div(labels.shape[1] - 1).mean().item(),
+                (nll_all * (labels[:, 1:] != IGNORE_INDEX))
+                .sum(1)
+                .div(labels.shape[1] - 1)
+                .mean()
+                .item(),
                 "each example's sum is divided by the sequence length; divide by its number of "
                 "labelled tokens",
             ),
