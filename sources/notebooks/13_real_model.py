@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 13 · A real model: SmolLM2-135M-Instruct
 #
-# **Measured runtime:** 106 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 91 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Every chapter so far ran on the course's own 2 M-parameter model of a synthetic world, because its
 # world has a known truth and it trains in seconds. This chapter crosses over to a **real**
