@@ -89,6 +89,7 @@ grade: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m course_lib.course.notebook_sources lib
 	$(PY) -m course_lib.course.notebook_sources build | xargs -r $(PY) -m course_lib.course.run_notebooks
+	$(PY) -m course_lib.course.exercises
 
 ## Copy the lessons' `#| export` cells into their course_lib modules.
 lib: $(STAMP)
@@ -97,6 +98,7 @@ lib: $(STAMP)
 ## Re-execute notebooks and solutions in place (outputs and measured runtimes).
 execute: $(STAMP)
 	$(PY) -m course_lib.course.run_notebooks notebooks/*.ipynb solutions/*.ipynb
+	$(PY) -m course_lib.course.exercises
 
 clean-venv:
 	rm -rf $(VENV)

@@ -277,7 +277,9 @@ def isolation_plan(hide: list[Path], needed: list[Path], ids: tuple[int, int]) -
         str(top): [str(p) for p in needed if top in p.parents]
         for top in sorted(tops, key=lambda p: len(p.parts))
     }
-    return {"uid": ids[0], "gid": ids[1], "covers": covers}
+    # what lives under /tmp or /dev/shm (e.g. a clone in /tmp) must be bound back over their new tmpfs
+    scratch = [str(p) for p in needed if p.parts[:2] in (("/", "tmp"), ("/", "dev"))]
+    return {"uid": ids[0], "gid": ids[1], "covers": covers, "keep": scratch}
 
 
 def run_isolated(
@@ -384,10 +386,15 @@ def _isolate(plan: dict, box: str, scratch_gb: float) -> None:
             _mount(libc, f"/proc/self/fd/{handles[path]}", path, None, _MS_BIND | _MS_REC)
     for fd in handles.values():
         os.close(fd)
+    kept = {p: os.open(p, os.O_PATH) for p in plan.get("keep", []) if os.path.isdir(p)}
     for path in ["/tmp", "/dev/shm"]:
         if os.path.isdir(path):
             size = f"size={int(scratch_gb * 1024)}m,mode=1777"
             _mount(libc, "tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
+    for path, fd in kept.items():  # e.g. the course and its .venv cloned under /tmp
+        os.makedirs(path, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+        os.close(fd)
     uid, gid = plan["uid"], plan["gid"]
     for sub in ["home", "tmp", "work"]:
         os.makedirs(f"{box}/{sub}", exist_ok=True)
