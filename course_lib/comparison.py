@@ -1,16 +1,27 @@
 """Every fine-tuning method of the course on one task, measured the same way.
 
-Taught in chapter 12 (choosing a method). The task is chapter 06/07's domain adaptation: clinic
-notes, 20 steps of 16 notes, scored by the validation loss on the notes' real tokens. It is
-next-token prediction, so every method applies: full fine-tuning, freeze-tuning, LoRA, QLoRA,
-bottleneck adapters, (IA)³, prompt tuning and prefix tuning. `run_method` trains one method on the
-same batches as every other and returns one row: trainable parameters, training memory counted
-from real tensors, median seconds per step, validation loss, and the bytes of the artefact you ship.
+Taught in chapter 12 (choosing a method); the yardstick is defined here and used from chapter 04 on.
+
+**The yardstick** (`yardstick`): clinic notes *after a vocabulary stage*. Clinic notes are full of
+tokens the base model never saw in pretraining; their tied embeddings were pushed down, so the base
+scores 12.5 nats/token, worse than a uniform guess (ln 1399 = 7.24), and any method that cannot
+train the embedding matrix stalls at 6.3-6.6 whatever its size. Comparing PEFT methods there
+measures the embedding, not the method. So stage 1 (`vocabulary_stage`) trains only the token
+embeddings on the notes, once, and freezes them; stage 2 compares methods from that base (which
+beats the uniform and unigram references by far) for `YARDSTICK["steps"]` steps, scored by the loss
+on clinic_val[:100]; learning rates are chosen on clinic_val[100:200] (`YARDSTICK_LR`, from the
+shipped sweep `peft_lr`). It is the two-stage recipe used for real vocabulary extensions.
+
+`run_method` trains one method on the same batches as every other and returns one row: trainable
+parameters, training memory counted from real tensors, median seconds per step, validation loss,
+and the bytes of the artefact you ship.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +31,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from course_lib.evaluation import cross_entropy
+from course_lib.data import load_jsonl
+from course_lib.evaluation import cross_entropy, unigram_cross_entropy
 from course_lib.measure import LapTimer, count_parameters, folder_bytes, tensor_bytes
 from course_lib.memory import MemoryEstimate, saved_activation_bytes
 from course_lib.qlora import model_bytes
@@ -90,6 +102,182 @@ def artefact_bytes(model: nn.Module, what: str = "auto") -> int:
         return folder_bytes(folder)
 
 
+# ----------------------------------------------------------------------------------------------
+# The yardstick: clinic notes after a vocabulary stage
+# ----------------------------------------------------------------------------------------------
+
+VOCAB_STAGE = {"steps": 40, "lr": 1e-2, "batch_size": 16, "warmup_steps": 2, "seed": 1234}
+YARDSTICK = {"steps": 20, "batch_size": 16, "warmup_steps": 2, "n_eval": 100, "n_tune": 100}
+
+
+def vocabulary_stage(
+    model: nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    steps: int = VOCAB_STAGE["steps"],
+    lr: float = VOCAB_STAGE["lr"],
+    seed: int = VOCAB_STAGE["seed"],
+) -> nn.Module:
+    """Train only the token embeddings (tied to the output layer) on `texts`, then freeze all.
+
+    Stage 1 of adapting to a new vocabulary: the rows of tokens the model never saw move first,
+    nothing else changes. Returns `model` (trained in place, every parameter frozen)."""
+    emb = model.get_input_embeddings()
+    if emb is None:
+        raise ValueError("the model has no input embeddings to train")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    model.requires_grad_(False)
+    emb.weight.requires_grad_(True)
+    config = TrainConfig(
+        lr=lr, max_steps=steps, warmup_steps=VOCAB_STAGE["warmup_steps"], progress=False
+    )
+    train(model, text_batches(tokenizer, list(texts), VOCAB_STAGE["batch_size"], seed=seed), config)
+    return model.requires_grad_(False).eval()
+
+
+def new_token_ids(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Ids of the tokens of `texts` that never occur in the pretraining sample (corpus_sample)."""
+
+    def ids(rows):
+        return {
+            i
+            for t in rows
+            for i in tokenizer(t + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        }
+
+    seen = ids(r["text"] for r in load_jsonl("corpus_sample"))
+    return sorted(ids(texts) - seen)
+
+
+@dataclass
+class Yardstick:
+    """The PEFT yardstick: a frozen base after the vocabulary stage, its splits and references."""
+
+    base: nn.Module
+    tokenizer: object
+    train: list[str]
+    tune: list[str]  # for choosing learning rates
+    eval: list[str]  # the reported split
+    references: dict[str, float]  # nats/token on `eval`
+
+
+@functools.lru_cache(maxsize=2)
+def _yardstick_state(device: str) -> tuple[dict, dict[str, float]]:
+    from course_lib.models import load_model
+
+    model, tok = load_model("causal", device=device)
+    train_texts, val = _clinic_texts()
+    ev = val[: YARDSTICK["n_eval"]]
+    before = cross_entropy(model, tok, ev)
+    torch.manual_seed(VOCAB_STAGE["seed"])
+    vocabulary_stage(model, tok, train_texts)
+    ids = [tok(t + tok.eos_token, add_special_tokens=False)["input_ids"] for t in ev]
+    train_ids = [tok(t + tok.eos_token, add_special_tokens=False)["input_ids"] for t in train_texts]
+    refs = {
+        "uniform (ln V)": math.log(len(tok)),
+        "unigram (fitted on clinic_train)": unigram_cross_entropy(train_ids, ids, len(tok)),
+        "base model": before,
+        "after the vocabulary stage": cross_entropy(model, tok, ev),
+    }
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return state, refs
+
+
+def _clinic_texts() -> tuple[list[str], list[str]]:
+    return [r["text"] for r in load_jsonl("clinic_train")], [
+        r["text"] for r in load_jsonl("clinic_val")
+    ]
+
+
+def yardstick(device: str | torch.device = "cpu") -> Yardstick:
+    """The PEFT yardstick, with a fresh copy of its base model (the vocabulary stage runs once).
+
+    base: the course model after `vocabulary_stage` on clinic_train, every parameter frozen;
+    train: clinic_train; eval: clinic_val[:100] (report on it); tune: clinic_val[100:200]
+    (choose hyper-parameters on it); references: uniform, unigram, the base model before and
+    after the vocabulary stage, in nats/token on `eval`."""
+    from course_lib.models import load_model
+
+    state, refs = _yardstick_state(str(device))
+    model, tok = load_model("causal", device=device)
+    model.load_state_dict(state)
+    train_texts, val = _clinic_texts()
+    n_eval, n_tune = YARDSTICK["n_eval"], YARDSTICK["n_tune"]
+    return Yardstick(
+        base=model.requires_grad_(False).eval(),
+        tokenizer=tok,
+        train=train_texts,
+        tune=val[n_eval : n_eval + n_tune],
+        eval=val[:n_eval],
+        references=dict(refs),
+    )
+
+
+def yardstick_loss(
+    model: nn.Module,
+    ys: Yardstick,
+    lr: float,
+    seed: int = 0,
+    split: str = "eval",
+    steps: int | None = None,
+    on_step: Callable | None = None,
+) -> float:
+    """Train `model` (built on a copy of ys.base) on the yardstick, return its loss on `split`.
+
+    `seed` fixes the order of the batches; seed the model's own initialisation before building it.
+    split "eval" is the reported split, "tune" the one to choose learning rates on."""
+    if split not in ("eval", "tune"):
+        raise ValueError(f"split must be 'eval' (report) or 'tune' (choose lrs), got {split!r}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("nothing in the model is trainable: build a method on a copy of ys.base")
+    steps = steps or YARDSTICK["steps"]
+    config = TrainConfig(
+        lr=lr, max_steps=steps, warmup_steps=YARDSTICK["warmup_steps"], progress=False
+    )
+    batches = text_batches(ys.tokenizer, ys.train, YARDSTICK["batch_size"], seed=seed)
+    train(model, batches, config, on_step=on_step)
+    return cross_entropy(model, ys.tokenizer, ys.eval if split == "eval" else ys.tune)
+
+
+# Learning rates on the yardstick, chosen on the tuning split by the shipped sweep `peft_methods`
+# (three rates per method, three seeds; `chosen_lr` reads the choice off the record, and a test
+# checks that these constants equal it). LoRA's rate serves every LoRA arm (α/r keeps it valid
+# across ranks), the Houlsby adapter's every adapter placement.
+YARDSTICK_LR = {
+    "full fine-tuning": 1e-3,
+    "LoRA q,v r=8": 3e-3,
+    "(IA)³": 0.3,
+    "Houlsby m=8": 1e-2,
+    "prompt tuning (text init)": 0.1,
+    "prefix tuning": 0.3,
+    "P-tuning": 1e-2,
+}
+# the same for the cold clinic notes of chapter 04 (no vocabulary stage), sweep `peft_vocab`
+VOCAB_LR = {
+    "LoRA q,v r=8": 3e-3,
+    "embedding only": 1e-2,
+    "LoRA q,v r=8 + embeddings": 1e-2,
+    "full fine-tuning": 3e-3,
+}
+
+
+def chosen_lr(record: dict, method: str, metric: str = "tune_loss") -> float:
+    """The learning rate with the lowest mean `metric` over seeds for `method` in an lr sweep record.
+
+    Arms are named "<method> | lr <rate>" (`build.sweeps_peft.lr_arm`)."""
+    prefix = f"{method} | lr "
+    rates = {a: float(a[len(prefix) :]) for a in record["arms"] if a.startswith(prefix)}
+    if not rates:
+        methods = sorted({a.split(" | ")[0] for a in record["arms"]})
+        raise KeyError(f"no learning-rate arms for {method!r} in {record['name']!r}; {methods}")
+    mean = {
+        a: statistics.fmean(record["results"][a][str(s)][metric] for s in record["seeds"])
+        for a in rates
+    }
+    return rates[min(mean, key=mean.get)]
+
+
 @dataclass
 class MethodSpec:
     """How to build one method from the base model, its learning rate and what it ships."""
@@ -120,27 +308,26 @@ def _freeze(base):
 def _lora(base):
     from peft import get_peft_model
 
-    torch.manual_seed(0)
     return get_peft_model(copy.deepcopy(base), _lora_config())
 
 
 def _qlora(base):
+    """LoRA on a 4-bit copy of `base` itself (saved to a temporary folder, loaded in NF4)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     from course_lib.models import load_model
 
     device = next(base.parameters()).device
-    q4 = prepare_model_for_kbit_training(
-        load_model("4bit", device=device)[0], use_gradient_checkpointing=False
-    )
-    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        base.save_pretrained(folder)
+        q4 = load_model("4bit", path=folder, device=device)[0]
+    q4 = prepare_model_for_kbit_training(q4, use_gradient_checkpointing=False)
     return get_peft_model(q4, _lora_config())
 
 
 def _adapters(base):
     from course_lib.adapters import add_adapter
 
-    torch.manual_seed(0)
     return add_adapter(copy.deepcopy(base), "clinic", "houlsby", bottleneck=8)
 
 
@@ -182,7 +369,6 @@ def _prompt(base):
 def _prefix(base):
     from peft import PrefixTuningConfig, get_peft_model
 
-    torch.manual_seed(0)
     return get_peft_model(
         copy.deepcopy(base), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20)
     )
@@ -250,3 +436,32 @@ def run_method(
         "artefact": artefact_bytes(model, spec.artefact),
         "model": model,
     }
+
+
+def sweep_table(
+    record: dict,
+    arms: dict[str, str],
+    metric: str = "eval_loss",
+    references: dict[str, float] | None = None,
+    extra: str | None = None,
+) -> str:
+    """A text table of shipped sweep arms: label, mean ± sd and 95 % interval over seeds.
+
+    `arms` maps the label to print to the arm's name in the record; `extra` adds the mean of
+    another metric (e.g. "trainable"); `references` adds rows with one number (uniform, unigram)."""
+    from course_lib.sweeps import summary
+
+    width = max(len(k) for k in [*arms, *(references or {})])
+    head = f"{'':>{width}}  {metric:>15}  {'95 % interval':>17}" + (
+        f"  {extra:>10}" if extra else ""
+    )
+    lines = [head + f"  seeds {len(record['seeds'])}"]
+    for label, arm in arms.items():
+        s = summary(record, arm, metric)
+        line = f"{label:>{width}}  {s.fmt(3):>15}  [{s.lo:6.3f}, {s.hi:6.3f}]"
+        if extra:
+            line += f"  {summary(record, arm, extra).mean:>10,.0f}"
+        lines.append(line)
+    for label, value in (references or {}).items():
+        lines.append(f"{label:>{width}}  {value:>15.3f}  {'(reference)':>17}")
+    return "\n".join(lines)

@@ -288,3 +288,27 @@ def _check_records(records: Iterable[dict], fields: Sequence[str]) -> None:
         missing = [f for f in fields if f not in r]
         if missing:
             raise ValueError(f"record {i} lacks the field(s) {missing}; it has {sorted(r)}")
+
+
+# ---------------------------------------------------------------- augmentation
+def swap_judgements(text: str, rng: random.Random, keep_polarity: bool = True) -> str:
+    """Data augmentation on a review: every judgement word (great, awful, okay, ...) replaced by
+    another one. `keep_polarity=True` draws from the word's own polarity list, so the gold label
+    is unchanged (label-preserving); `False` draws from all judgement words, which silently
+    changes the label of many copies while they keep the original one (label-changing).
+    Taught in chapter 02 (augmentation): only a transformation that preserves the label may keep it."""
+    from course_lib.world.documents import NEGATIVE, NEUTRAL, POSITIVE
+
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    groups = (POSITIVE, NEGATIVE, NEUTRAL)
+    every = [w for g in groups for w in g]
+    words = []
+    for word in text.split(" "):
+        core = word.rstrip(".,")
+        group = next((g for g in groups if core in g), None)
+        if group is not None:
+            pool = group if keep_polarity else every
+            word = rng.choice([w for w in pool if w != core]) + word[len(core) :]
+        words.append(word)
+    return " ".join(words)

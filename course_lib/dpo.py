@@ -11,6 +11,8 @@ where log π(y|x) sums the log-probabilities of the response's tokens only (not 
 
 from __future__ import annotations
 
+import copy
+import random
 from typing import NamedTuple, Sequence
 
 import torch
@@ -90,6 +92,35 @@ def dpo_loss(
     rejected_rewards = beta * (policy_rejected - ref_rejected)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
     return DPOOutput(loss, chosen_rewards.detach(), rejected_rewards.detach())
+
+
+def train_dpo(sft, tok, pairs, steps: int, batch_size=16, lr=1e-4, beta=0.1, seed=0):
+    """DPO from a copy of `sft` (all weights, AdamW, clip 1.0) on shuffled pairs; logs per step the
+    loss and the batch's mean log π − log π_ref of the chosen and of the rejected answers."""
+    torch.manual_seed(seed)
+    policy, ref = copy.deepcopy(sft).train(), copy.deepcopy(sft).eval()
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    rng, order, log = random.Random(seed), [], {"loss": [], "chosen": [], "rejected": []}
+    for _ in range(steps):
+        if len(order) < batch_size:  # a new epoch: a new shuffle
+            order = rng.sample(range(len(pairs)), len(pairs))
+        batch, order = [pairs[j] for j in order[:batch_size]], order[batch_size:]
+        prompts = [r["prompt"] for r in batch]
+        b = [
+            response_batch(tok, prompts, [r[side] for r in batch])
+            for side in ("chosen", "rejected")
+        ]
+        with torch.no_grad():
+            ref_lp = [sequence_logprobs(ref, x) for x in b]
+        out = dpo_loss(*[sequence_logprobs(policy, x) for x in b], *ref_lp, beta=beta)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        log["loss"].append(out.loss.item())
+        log["chosen"].append(out.chosen_rewards.mean().item() / beta)
+        log["rejected"].append(out.rejected_rewards.mean().item() / beta)
+    return policy.eval(), log
 
 
 # --- end export ---

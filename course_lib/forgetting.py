@@ -1,7 +1,9 @@
-"""Catastrophic forgetting and two cures: replay of general data and EWC.
+"""Catastrophic forgetting, how to tell lost knowledge from a shifted prior, and two cures.
 
 Taught in chapter 03 (full fine-tuning): a domain fine-tune raises the general-domain
-perplexity; mixing general documents into the fine-tuning data (replay) or pulling the
+perplexity; `fact_recall` asks whether the pretrained facts are still ranked first, raw and
+after removing the answer prior (calibrated), to tell a shifted output prior from lost
+knowledge; mixing general documents into the fine-tuning data (replay) or pulling the
 weights back towards the pretrained ones where they matter (elastic weight consolidation,
 Kirkpatrick et al. 2017) reduces the rise.
 """
@@ -12,6 +14,8 @@ import random
 from typing import Callable, Iterable, Sequence
 
 import torch
+
+NEUTRAL_SUBJECT = "Someone"  # the content-free prompt of calibrated recall: no person named
 
 
 def replay_mix(
@@ -107,3 +111,42 @@ def ewc_loss(
         return model(**batch).loss + ewc_penalty(model, fisher, anchor, lam)
 
     return loss_fn
+
+
+def fact_recall(model: torch.nn.Module, tokenizer) -> dict[str, float]:
+    """Share of the corpus's (person, attribute) facts whose true value the model ranks first.
+
+    "raw": candidates ranked by log p(value | "<name> lives in"), as in
+    `course_lib.build.base_model.corpus_fact_recall`. "calibrated": ranked by
+    log p(value | prompt) − log p(value | the same prompt about "Someone"), which cancels a
+    shift of the prior over answers (Zhao et al. 2021's contextual calibration). Raw recall that
+    falls while calibrated recall holds means the prior moved, not the knowledge.
+    """
+    from course_lib.evaluation import continuation_logprobs
+    from course_lib.world.documents import fact_statement
+    from course_lib.world.entities import FACT_ATTRIBUTES, attribute_values, make_world
+
+    if not hasattr(tokenizer, "__call__"):
+        raise TypeError("tokenizer must be a Hugging Face tokenizer (the model's own)")
+    world = make_world()
+    facts = [(p, a) for p in world.people for a in FACT_ATTRIBUTES]
+    cands = {a: attribute_values(a, world) for a in FACT_ATTRIBUTES}
+    prompts = [fact_statement(p, a, 0)[0] for p, a in facts]
+    neutral = {a: fact_statement(world.people[0], a, 0, NEUTRAL_SUBJECT)[0] for a in cands}
+    flat_p = [q for q, (_, a) in zip(prompts, facts) for _ in cands[a]]
+    flat_c = [" " + c for _, a in facts for c in cands[a]]
+    scores = continuation_logprobs(model, tokenizer, flat_p, flat_c)
+    prior_p = [neutral[a] for a in cands for _ in cands[a]]
+    prior_c = [" " + c for a in cands for c in cands[a]]
+    prior = dict(
+        zip(zip(prior_p, prior_c), continuation_logprobs(model, tokenizer, prior_p, prior_c))
+    )
+    raw = calibrated = k = 0
+    for p, a in facts:
+        values = cands[a]
+        s = scores[k : k + len(values)]
+        k += len(values)
+        cal = [x - prior[(neutral[a], " " + v)] for x, v in zip(s, values)]
+        raw += values[max(range(len(values)), key=s.__getitem__)] == p.fact(a)
+        calibrated += values[max(range(len(values)), key=cal.__getitem__)] == p.fact(a)
+    return {"raw": raw / len(facts), "calibrated": calibrated / len(facts)}

@@ -1,4 +1,4 @@
-"""Full fine-tuning helpers: gradient accumulation, fixed batch lists for the HF Trainer, early stopping.
+"""Full fine-tuning helpers: gradient accumulation, fp16 loss scaling, Trainer batch lists, early stopping.
 
 Taught in chapter 03 (full fine-tuning): accumulation over micro-batches gives the
 large batch's gradient (when each micro-batch loss is weighted by its share of the
@@ -131,3 +131,38 @@ def decay_parameter_names(model: torch.nn.Module) -> list[str]:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"need a torch.nn.Module, got {type(model).__name__}")
     return [n for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+
+
+def check_amp_step_args(micro_batches: Sequence[dict], scaler, max_norm: float) -> None:
+    """Clear errors for `amp_accumulation_step`'s arguments (taught in chapter 03, section 3b)."""
+    if isinstance(micro_batches, dict) or not micro_batches:
+        raise ValueError("micro_batches must be a non-empty list of batches (dicts of tensors)")
+    if not isinstance(scaler, torch.amp.GradScaler):
+        raise TypeError(
+            f"scaler must be a torch.amp.GradScaler (e.g. GradScaler('cpu')), got "
+            f"{type(scaler).__name__}"
+        )
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+
+
+# --- begin export: notebooks/03_full_finetuning ---
+def amp_accumulation_step(model, micro_batches, optimizer, scaler, scheduler=None, max_norm=1.0):
+    """One optimizer step of fp16 autocast + GradScaler over k equal micro-batches, in order."""
+    check_amp_step_args(micro_batches, scaler, max_norm)
+    device_type, k = next(model.parameters()).device.type, len(micro_batches)
+    for batch in micro_batches:  # every micro-batch: fp16 forward, backward on the SCALED loss
+        with torch.autocast(device_type, dtype=torch.float16):
+            loss = model(**batch).loss / k  # the sum of k means / k = the large batch's mean
+        scaler.scale(loss).backward()  # .grad accumulates S x the gradient
+    scaler.unscale_(optimizer)  # once: .grad /= S, and record whether any entry is inf/NaN
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)  # on the TRUE gradient
+    scaler.step(optimizer)  # optimizer.step(), skipped if an inf/NaN was found
+    scaler.update()  # halve S after an overflow, double it after 2000 clean steps
+    if scheduler is not None:
+        scheduler.step()  # once per optimizer step, not per micro-batch
+    optimizer.zero_grad(set_to_none=True)  # once, after the step
+    return float(norm)
+
+
+# --- end export ---

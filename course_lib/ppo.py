@@ -10,12 +10,16 @@ by `make lib`; the model, log-probabilities and rollouts stay outside.
 
 from __future__ import annotations
 
+import copy
+import random
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
+from course_lib import reward_model as rm
 from course_lib.generation import continue_batch
+from course_lib.world.preferences import gold_reward
 
 
 class PolicyWithValue(nn.Module):
@@ -66,7 +70,8 @@ def rollout(
     temperature: float = 1.0,
     seed: int = 0,
 ) -> dict:
-    """Sample one response per prompt (chat template, left padding); return ids, masks and response texts."""
+    """Sample one response per prompt (chat template, left padding); return ids, masks, response
+    texts and `ended` (True where the response reached its end-of-turn token within the budget)."""
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
     if not temperature > 0:
@@ -98,10 +103,39 @@ def rollout(
         "attention_mask": attention_mask,
         "mask": mask,
         "responses": texts_out,
+        "ended": ended.bool().any(-1),
     }
 
 
 # --- begin export: notebooks/09_rlhf ---
+MISSING_EOS_PENALTY = 1.0  # taken off the reward of an answer that never reached its end
+
+
+@torch.no_grad()
+def evaluate_policy(model, ref, tok, prompts, max_new=100, seed=0, texts=False) -> dict:
+    """Gold reward of greedy and of sampled answers (−MISSING_EOS_PENALTY where cut), the share
+    cut, and the KL to `ref` on the sampled answers (summed over their tokens, averaged)."""
+    ids, prompt_mask = continue_batch(model, tok, prompts, chat=True, max_new_tokens=max_new)
+    new = ids[:, prompt_mask.shape[1] :]
+    answers = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    greedy = {"responses": answers, "ended": (new == tok.eos_token_id).any(-1)}
+    sampled = rollout(model, tok, prompts, max_new_tokens=max_new, seed=seed)
+    out = {"answers": answers} if texts else {}
+    for mode, r in (("greedy", greedy), ("sampled", sampled)):
+        cut = (~r["ended"]).float()
+        gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, r["responses"])])
+        out[f"gold_{mode}"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()
+        out[f"cut_{mode}"] = cut.mean().item()
+    ids, att = sampled["input_ids"], sampled["attention_mask"]
+    pos = position_ids(att)
+    logp = [
+        token_logprobs(m(input_ids=ids, attention_mask=att, position_ids=pos).logits, ids)
+        for m in (model, ref)
+    ]
+    out["kl"] = ((logp[0] - logp[1]) * sampled["mask"]).sum(-1).mean().item()
+    return out
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of x over the positions where mask is 1."""
     if x.shape != mask.shape:
@@ -163,6 +197,28 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
+@torch.no_grad()
+def experience(policy, ref, reward_model, tok, prompts, kl_coef: float, seed: int, max_new: int):
+    """One PPO batch: samples, learned scores (−MISSING_EOS_PENALTY if cut), KL-penalised rewards,
+    values, whitened GAE advantages; and, only to watch, the samples' gold reward and KL."""
+    roll = rollout(policy, tok, prompts, max_new_tokens=max_new, seed=seed)
+    ids, att, mask = roll["input_ids"], roll["attention_mask"], roll["mask"]
+    cut = (~roll["ended"]).float()  # 1 where the answer ran out of tokens before its end
+    scores = rm.score(reward_model, tok, prompts, roll["responses"]) - MISSING_EOS_PENALTY * cut
+    logits, values = policy(ids, att)
+    logp, values = token_logprobs(logits, ids), values[:, :-1]
+    ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=position_ids(att)).logits
+    rewards, kl = kl_penalized_rewards(scores, logp, token_logprobs(ref_logits, ids), mask, kl_coef)
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, roll["responses"])])
+    b = dict(ids=ids, att=att, mask=mask, old_logp=logp, old_values=values, returns=returns)
+    b["adv"], b["responses"] = whiten(advantages, mask), roll["responses"]
+    b["learned"], b["kl"] = scores.mean().item(), kl.sum(-1).mean().item()
+    b["gold"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()  # the same rule for the gold
+    b["truncated"] = cut.mean().item()
+    return b
+
+
 def policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask, clip: float = 0.2
 ) -> tuple[torch.Tensor, float]:
@@ -180,6 +236,41 @@ def value_loss(
     """½ · mean of max((V − G)², (V_clip − G)²), V_clip within ±clip of the rollout's values."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def ppo_update(policy, opt, b: dict, epochs: int = 2, vf_coef: float = 0.1) -> float:
+    """`epochs` gradient steps on one batch of experience; returns the last step's clipped share."""
+    policy.train()
+    for _ in range(epochs):
+        logits, values = policy(b["ids"], b["att"])
+        logp = token_logprobs(logits, b["ids"])
+        pg_loss, clip_frac = policy_loss(logp, b["old_logp"], b["adv"], b["mask"], clip=0.2)
+        v_loss = value_loss(values[:, :-1], b["old_values"], b["returns"], b["mask"])
+        (pg_loss + vf_coef * v_loss).backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+    return clip_frac
+
+
+def ppo_train(
+    sft, reward_model, tok, prompts, kl_coef, iterations, lr=1e-4, n=32, max_new=24, seed=0
+):
+    """PPO from a copy of `sft` against a frozen copy of it: `iterations` batches of `n` prompts
+    drawn from `prompts`; returns the policy and a per-iteration log of its samples."""
+    torch.manual_seed(seed)
+    policy, ref = PolicyWithValue(copy.deepcopy(sft)), copy.deepcopy(sft).eval()
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr)
+    rng, log = random.Random(seed), {"learned": [], "gold": [], "kl": [], "truncated": []}
+    for it in range(iterations):
+        batch_prompts = rng.sample(prompts, n)
+        b = experience(
+            policy, ref, reward_model, tok, batch_prompts, kl_coef, 1000 * seed + it, max_new
+        )
+        ppo_update(policy, opt, b)
+        for key in log:
+            log[key].append(b[key])
+    return policy, log
 
 
 # --- end export ---

@@ -1,6 +1,6 @@
 """Supervised fine-tuning (instruction tuning): chat-formatted batches with the loss on the response,
-packing, replay of general text, and exact match per skill of the greedy chat replies
-(`generation.generate(..., chat=True)`).
+packing, replay of general text, exact match per skill of the greedy chat replies
+(`generation.generate(..., chat=True)`), and one SFT run (full or LoRA) at a given budget.
 
 Taught in chapter 08 (instruction tuning); the masking itself is introduced in chapter 02 (`formats`).
 """
@@ -178,3 +178,50 @@ def exact_match_by_skill(
     }
     scores["all"] = exact_match(preds, [r["output"] for r in records])
     return scores
+
+
+SFT_METHODS = ("full", "lora")
+
+
+def train_sft(
+    base,
+    tokenizer,
+    records: Sequence[dict],
+    *,
+    method: str = "full",
+    lr: float = 2e-3,
+    steps: int = 120,
+    rows_per_batch: int = 8,
+    seed: int = 0,
+    lora_rank: int = 16,
+):
+    """SFT of a copy of `base` on chat `records`: all weights ("full") or a peft LoRA adapter on every
+    linear layer ("lora", alpha = 2 * rank); response-only loss, packed rows of 128, the course loop.
+
+    The same seed gives the same data order, the same LoRA initialisation and the same model, so two
+    methods run with one seed see identical batches: a matched budget. Returns (model, history).
+    """
+    import copy
+
+    from course_lib.training import TrainConfig, train
+
+    if method not in SFT_METHODS:
+        raise ValueError(f"method must be one of {SFT_METHODS}, got {method!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    torch.manual_seed(seed)
+    model = copy.deepcopy(base)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=lora_rank,
+            lora_alpha=2 * lora_rank,
+            target_modules="all-linear",
+            lora_dropout=0.0,
+        )
+        model = get_peft_model(model, config)
+    batches = packed_batches(tokenizer, records, rows_per_batch=rows_per_batch, seed=seed)
+    hist = train(model, batches, TrainConfig(lr=lr, max_steps=steps, progress=False))
+    return model.eval(), hist

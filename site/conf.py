@@ -40,6 +40,7 @@ include_patterns = [
     "GLOSSARY.md",
     "QUESTIONS.md",
     "QUESTIONS.*.md",  # other languages, e.g. QUESTIONS.zh.md
+    "OVERCLAIMS.md",
     "CONTRIBUTING.md",
     "notebooks/*.ipynb",
     "exercises/*.ipynb",

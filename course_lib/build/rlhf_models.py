@@ -27,10 +27,17 @@ from course_lib.training import TrainConfig, train
 SFT_STEPS, RM_STEPS, LR = 200, 150, 1e-3
 
 
-def chosen_as_chat(pairs: Sequence[dict]) -> list[dict]:
-    """The chosen answer of each preference pair as a two-turn chat record: the SFT data of RLHF's stage 1."""
+def chosen_as_chat(pairs: Sequence[dict], min_gold: float | None = None) -> list[dict]:
+    """The chosen answer of each preference pair as a two-turn chat record: the SFT data of RLHF's
+    stage 1. `min_gold` keeps only chosen answers whose gold reward is at least that (e.g. 0 drops
+    rude, evasive and wrong ones, closer to InstructGPT's written demonstrations); the shipped SFT
+    policy was built with None (every chosen answer), and chapter 09 says what that costs."""
     if not pairs or "chosen" not in pairs[0]:
         raise ValueError("need preference records with prompt and chosen (preferences_train.jsonl)")
+    if min_gold is not None:
+        if "gold_chosen" not in pairs[0]:
+            raise ValueError("min_gold needs records with gold_chosen (preferences_train.jsonl)")
+        pairs = [r for r in pairs if r["gold_chosen"] >= min_gold]
     return [
         {
             "messages": [

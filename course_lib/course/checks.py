@@ -8,8 +8,14 @@ Used by every chapter's exercises. A chapter's check module reads like this:
         expect_close(student_fn([[1, 2]], [[1]], 3), 0.9163, tol=1e-3, what="the cross-entropy",
                      hints={1.0986: "you forgot the add-one smoothing"})
 
-A passing check prints "✔ <id>: passed"; a failing one raises CheckFailed("✘ <id>: what is
-wrong"). Every result goes into RESULTS.
+A passing check prints "✔ <id>: passed". A failing one says "✘ <id>: what is wrong" in one
+line and nothing more: in a notebook kernel it prints that line (stderr, shown in red) and returns
+False, so "Run All" goes on to the next exercise; elsewhere (scripts, pytest) it raises
+CheckFailed with that message, and IPython shows a raised CheckFailed as that one line too
+(`_render_traceback_`), never the checker's code (which holds the reference answer).
+`COURSE_CHECKS=raise` or `=report` in the environment overrides the choice. An unfinished
+exercise (its NotImplementedError reached the check, even inside a checker's own `except`) says
+"not done yet". Every result goes into RESULTS.
 
 For the instructor's grader (course_lib.course.grading) there are three more hooks, used only by
 the cells it injects: `arm_grading` (run before any student code: remembers the checker
@@ -27,7 +33,9 @@ import hashlib
 import hmac
 import json
 import numbers
+import os
 import sys
+import traceback
 import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -38,6 +46,47 @@ NOT_DONE = "not done yet — replace the raise NotImplementedError with your cod
 
 class CheckFailed(AssertionError):
     """A check found a mistake; the message tells the student what is wrong."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for it: the message alone, no traceback through the checker."""
+        return str(self).splitlines() or [type(self).__name__]
+
+
+def failures_raise() -> bool:
+    """Whether a failing check raises CheckFailed (scripts, tests) rather than reporting it.
+
+    In a notebook kernel it reports (prints the ✘ line, returns False) so that the next cells
+    still run; COURSE_CHECKS=raise or COURSE_CHECKS=report in the environment decides instead.
+    """
+    mode = os.environ.get("COURSE_CHECKS", "auto").strip().lower()
+    if mode in ("raise", "report"):
+        return mode == "raise"
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is None or get_ipython() is None
+
+
+def _unfinished(error: BaseException) -> bool:
+    """Whether a NotImplementedError (an exercise stub) is in the chain behind `error`."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, NotImplementedError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+_LIBRARY_PARTS = ("course_lib", "site-packages", "dist-packages", f"python{sys.version_info[0]}.")
+
+
+def _where(error: BaseException) -> str:
+    """' (your line: `code`)' for the innermost frame of the student's own code, or ''."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [f for f in frames if not any(part in f.filename for part in _LIBRARY_PARTS)]
+    if not own or not own[-1].line:
+        return ""
+    return f" (in your code, line {own[-1].lineno}: `{own[-1].line.strip()[:100]}`)"
 
 
 class Result(NamedTuple):
@@ -168,6 +217,17 @@ def _grading_hooks():
 _collect, arm_grading, graded, signed_record, sign = _grading_hooks()
 
 
+def _fail(exercise_id: str, message: str, error: BaseException) -> bool:
+    """Record a failed check, then raise CheckFailed(message) or, in a notebook, print it."""
+    _record(exercise_id, False, message)
+    if failures_raise():
+        if isinstance(error, CheckFailed) and str(error) == message:
+            raise error
+        raise CheckFailed(message) from error
+    print(message, file=sys.stderr)
+    return False
+
+
 def check(exercise_id: str) -> Callable:
     """Decorator for the exercise check cells: report ✔/✘ for `exercise_id` and record the result."""
 
@@ -178,19 +238,18 @@ def check(exercise_id: str) -> Callable:
             try:
                 check_fn(*args, **kwargs)
             except CheckFailed as error:
+                if _unfinished(error):  # a checker's `except RuntimeError` met the stub
+                    error = CheckFailed(failure + NOT_DONE)
                 message = str(error)
                 if not message.startswith("✘ "):  # not yet prefixed by a nested check
                     message = failure + message
                     error.args = (message,)
-                _record(exercise_id, False, message)
-                raise
+                return _fail(exercise_id, message, error)
             except NotImplementedError as error:
-                _record(exercise_id, False, failure + NOT_DONE)
-                raise CheckFailed(failure + NOT_DONE) from error
+                return _fail(exercise_id, failure + NOT_DONE, error)
             except Exception as error:
                 message = f"{failure}your code raised {type(error).__name__}: {error}"
-                _record(exercise_id, False, message)
-                raise CheckFailed(message) from error
+                return _fail(exercise_id, message + _where(error), error)
             message = f"✔ {exercise_id}: passed"
             _record(exercise_id, True, message)
             print(message)
@@ -206,6 +265,77 @@ def expect(condition: Any, message: str) -> None:
     """Fail the check with `message` unless `condition` holds (used by the exercise check cells)."""
     if not condition:
         raise CheckFailed(message)
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a tensor / array / list / tuple / dict (nested) to compare with later; numbers
+    and strings by value, other objects (models, tokenizers) by identity."""
+    if hasattr(value, "detach") and hasattr(value, "clone"):
+        return ("tensor", value.detach().clone())
+    if type(value).__module__ == "numpy" and hasattr(value, "copy"):
+        return ("array", value.copy())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_snapshot(v) for v in value], list(value))
+    if isinstance(value, dict):
+        return ("dict", {k: _snapshot(v) for k, v in value.items()}, dict(value))
+    if isinstance(value, (int, float, str, bytes, bool)) or value is None:
+        return ("value", value)
+    return ("object", value)
+
+
+def _unchanged(before: Any, value: Any) -> bool:
+    """Whether `value` still equals its `_snapshot` (same shapes, values, items and keys)."""
+    if before is None:
+        return True
+    kind = before[0]
+    if kind in ("value", "object"):  # a number must stay equal, another object the same one
+        return value == before[1] if kind == "value" else value is before[1]
+    if kind == "tensor":
+        import torch
+
+        now = value.detach()
+        old = before[1]
+        return (
+            now.shape == old.shape
+            and now.dtype == old.dtype
+            and bool(torch.equal(now.nan_to_num(0.0), old.nan_to_num(0.0)))
+            if now.is_floating_point()
+            else now.shape == old.shape and bool(torch.equal(now, old))
+        )
+    if kind == "array":
+        import numpy as np
+
+        return value.shape == before[1].shape and bool(np.array_equal(value, before[1]))
+    if kind == "dict":
+        return set(value) == set(before[1]) and all(
+            _unchanged(before[1][k], value[k]) for k in value
+        )
+    return len(value) == len(before[1]) and all(_unchanged(b, v) for b, v in zip(before[1], value))
+
+
+def call_unchanged(fn: Callable, *args: Any, names: tuple[str | None, ...] = ()) -> Any:
+    """fn(*args), failing the check if fn changed one of its arguments in place.
+
+    A function that edits its input (`x -= x.min()`, `w.add_(…)`, `labels[i] = …`,
+    `rows.append(…)`) corrupts the caller's data: the next use of the same tensor is wrong.
+    `names` names the positional arguments for the message (None: not watched).
+    """
+    watched = [
+        (i, names[i] if i < len(names) else f"argument {i + 1}", _snapshot(a))
+        for i, a in enumerate(args)
+        if (i >= len(names) or names[i] is not None)
+        and (isinstance(a, (list, tuple, dict)) or hasattr(a, "detach") or hasattr(a, "__array__"))
+    ]
+    out = fn(*args)
+    for i, name, before in watched:
+        if not _unchanged(before, args[i]):
+            raise CheckFailed(
+                f"your function changed its input {name} in place (an in-place operation such "
+                "as `x -= …`, `x.add_(…)`, `x[i] = …` or `.append(…)` on the argument): the "
+                f"caller's {name} must stay as it was; compute on a copy (`x = x - …`, "
+                "`x.clone()`, `list(x)`)"
+            )
+    return out
 
 
 def _no_stand_in(value: Any, what: str) -> None:

@@ -5,6 +5,8 @@ only source; exercises/NN_*_exercises.ipynb are generated from them (nbgrader co
 
 - code cells: the lines between `### BEGIN SOLUTION` and `### END SOLUTION` (each marker
   on a line of its own) become one `raise NotImplementedError(...)` line, indented like BEGIN;
+  a block that is a whole class body becomes its methods' signatures, each raising
+  NotImplementedError, so the class still exists and its check says "not done yet";
 - markdown cells: the text between `<!-- BEGIN SOLUTION -->` and `<!-- END SOLUTION -->`
   becomes `*YOUR ANSWER HERE*` (a marker written in backticks is just text);
 - cells tagged `solution-only` are dropped; outputs and execution counts are cleared;
@@ -17,10 +19,12 @@ Cell ids are the solution's, so a rebuild is byte-identical.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -38,9 +42,50 @@ SOLUTION_ONLY_TAG = "solution-only"
 REGENERATE_HINT = "run `make exercises` to regenerate"
 
 
+def _in_class_body(kept: list[str], indent: str) -> bool:
+    """Whether a block indented by `indent` is directly in a class body (the line above it that is
+    indented less opens a class)."""
+    for line in reversed(kept):
+        if line.strip() and len(line) - len(line.lstrip()) < len(indent):
+            return bool(re.match(r"\s*class\s", line))
+    return False
+
+
+def _class_stub(block: list[str], indent: str) -> list[str]:
+    """The methods of a class-body solution, each with its signature and a placeholder body."""
+    code = textwrap.dedent("\n".join(block))
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        tree = None
+    code_lines, stub = code.split("\n"), []
+    for node in tree.body if tree else []:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            signature = code_lines[first - 1 : node.body[0].lineno - 1]
+            if not signature:  # `def f(): ...` on one line: no signature to keep
+                return []
+            stub += ([""] if stub else []) + [indent + line for line in signature]
+            stub.append(indent + "    " + CODE_PLACEHOLDER)
+    return stub
+
+
+def _placeholder(block: list[str], indent: str, class_body: bool) -> list[str]:
+    """What replaces a solution block: a raise, or a class body's method stubs."""
+    if class_body:
+        stub = _class_stub(block, indent)
+        return stub or [
+            indent + "def __init__(self, *args, **kwargs):",
+            indent + "    " + CODE_PLACEHOLDER,
+        ]
+    return [indent + CODE_PLACEHOLDER]
+
+
 def _strip_code(source: str, where: str) -> tuple[str, int]:
     """Replace each BEGIN/END SOLUTION block of a code cell; return (source, number of blocks)."""
     lines, kept, begin_line, blocks = source.split("\n"), [], 0, 0
+    block: list[str] = []
+    indent, class_body = "", False
     for number, line in enumerate(lines, start=1):
         marker = line.strip()
         if marker == CODE_BEGIN:
@@ -49,13 +94,17 @@ def _strip_code(source: str, where: str) -> tuple[str, int]:
                     f"{where}, line {number}: '{CODE_BEGIN}' inside the block opened "
                     f"on line {begin_line} (nested, or '{CODE_END}' missing)"
                 )
-            begin_line, blocks = number, blocks + 1
-            kept.append(line[: len(line) - len(line.lstrip())] + CODE_PLACEHOLDER)
+            begin_line, blocks, block = number, blocks + 1, []
+            indent = line[: len(line) - len(line.lstrip())]
+            class_body = _in_class_body(kept, indent)
         elif marker == CODE_END:
             if not begin_line:
                 raise ValueError(f"{where}, line {number}: '{CODE_END}' without a '{CODE_BEGIN}'")
             begin_line = 0
-        elif not begin_line:
+            kept += _placeholder(block, indent, class_body)
+        elif begin_line:
+            block.append(line)
+        else:
             kept.append(line)
     if begin_line:
         raise ValueError(

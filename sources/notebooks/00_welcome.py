@@ -67,12 +67,13 @@ except NetworkBlocked as err:
 # | `data/` | the datasets (JSONL you can open) and the base model |
 #
 # Each exercise is followed by a **check cell** that runs your code against the reference and says
-# *what* is wrong, not only that something is. Here is a check receiving a classic mistake: a
-# next-token loss computed without shifting the targets by one position.
+# *what* is wrong, not only that something is, in one line: ✔ passed, ✘ and the mistake, or ✘ "not
+# done yet" for an exercise you have not started. A check never stops the notebook, so "Run All"
+# goes through every exercise and you see where you stand on each. Here is a check receiving a
+# classic mistake: a next-token loss computed without shifting the targets by one position.
 
 # %%
 import torch.nn.functional as F
-from course_lib.course.checks import CheckFailed
 from course_lib.course.checkers import ch01
 
 
@@ -80,10 +81,7 @@ def next_token_loss_wrong(logits, input_ids):  # forgets the shift
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), input_ids.reshape(-1))
 
 
-try:
-    ch01.check_next_token_loss(next_token_loss_wrong)
-except CheckFailed as err:
-    print(err)
+ch01.check_next_token_loss(next_token_loss_wrong)  # prints the ✘ line, returns False
 
 # %% [markdown]
 # Instructors hand out `exercises/`; `solutions/` is the single source both are built from

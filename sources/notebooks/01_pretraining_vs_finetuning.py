@@ -11,30 +11,33 @@
 # 1. write the one objective behind both: next-token cross-entropy, by hand and with transformers;
 # 2. pretrain a model from scratch and read its loss against two yardsticks: a unigram model and the *entropy floor* of the data;
 # 3. fine-tune for a new domain and measure what it gains (and what it starts to forget);
-# 4. decide between prompting, retrieval and fine-tuning from measurements, not slogans.
+# 4. decide between prompting, retrieval and fine-tuning from measurements, not slogans;
+# 5. read a comparison over seeds: mean ± sd, error bars, and "within noise" when it is.
 #
 # **Prerequisites:** chapter 00; PyTorch tensors; what a softmax is.
 
 # %%
 import copy
+import json
 import math
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 import course_lib
 from course_lib.models import load_model, new_model
 from course_lib.build.base_model import generator_entropy
-from course_lib.data import load_jsonl
+from course_lib.data import DATA_DIR, load_jsonl
 from course_lib.world.datasets import corpus_documents
 from course_lib.evaluation import (
     cross_entropy,
-    perplexity,
     unigram_cross_entropy,
-    choose_many,
     accuracy,
 )
 from course_lib.generation import generate
 from course_lib.training import TrainConfig, train, pack_tokens, lm_batches, text_batches
 from course_lib.plotting import plot_losses, plot_bars
+from course_lib import sweeps
+from course_lib.uncertainty import spread, differs, verdict
 
 device = course_lib.setup(seed=0)
 
@@ -70,7 +73,7 @@ print(f"by hand {by_hand.item():.4f}   transformers {library.item():.4f}")
 assert torch.allclose(by_hand, library, atol=1e-5), "the hand-written loss must equal the library's"
 
 # %% [markdown]
-# ## 2 · Pretraining from scratch (one minute of it)
+# ## 2 · Pretraining from scratch (60 steps of it)
 #
 # A fresh model of exactly the base model's architecture, random weights. Before training it is
 # close to uniform over the vocabulary, so its loss should be near $\ln(\text{vocab size}) = \ln 1399 \approx 7.24$.
@@ -85,13 +88,13 @@ print("sample:", generate(scratch, tok, ["Yara Marsh lives in"], chat=False, max
 
 # %% [markdown]
 # Pretraining data is packed: documents are concatenated (each ends with `<|end|>`) and cut into
-# blocks of 128 tokens, so no compute is wasted on padding. 120 steps × 32 blocks ≈ 0.5 M tokens;
-# the shipped base model saw about 8 M.
+# blocks of 128 tokens, so no compute is wasted on padding. We train 60 steps of 32 blocks at a
+# peak learning rate of 3e-3 and compare the tokens seen with the shipped base model's.
 
 # %%
 docs = [d["text"] for d in corpus_documents("train", 15_000)]
 blocks = pack_tokens(tok(docs)["input_ids"], block_size=128, eos_id=tok.eos_token_id)
-cfg = TrainConfig(lr=3e-3, max_steps=120, warmup_steps=12, eval_every=40)
+cfg = TrainConfig(lr=3e-3, max_steps=60, warmup_steps=6, eval_every=20)
 hist = train(
     scratch,
     lm_batches(blocks, batch_size=32),
@@ -99,12 +102,14 @@ hist = train(
     eval_fn=lambda m: cross_entropy(m, tok, val_texts[:100]),
 )
 after = cross_entropy(scratch, tok, val_texts)
+card = json.loads((DATA_DIR / "base_model" / "metrics.json").read_text())
 print(f"after {cfg.max_steps} steps: {after:.2f} nats/token ({hist.seconds:.0f} s)")
+print(f"tokens seen: {cfg.max_steps * 32 * 128:,} here, {card['tokens_seen']:,} by the base model")
 print("sample:", generate(scratch, tok, ["Yara Marsh lives in"], chat=False, max_new_tokens=25)[0])
 
 # %% [markdown]
-# The loss curve: a steep fall while the model learns which tokens are frequent, then a slow
-# descent while it learns the world's facts and grammar.
+# The loss curve: a steep fall while the model learns which tokens are frequent, then a slower
+# descent while it learns grammar and the world's facts.
 
 # %%
 plot_losses({"from scratch": hist}, title="Pretraining a fresh model")
@@ -113,47 +118,48 @@ assert after < before - 4.0, (
 )
 
 # %% [markdown]
-# ## 3 · How good is the shipped base model? Two yardsticks
+# ## 3 · How good is the shipped base model? Three yardsticks
 #
+# * **Uniform guess**: $\ln V$, the loss of a model that knows nothing, not even the vocabulary's
+#   frequencies.
 # * **Unigram model**: predicts every token with its overall frequency, ignoring context. Any
 #   model worth the name must beat it by far.
-# * **The entropy floor.** The course generated every document itself and knows the probability
-#   of each random choice that produced it, so $-\log p_{\text{generator}}(\text{doc})$ is known
-#   exactly. Summed over the split and divided by its tokens it is the generator's entropy rate,
-#   the loss a perfect model would reach. No model can go below it (strictly, our number is an upper
-#   bound on the floor: two choice sequences that happen to produce the same text are counted
-#   apart). Real corpora have no such number; here you can see how much room is left.
+# * **The generator's entropy.** The course generated every document itself and knows the
+#   probability of each random choice that produced it, so $-\log p_{\text{generator}}(\text{doc})$
+#   is known exactly. Summed over the split and divided by its tokens it estimates the data's
+#   entropy rate, the loss a perfect model would reach. Strictly it is an **upper bound** on that
+#   floor (two choice sequences that produce the same text are counted apart), so a model could in
+#   principle go slightly below it; it should not go noticeably below. Real corpora have no such
+#   number; here you can see how much room is left.
 
 # %%
 train_ids = [x[1:] + [tok.eos_token_id] for x in tok(docs)["input_ids"]]
 val_ids = [x[1:] + [tok.eos_token_id] for x in tok(val_texts)["input_ids"]]
 yardsticks = {
+    "uniform (ln V)": math.log(len(tok)),
     "unigram": unigram_cross_entropy(train_ids, val_ids, len(tok)),
-    "1 min from scratch": after,
+    "60 steps from scratch": after,
     "base model": cross_entropy(model, tok, val_texts),
-    "floor (generator)": generator_entropy(val_docs, tok),
+    "generator entropy": generator_entropy(val_docs, tok),
 }
 for k, v in yardsticks.items():
     print(f"{k:>20}: {v:.3f} nats/token   perplexity {math.exp(v):7.2f}")
 
 # %% [markdown]
-# As a picture (the floor is the data's own entropy; no model can go below it):
+# As a picture:
 
 # %%
 plot_bars(yardsticks, title="Validation loss on the general corpus", ylabel="nats / token")
 y = yardsticks
-assert y["floor (generator)"] <= y["base model"] < y["1 min from scratch"] < y["unigram"], (
-    "ordering broken"
-)
-assert y["base model"] <= 0.5 * y["unigram"], (
-    "the base model must beat the unigram model by 2x at least"
-)
+assert y["base model"] < y["60 steps from scratch"] < y["unigram"] < y["uniform (ln V)"], "ordering"
+assert y["base model"] <= 0.5 * y["unigram"], "the base model must beat the unigram model by 2x"
+assert abs(y["base model"] - y["generator entropy"]) < 0.05, "base model near the entropy bound"
 
 # %% [markdown]
-# The base model is within a small distance of the floor. Where is the rest? Mostly in the
-# world's **facts**: which town each of the 30 people lives in, their pets and favourite foods.
-# The generator knows them; the model had to memorise them from text. Its model card
-# (`data/base_model/README.md`) reports the share of facts it ranks first.
+# The base model is within a few thousandths of a nat of the generator's entropy. Where the
+# small rest sits cannot be read from these numbers; the model card
+# (`data/base_model/README.md`) reports that the base model ranks the true value first for every
+# one of the corpus's 120 (person, attribute) facts, so it is not in the facts it was asked about.
 
 # %% [markdown]
 # ## 4 · Fine-tuning for a new domain: clinic notes
@@ -173,93 +179,155 @@ def tokens_per_word(texts):
     )
 
 
-print(
-    f"tokens per word: corpus {tokens_per_word(val_texts):.2f}, clinic {tokens_per_word(clinic_val):.2f}"
-)
+corpus_tpw, clinic_tpw = tokens_per_word(val_texts), tokens_per_word(clinic_val)
+print(f"tokens per word: corpus {corpus_tpw:.2f}, clinic {clinic_tpw:.2f}")
 print(clinic_val[0])
 
 # %% [markdown]
-# Before fine-tuning, measure the base model on both domains, then train a copy on clinic notes
-# for 60 steps (lr 1e-3, half of pretraining's peak, from the pretrained weights):
+# Before fine-tuning, measure the base model on both domains, in nats per token (perplexity in
+# brackets):
 
 # %%
-clinic_before = perplexity(model, tok, clinic_val)
-general_before = perplexity(model, tok, val_texts)
-print(f"base model perplexity: general {general_before:.2f}, clinic {clinic_before:.1f}")
+clinic_before = cross_entropy(model, tok, clinic_val)
+general_before = cross_entropy(model, tok, val_texts)
+print(f"base model: general {general_before:.2f} nats ({math.exp(general_before):.2f}), "
+      f"clinic {clinic_before:.2f} nats ({math.exp(clinic_before):,.0f})")
 
 # %% [markdown]
 # Fine-tuning = the same training loop, started from the pretrained weights, on the domain data,
-# with a smaller learning rate and far fewer steps. We train a copy and keep the base model intact.
+# with a smaller learning rate and far fewer steps: 60 steps at lr 1e-3, a third of the peak used
+# in section 2. We train a copy and keep the base model intact.
 
 # %%
 clinic_model = copy.deepcopy(model)
 cfg = TrainConfig(lr=1e-3, max_steps=60, warmup_steps=6)
 hist_clinic = train(clinic_model, text_batches(tok, clinic_train, batch_size=16), cfg)
-clinic_after = perplexity(clinic_model, tok, clinic_val)
-general_after = perplexity(clinic_model, tok, val_texts)
+clinic_after = cross_entropy(clinic_model, tok, clinic_val)
+general_after = cross_entropy(clinic_model, tok, val_texts)
 print(
-    f"after fine-tuning ({hist_clinic.seconds:.0f} s): clinic {clinic_before:.1f} -> {clinic_after:.2f}, "
-    f"general {general_before:.2f} -> {general_after:.2f}"
+    f"after fine-tuning ({hist_clinic.seconds:.0f} s): clinic {clinic_before:.2f} -> "
+    f"{clinic_after:.2f} nats, general {general_before:.2f} -> {general_after:.2f} nats"
 )
+
+# %% [markdown]
+# One run is one data order. The shipped sweep `ch01_clinic` ran the same recipe with three data
+# orders (`make sweep NAME=ch01_clinic` rebuilds it); the live run should fall inside it:
+
+# %%
+clinic_rec = sweeps.load("ch01_clinic")
+print(sweeps.table(clinic_rec, ["clinic_loss", "general_loss"]).to_string())
+print(sweeps.place(general_after, clinic_rec, "lr=1e-3", "general_loss"))
 
 # %% [markdown]
 # The two effects this section claims, as checks that fail if the experiment stops working:
 
 # %%
-assert clinic_after < clinic_before / 5, (
-    "domain fine-tuning should cut clinic perplexity at least 5-fold"
-)
-assert general_after > general_before, "expected some forgetting of the general domain"
+general_rise = sweeps.summary(clinic_rec, "lr=1e-3", "general_loss").mean - general_before
+print(f"general loss rise: {general_rise:.2f} nats/token (mean of the sweep); "
+      f"the 60-step model of section 2: {after:.2f}")
+assert clinic_after < clinic_before - 5, "domain fine-tuning should cut the clinic loss by > 5 nats"
+assert general_rise > 1.0, "this recipe should cost the general domain more than 1 nat/token"
 
 # %% [markdown]
-# The domain perplexity falls by a large factor in a few seconds of training, because the model
-# already knows how text works and only has to learn the new vocabulary and format. The general
-# perplexity rises: **catastrophic forgetting** in miniature. Chapter 03 measures it properly and
-# cures it with replay of general data.
+# The clinic loss falls by several nats per token in seconds, because the model already knows how
+# text works and only has to learn the new vocabulary and format. The price is large: the general
+# loss rises by the amount printed above; compare the result with the 60-step model trained from
+# scratch in section 2. This learning rate and step count **wreck the general domain**: catastrophic forgetting,
+# and not a small one. A smaller learning rate, fewer steps, or replay of general data keep much
+# more; chapter 03 measures that trade-off.
 
 # %% [markdown]
 # ## 5 · Prompting vs fine-tuning on a task
 #
 # Task: label a product review `positive`, `negative` or `neutral`. Without training, the only way
-# to tell a base model the task is the prompt. **Few-shot prompting** shows it solved examples, then
-# the query; we read its answer by comparing the probabilities of the three labels after
-# `Sentiment:`.
-
-# %%
-from course_lib.prompting import few_shot_prompt
-from course_lib.world.documents import LABELS
-
-rev_train, rev_test = load_jsonl("reviews_train"), load_jsonl("reviews_test")[:300]
-by_label = [[r for r in rev_train if r["label"] == lab][:2] for lab in LABELS]
-shots = [r for pair in zip(*by_label) for r in pair]  # 6 shots, labels interleaved
-print(few_shot_prompt(shots[:3], rev_test[0]["text"]))
-
-# %% [markdown]
-# Now score all 300 test reviews this way and count which answers the model gives:
+# to tell a base model the task is the prompt. **Few-shot prompting** shows it solved examples,
+# then the query; we read its answer by comparing the probabilities of the labels after
+# `Sentiment:`. Which examples are shown is a random draw, so it gets a seed like any other.
+# A first attempt, with the label names themselves:
 
 # %%
 from collections import Counter
+from course_lib.prompting import (
+    few_shot_prompt, pick_shots, label_logprobs, next_token_logprobs, calibrate,
+    VERBALIZER, CONTENT_FREE,
+)
+from course_lib.world.documents import LABELS
 
+rev_train, rev_test = load_jsonl("reviews_train"), load_jsonl("reviews_test")[:200]
 gold = [r["label"] for r in rev_test]
-few_shot = choose_many(
-    model, tok, [few_shot_prompt(shots, r["text"]) for r in rev_test], [LABELS] * len(rev_test)
-)
-acc_few = accuracy(few_shot, gold)
-print(
-    f"few-shot prompting accuracy: {acc_few:.1%} (chance 33.3%); answers given: {dict(Counter(few_shot))}"
-)
+shots = pick_shots(rev_train, per_label=2, seed=0)  # 6 solved examples
+print(few_shot_prompt(shots[:2], rev_test[0]["text"]))
+print({lab: tok.tokenize(" " + lab) for lab in LABELS})
 
 # %% [markdown]
-# The base model never saw a labelled review, nor the words *positive*, *negative* and *neutral*
-# (its tokenizer spells them letter by letter). Prompting a model this small cannot teach it a task;
-# it answers almost everything the same way. Large models do far better at few-shot learning
-# (Brown et al., 2020, *Language Models are Few-Shot Learners*), but the gap to fine-tuning on
-# enough labelled data remains on most tasks.
+# **Mistake: multi-token label words scored by their summed log-probability.** The tokenizer
+# spells the three labels in 4 to 5 pieces each, and a sum of log-probabilities over more pieces
+# is more negative: the scores compare the labels' lengths and spellings as much as the review.
+# Dividing by the number of pieces (length normalisation) is the usual repair. Both, on 200 test
+# reviews:
+
+# %%
+prompts = [few_shot_prompt(shots, r["text"]) for r in rev_test]
+sums, lengths = label_logprobs(model, tok, prompts)
+strawman = {}
+for name, scores in [("summed", sums), ("length-normalised", sums / lengths)]:
+    pred = [LABELS[k] for k in scores.argmax(-1).tolist()]
+    strawman[name] = accuracy(pred, gold)
+    print(f"{name:>18}: accuracy {strawman[name]:.1%}, answers {dict(Counter(pred))}")
+print(f"majority class share: {max(Counter(gold).values()) / len(gold):.1%}")
+
+# %% [markdown]
+# A fair few-shot baseline removes both handicaps. **Single-token verbalizers**: let the
+# examples answer with words the model knows as one token, `good`, `bad` and `fine`, so one
+# forward pass scores all three and no answer is longer than another. **Contextual calibration**
+# (Zhao et al. 2021, *Calibrate Before Use*): a prompt makes the model favour some label whatever
+# the review says; measure that bias on content-free inputs ("N/A", "[MASK]", "-") and divide it
+# out, $\hat y = \arg\max_y p(y \mid x) / \bar p(y \mid \text{content-free})$. Three shot draws:
+
+# %%
+words = [VERBALIZER[lab] for lab in LABELS]
+fair = {"single-token": [], "single-token, calibrated": []}
+for seed in (0, 1, 2):
+    draw = pick_shots(rev_train, per_label=2, seed=seed)
+    query = [few_shot_prompt(draw, r["text"], VERBALIZER) for r in rev_test]
+    lp = next_token_logprobs(model, tok, query, words)
+    free = [few_shot_prompt(draw, t, VERBALIZER) for t in CONTENT_FREE]
+    cf = next_token_logprobs(model, tok, free, words)
+    for name, scores in [("single-token", lp), ("single-token, calibrated", calibrate(lp, cf))]:
+        fair[name].append(accuracy([LABELS[k] for k in scores.argmax(-1).tolist()], gold))
+for name, accs in fair.items():
+    print(f"{name:>25}: {spread(accs)}")
+
+# %% [markdown]
+# With fair scoring the base model is still near chance: the failure is not the scoring's, and
+# the negative result is now a strong one. A 2 M-parameter model trained on 10 M tokens of a
+# synthetic world has not learnt to learn from examples in its context; section 7 shows a
+# 135 M-parameter real model doing it with the same prompts. Large models do far better at
+# few-shot learning (Brown et al., 2020, *Language Models are Few-Shot Learners*), but the gap
+# to fine-tuning on enough labelled data remains on most tasks.
 #
 # **Fine-tuning** for classification usually swaps the language-model head for a small
-# classification head: `AutoModelForSequenceClassification` loads the same pretrained body and adds
-# a fresh linear layer that maps the last token's hidden state to 3 scores; everything is then
-# trained with cross-entropy on the labels.
+# classification head: `AutoModelForSequenceClassification` loads the same pretrained body and
+# adds a fresh linear layer that maps the last token's hidden state to 3 scores; everything is
+# then trained with cross-entropy on the labels. Its learning rate is a hyper-parameter, chosen
+# on `reviews_val`, never on the test set. The shipped sweep `ch01_classifier_lr` ran 100 steps at
+# three learning rates with three seeds each (head initialisation and data order):
+
+# %%
+clf_rec = sweeps.load("ch01_classifier_lr")
+print(sweeps.table(clf_rec, ["val_accuracy", "test_accuracy"]).to_string())
+chosen = max(clf_rec["arms"], key=lambda a: sweeps.summary(clf_rec, a, "val_accuracy").mean)
+lr_clf = clf_rec["config"]["lrs"][chosen]
+print(f"chosen on validation: {chosen}")
+fig, ax = plt.subplots(figsize=(5.6, 3.2))
+sp = [sweeps.summary(clf_rec, a, "test_accuracy") for a in clf_rec["arms"]]
+ax.errorbar(list(clf_rec["config"]["lrs"].values()), [s.mean for s in sp],
+            yerr=[s.sd for s in sp], fmt="o-", capsize=3)
+ax.set(xscale="log", xlabel="learning rate", ylabel="test accuracy (mean ± sd, 3 seeds)",
+       title="Classifier fine-tune, 100 steps");
+
+# %% [markdown]
+# One live run at the chosen learning rate, placed in the shipped spread:
 
 # %%
 from course_lib.classification import label_batches, predict_labels
@@ -267,11 +335,14 @@ from course_lib.classification import label_batches, predict_labels
 clf, _ = load_model("classifier", device=device)  # the base model + a fresh 3-way head
 hist_rev = train(
     clf,
-    label_batches(tok, rev_train, batch_size=32),
-    TrainConfig(lr=5e-4, max_steps=300, warmup_steps=30),
+    label_batches(tok, rev_train, batch_size=32, seed=0),
+    TrainConfig(lr=lr_clf, max_steps=100, warmup_steps=10),
 )
-acc_tuned = accuracy(predict_labels(clf, tok, [r["text"] for r in rev_test]), gold)
+test_all = load_jsonl("reviews_test")
+pred = predict_labels(clf, tok, [r["text"] for r in test_all])
+acc_tuned = accuracy(pred, [r["label"] for r in test_all])
 print(f"fine-tuned accuracy: {acc_tuned:.1%} ({hist_rev.seconds:.0f} s of training)")
+print(sweeps.place(acc_tuned, clf_rec, chosen, "test_accuracy"))
 
 # %% [markdown]
 # For reference, a bag-of-words logistic regression on the same training reviews. It cannot see
@@ -281,18 +352,15 @@ print(f"fine-tuned accuracy: {acc_tuned:.1%} ({hist_rev.seconds:.0f} s of traini
 # %%
 from course_lib.baselines import bag_of_words_accuracy
 
-acc_bow = bag_of_words_accuracy(rev_train, rev_test)
-print(f"bag of words: {acc_bow:.1%}   few-shot: {acc_few:.1%}   fine-tuned: {acc_tuned:.1%}")
-assert acc_few < 0.45, "few-shot prompting of the small base model should stay near chance"
-assert acc_tuned > 0.9 and acc_tuned > acc_bow + 0.2, (
-    "the fine-tuned model should clearly beat bag-of-words"
-)
-
-# %% [markdown]
-# The learning rate matters. When this chapter was written, the same 300-step fine-tune reached
-# 96 % with lr 2e-4 and 99.7 % with lr 1e-3, but only 59 % with lr 2e-3, the peak learning rate of
-# pretraining: too large a step wrecks the pretrained features. Try it. Fine-tuning needs a smaller learning rate than
-# pretraining; chapter 03 returns to this.
+acc_bow = bag_of_words_accuracy(rev_train, test_all)
+tuned = sweeps.values(clf_rec, chosen, "test_accuracy")
+best_fs = max(fair, key=lambda k: spread(fair[k]).mean)
+print(f"bag of words {acc_bow:.1%} | best few-shot {spread(fair[best_fs]).fmt(3)} | "
+      f"fine-tuned {spread(tuned).fmt(3)}")
+print(verdict(tuned, fair[best_fs], ("fine-tuned", "few-shot")))
+assert max(spread(v).mean for v in fair.values()) < 0.5, "few-shot should stay near chance here"
+assert spread(tuned).mean > 0.9 and spread(tuned).mean > acc_bow + 0.2, "fine-tuning should win"
+assert differs(tuned, fair[best_fs]), "the gap to few-shot must exceed the seed noise"
 
 # %% [markdown]
 # ## 6 · Facts in the prompt vs facts in the weights
@@ -305,123 +373,210 @@ assert acc_tuned > 0.9 and acc_tuned > acc_bow + 0.2, (
 # | method | what the model gets |
 # |---|---|
 # | zero-shot | only the probe: it has to guess |
-# | retrieval (facts in the prompt) | the fact's statements pasted before the probe |
+# | retrieval (facts in the prompt) | the fact's statements pasted before the probe (an oracle retriever) |
 # | fine-tuning (facts in the weights) | trained on the statements; at test time, only the probe |
 #
 # Each probe comes in the **seen** phrasing (the one used in training) and an unseen **paraphrase**
 # (a phrasing the corpus uses for other people, never for this fact). Answers are scored by ranking
-# all candidate values.
+# all candidate values. The fine-tune's learning rate is chosen on the facts of 10 people (dev);
+# everything is reported on the other 10 (test, 40 facts).
 
 # %%
-from course_lib.prompting import retrieval_prompt
+from course_lib.fact_injection import PHRASINGS, probe_hits, split_by_person, injection_curve
+from course_lib.evaluation import wilson_interval
 
 facts = load_jsonl("new_facts")
-cands = [f["candidates"] for f in facts]
-answers = [f["answer"] for f in facts]
-
-
-def probe_acc(m, kind, with_facts=False):
-    prompts = [retrieval_prompt(f["statements"], f[kind]) if with_facts else f[kind] for f in facts]
-    return accuracy(choose_many(m, tok, prompts, cands), answers)
-
-
-chance = sum(1 / len(c) for c in cands) / len(cands)
+dev_facts, test_facts = split_by_person(facts)
+chance = sum(1 / len(f["candidates"]) for f in test_facts) / len(test_facts)
+ref = {}
+for name, paste in [("zero-shot", False), ("retrieval", True)]:
+    for kind in PHRASINGS:
+        hits = probe_hits(model, tok, test_facts, kind, with_facts=paste)
+        ref[name, kind] = (sum(hits) / len(hits), wilson_interval(sum(hits), len(hits)))
+        print(f"{name:>10} {kind:>10}: {ref[name, kind][0]:.1%} "
+              f"(95% CI {ref[name, kind][1][0]:.0%}-{ref[name, kind][1][1]:.0%})")
 print(facts[0]["statements"], "|", facts[0]["probe_seen"], "|", facts[0]["probe_paraphrase"])
 
 # %% [markdown]
-# Fine-tune a copy of the base model on the 80 facts' statements (a few seconds), then score all
-# three methods on both phrasings:
+# Fine-tuning has a budget: how many steps, at what learning rate. Instead of one run, the
+# shipped sweep `ch01_fact_injection` records the fine-tune's accuracy at 20, 40, 80 and 160
+# steps (batch 16 of the 120 statements), for three learning rates and three data orders. The
+# learning rate is chosen by code, on the dev people's paraphrase accuracy:
+
+# %%
+fact_rec = sweeps.load("ch01_fact_injection")
+steps = fact_rec["config"]["steps"]
+
+
+def curve(arm, split, kind):
+    return [sweeps.summary(fact_rec, arm, f"{split}_{kind}_{s}") for s in steps]
+
+
+dev_score = {a: sum(x.mean for x in curve(a, "dev", "paraphrase")) for a in fact_rec["arms"]}
+fact_arm = max(dev_score, key=dev_score.get)
+print({a: round(v / len(steps), 3) for a, v in dev_score.items()}, "-> chosen:", fact_arm)
+print(sweeps.table(fact_rec, [f"test_paraphrase_{s}" for s in steps], digits=2).to_string())
+
+# %% [markdown]
+# The test curve of the chosen learning rate, with retrieval and chance as horizontal lines
+# (error bars: ± 1 sd over the three data orders):
+
+# %%
+fig, ax = plt.subplots(figsize=(6.4, 3.6))
+for kind, colour in [("seen", "C0"), ("paraphrase", "C1")]:
+    sp = curve(fact_arm, "test", kind)
+    ax.errorbar(steps, [x.mean for x in sp], yerr=[x.sd for x in sp], fmt="o-", capsize=3,
+                color=colour, label=f"fine-tuned, {kind}")
+    ax.axhline(ref["retrieval", kind][0], ls="--", color=colour, label=f"retrieval, {kind}")
+ax.axhline(chance, ls=":", color="grey", label="chance")
+ax.set(xscale="log", xlabel="fine-tuning steps", ylabel="test accuracy", xticks=steps,
+       xticklabels=steps, title=f"New facts: weights ({fact_arm}) vs prompt")
+ax.legend(fontsize=7);
+
+# %% [markdown]
+# One live run at the chosen learning rate (data order 0), placed in the shipped spread:
 
 # %%
 fact_texts = [s for f in facts for s in f["statements"]]
-fact_model = copy.deepcopy(model)
-hist_facts = train(
-    fact_model,
-    text_batches(tok, fact_texts, batch_size=16),
-    TrainConfig(lr=1e-3, max_steps=80, warmup_steps=8),
-)
-table = {
-    "zero-shot": (probe_acc(model, "probe_seen"), probe_acc(model, "probe_paraphrase")),
-    "retrieval": (probe_acc(model, "probe_seen", True), probe_acc(model, "probe_paraphrase", True)),
-    "fine-tuned": (probe_acc(fact_model, "probe_seen"), probe_acc(fact_model, "probe_paraphrase")),
-}
-print(f"{'method':>12} {'seen':>7} {'paraphrase':>11}   (chance {chance:.1%})")
-for k, (s, p) in table.items():
-    print(f"{k:>12} {s:7.1%} {p:11.1%}")
+live = injection_curve(model, tok, fact_texts, facts, fact_rec["config"]["lrs"][fact_arm],
+                       checkpoints=(steps[0], steps[-1]), seed=0)
+test_rows = [f in test_facts for f in facts]
+for s in (steps[0], steps[-1]):
+    acc = sum(h for h, t in zip(live[s]["paraphrase"], test_rows) if t) / len(test_facts)
+    print(f"step {s}: " + sweeps.place(acc, fact_rec, fact_arm, f"test_paraphrase_{s}"))
 
 # %% [markdown]
-# The same table as a plot:
+# What the injection costs. The sweep also measured, at 40 and 160 steps, the general-domain loss
+# (100 validation documents) and the recall of the corpus's own 120 facts (all known before
+# fine-tuning, as the model card says):
 
 # %%
-import matplotlib.pyplot as plt
+from course_lib.build.base_model import corpus_fact_recall
 
-fig, ax = plt.subplots(figsize=(6.4, 3.4))
-for i, kind in enumerate(["seen phrasing", "paraphrase"]):
-    ax.bar([j + 0.38 * i for j in range(3)], [v[i] for v in table.values()], width=0.38, label=kind)
-ax.axhline(chance, ls="--", color="grey", label="chance")
-ax.set_xticks([j + 0.19 for j in range(3)], list(table))
-ax.set_ylabel("accuracy")
-ax.legend(fontsize=8)
-ax.set_title("New facts: prompt vs weights");
+base_general = cross_entropy(model, tok, val_texts[:100])
+base_recall = corpus_fact_recall(model, tok)
+print(f"{'steps':>6} {'general loss':>14} {'old-fact recall':>16}")
+print(f"{0:>6} {base_general:14.3f} {base_recall:16.3f}   (base model)")
+for s in fact_rec["config"]["cost_steps"]:
+    g = sweeps.summary(fact_rec, fact_arm, f"general_loss_{s}")
+    r = sweeps.summary(fact_rec, fact_arm, f"old_fact_recall_{s}")
+    print(f"{s:>6} {g.fmt(3):>14} {r.fmt(3):>16}")
 
 # %% [markdown]
-# And the claims of this section, checked:
+# The claims of this section, each checked against the seed noise:
 
 # %%
-z, r, f = table["zero-shot"], table["retrieval"], table["fine-tuned"]
-assert max(z) < chance + 0.15, "zero-shot should be near chance: the facts are new"
-assert min(r) > 0.8, "facts in the prompt should be answered reliably in both phrasings"
-assert f[0] > 0.7, "fine-tuning should store most facts in their trained phrasing"
-assert f[0] - f[1] >= 0.05 and r[1] > f[1] + 0.1, (
-    "expected the paraphrase gap of fine-tuning, not of retrieval"
-)
+first, last = steps[0], steps[-1]
+para_first = sweeps.values(fact_rec, fact_arm, f"test_paraphrase_{first}")
+para_last = sweeps.values(fact_rec, fact_arm, f"test_paraphrase_{last}")
+retrieval_para = ref["retrieval", "paraphrase"][0]
+print(f"zero-shot {max(ref['zero-shot', k][0] for k in PHRASINGS):.1%} (chance {chance:.1%}); "
+      f"retrieval paraphrase {retrieval_para:.1%}")
+print(f"fine-tuned paraphrase: {first} steps {spread(para_first).fmt(3)}, "
+      f"{last} steps {spread(para_last).fmt(3)}")
+assert max(ref["zero-shot", k][0] for k in PHRASINGS) < chance + 0.15, "zero-shot ~ chance"
+assert min(ref["retrieval", k][0] for k in PHRASINGS) > 0.7, "retrieval works in both phrasings"
+assert max(para_first) < retrieval_para - 0.1, "a short fine-tune falls short of retrieval"
+assert spread(para_last).mean > spread(para_first).mean + 0.3, "more steps store the facts"
 
 # %% [markdown]
-# What the table says:
+# What the curve says:
 #
-# * **Prompting cannot add knowledge.** Zero-shot is at chance level: no prompt wording makes a model
-#   know a fact it never saw.
-# * **Retrieval works immediately and in any phrasing**: the model only has to copy from its context.
-#   It costs a longer prompt at every call and a retriever that finds the right text. It also relies
-#   on a skill learnt in pretraining: copying facts from context. Our corpus teaches it with its
-#   visitor documents, which restate facts seen earlier in the same document. (While this chapter was
-#   written, the new people first had invented names such as "Emrys Tamsin", which the tokenizer
-#   splits into single letters; retrieval then reached only about 50 %: the small model copies
-#   reliably only for names it knows as tokens.)
-# * **Fine-tuning stores facts in the weights**, but the knowledge is tied to the phrasing it was
-#   trained on; the paraphrase probe scores lower. This matches larger-scale findings (e.g. Allen-Zhu
-#   & Li, *Physics of Language Models 3.1*, 2023: knowledge is extractable only when the training
-#   data states it in varied ways); the fix is to train on many paraphrases (an exercise of this chapter),
-#   and chapter 08 injects knowledge through instruction tuning.
+# * **Prompting cannot add knowledge.** Zero-shot is at chance level: no prompt wording makes a
+#   model know a fact it never saw.
+# * **Retrieval works immediately and in any phrasing**: the model only has to copy from its
+#   context. It costs a longer prompt at every call and a retriever that finds the right text (here
+#   an oracle pasted the right statements). It also relies on a skill learnt in pretraining:
+#   copying facts from context, which our corpus teaches with its visitor documents, for names the
+#   tokenizer knows as tokens. The new people's names were chosen that way; with names split into
+#   single letters a model this small copies far less reliably, so test retrieval on your names.
+# * **Whether fine-tuning "loses" to retrieval depends on its budget.** A short fine-tune stores
+#   few facts; with enough steps at a learning rate chosen on other people's facts it reaches and
+#   passes the oracle retriever, in the unseen phrasing too (chapter 05's LoRA on the same facts
+#   agrees). An earlier version of this chapter compared retrieval with a single 80-step run and
+#   concluded that retrieval wins: a conclusion about an under-trained baseline.
+# * **Injection has a price**, printed above: many epochs over 120 sentences move the general
+#   loss, and every fact stored this way must be trained, checked and re-trained when it changes.
 #
+# **Knowledge-injection pitfalls** seen at scale. Fine-tuning on facts the model did not know is
+# learnt more slowly than on known ones, and as it is learnt it raises the model's tendency to
+# hallucinate (Gekhman et al. 2024, *Does Fine-Tuning LLMs on New Knowledge Encourage
+# Hallucinations?*). Knowledge stated in one phrasing is often not extractable in others unless
+# the training data varies the phrasing (Allen-Zhu & Li 2023; the exercise of this chapter
+# measures paraphrase augmentation). For many new facts, retrieval or continued pretraining on
+# documents that state them beats supervised fine-tuning on question-answer pairs (Ovadia et al.
+# 2024, *Fine-Tuning or Retrieval?*). In our small world every phrasing of an attribute was tied
+# to the same fact in pretraining, which is why the paraphrase catches up with the seen phrasing.
+
+# %% [markdown]
+# ## 7 · The same few-shot prompt on a real model
+#
+# SmolLM2-135M-Instruct (Hugging Face, 2024) is a real open-weight model, 66 times larger than
+# ours and trained on trillions of tokens of web text; the course converts it once, offline, into
+# `data/real_model/` (`make real-model`; chapter 13 uses it in depth). Same verbalizers, raw and
+# calibrated, one solved example per label, on the first 60 test reviews, next to our base model
+# with the same prompts (95 % Wilson intervals: 60 answers are few):
+
+# %%
+from course_lib.models import REAL_MODEL_DIR
+
+sample, one_shot = rev_test[:60], pick_shots(rev_train, per_label=1, seed=0)
+query = [few_shot_prompt(one_shot, r["text"], VERBALIZER) for r in sample]
+free = [few_shot_prompt(one_shot, x, VERBALIZER) for x in CONTENT_FREE]
+bridge = {}
+for name, kind in [("course base model", "causal"), ("SmolLM2-135M", "smollm2")]:
+    if kind == "smollm2" and not REAL_MODEL_DIR.exists():
+        print("data/real_model/ is missing: run `make real-model` to add the real model")
+        continue
+    m, t = (model, tok) if kind == "causal" else load_model("smollm2", device=device)
+    lp = next_token_logprobs(m, t, query, words, batch_size=16)
+    cal = calibrate(lp, next_token_logprobs(m, t, free, words))
+    for how, scores in [("raw", lp), ("calibrated", cal)]:
+        picks = [LABELS[k] for k in scores.argmax(-1).tolist()]
+        hits = sum(p == r["label"] for p, r in zip(picks, sample))
+        bridge[name, how] = (hits / len(sample), *wilson_interval(hits, len(sample)))
+        print(f"{name:>18} {how:>10}: {hits}/{len(sample)} = {hits / len(sample):.0%} (95% "
+              f"{bridge[name, how][1]:.0%}-{bridge[name, how][2]:.0%}), {dict(Counter(picks))}")
+
+# %% [markdown]
 # ## Summary
 # * Pretraining and fine-tuning optimise the same next-token cross-entropy; they differ in data,
 #   learning rate and length.
-# * A loss means little alone: compare it with a unigram model and, where you can, with the entropy of the data.
-# * Fine-tuning adapts fast to a new domain or task but starts to forget the old one.
-# * Few-shot prompting a small base model does not solve a task that fine-tuning solves in seconds;
-#   retrieval beats fine-tuning for injecting facts that must be recalled in any phrasing.
+# * A loss means little alone: compare it with the uniform guess, a unigram model and, where you
+#   can, the entropy of the data.
+# * Fine-tuning adapts fast to a new domain or task; with a large learning rate it also wrecks the
+#   old domain (more than a nat per token here).
+# * Few-shot prompting needs fair scoring (single-token verbalizers, calibration) before it is
+#   judged; the small base model stays near chance with it, a 135 M real model does not.
+# * Retrieval beats a short fact fine-tune; a well-budgeted fine-tune matches it, at a price in
+#   general loss. Compare methods at their best settings, chosen on data you do not report, over
+#   several seeds.
 
 # %% [markdown]
 # ## Quiz
 #
 # 1. The loss of a model at random initialisation is about 7.2 nats/token here. Why that number?
-# 2. Why can no model get below the generator's entropy on this data?
-# 3. Clinic perplexity drops far more than general perplexity rises. Why is that not a reason to
-#    ignore the rise?
-# 4. A colleague says "just put it in the prompt" for 10,000 product facts. What does the table in
-#    section 6 say, and what would you add?
+# 2. Why is the generator's entropy an upper bound on the data's true entropy, and why should a
+#    model still not go noticeably below it?
+# 3. A few-shot baseline answers "neutral" for every review. Name two causes in the scoring, not
+#    in the model, and their repairs.
+# 4. A colleague says "just put it in the prompt" for 10,000 product facts. What does section 6
+#    say, and what would you add?
 #
 # <details><summary>Answers</summary>
 #
-# 1. A fresh model's logits are near zero, so its predictions are near uniform over the 1399 tokens of the vocabulary: $\ln 1399 = 7.24$.
-# 2. The entropy is the expected surprise of the data's own random choices; a model can at best
-#    know the generating distribution exactly, and then its cross-entropy equals the entropy (Gibbs' inequality).
-# 3. The rise is forgetting of everything the model was pretrained for; a few more steps or a higher
-#    learning rate make it much larger (chapter 03), and a deployed model usually needs both skills.
-# 4. Retrieval recalls facts reliably in any phrasing, but 10,000 facts do not fit in a context, so
-#    you need a retriever that selects the few relevant ones per query. Fine-tuning makes recall
-#    cheap at inference but needs paraphrased training data to generalise.
+# 1. A fresh model's logits are near zero, so its predictions are near uniform over the 1399
+#    tokens of the vocabulary: $\ln 1399 = 7.24$.
+# 2. Two different sequences of random choices can produce the same text; the generator counts
+#    them apart, so its $-\log p$ of a text is at least the true one. The true entropy is the best
+#    any model can do on average (Gibbs' inequality), and the gap here is small.
+# 3. Label words spelt in several tokens, scored by summed log-probability (longer spellings lose),
+#    and the prompt's own bias towards one label. Use single-token verbalizers (or length
+#    normalisation), and contextual calibration on content-free inputs.
+# 4. Retrieval recalls facts in any phrasing immediately, but 10,000 facts do not fit in a
+#    context, so you need a retriever that selects the few relevant ones per query. Fine-tuning
+#    can store them too, given enough steps, at a cost in general ability and re-training when
+#    facts change; compare both at their best budgets on held-out facts.
 # </details>
 #
 # ## Interview questions

@@ -41,6 +41,9 @@ from course_lib.evaluation import cross_entropy
 from course_lib.lora import inject_lora, merge_lora
 from course_lib.measure import count_parameters, seconds_per_run
 from course_lib.training import TrainConfig, train, text_batches
+from course_lib import comparison as C, sweeps
+from course_lib.build.sweeps_peft import LR_GRID, lr_arm
+from course_lib.uncertainty import spread, verdict
 
 device = course_lib.setup(seed=0)
 base, tok = load_model("causal", device=device)
@@ -71,7 +74,8 @@ print(
 # drew small random weights (a near-identity start); we set the up-projection to exactly zero, which
 # makes the start exact and still lets gradients flow: $\partial L / \partial W_\text{up}$ is
 # $f(W_\text{down} h + b_\text{down})$ times the upstream gradient, non-zero because $W_\text{down}$ is
-# random. (Zero *both* projections and nothing ever trains.)
+# random. (Zero *both* projections and only the up-projection's bias would ever train: no
+# gradient reaches either weight matrix.)
 
 # %% [markdown]
 # The adapter as a module. The cell starts with `#| export course_lib.adapters`: it is copied
@@ -233,116 +237,104 @@ assert counts["IA3"] < min(n for k, n in counts.items() if k != "IA3"), "IA3 sho
 # %% [markdown]
 # IA3 trains one number per channel: 7× fewer parameters than the 25 k-parameter methods.
 #
-# ## 4 · Training on the clinic notes
+# ## 4 · Training on the yardstick
 #
-# The task is chapter 04's cheap one: adapt the language model to the clinic notes for 20 steps
-# (batch 16, 2 warm-up steps), scored by the validation loss on 100 clinic notes (nats per token,
-# lower is better).
-#
-# **Learning rates.** With only 20 steps, every method wanted a larger learning rate than chapter 04
-# used. When this chapter was written we swept each method on the same task (clinic loss after 20 steps;
-# not rerun here, to save time):
-#
-# | method | 1e-3 | 3e-3 | 1e-2 | 3e-2 | 1e-1 |
-# |---|---|---|---|---|---|
-# | Houlsby m=8 | 8.17 | 6.92 | 6.44 | **6.40** | 6.40 |
-# | Pfeiffer m=16 | 8.28 | 6.92 | 6.44 | **6.33** | 6.48 |
-# | parallel m=16 | 8.22 | 6.96 | 6.54 | 6.36 | **6.19** |
-# | LoRA q,v r=8 | | 7.10 | 6.63 | **6.50** | 6.82 |
-# | LoRA all r=8 | | 6.67 | 6.39 | **6.28** | 6.43 |
-#
-# So all five run at **3e-2** below: the best or close to the best for each (the parallel adapter
-# would gain 0.17 at 1e-1). IA3's vectors start at 1 and need far larger steps (1e-2: 8.37, 3e-2:
-# 7.37, 1e-1: 6.82, 0.3: 6.65, 1.0: 6.61): it runs at **0.3**. The full fine-tune runs at **3e-3**
-# (3e-4: 5.95, 1e-2: 4.32).
+# The task is the PEFT yardstick of chapter 04 (§8): clinic notes *after a vocabulary stage*. The
+# raw notes are a vocabulary problem (138 token types the model never saw in pretraining; the base
+# model is worse than a uniform guess there), which no adapter can fix because none of them trains
+# the embedding matrix: on the raw notes every method here stalled at the same level whatever its
+# size. So the embeddings are trained first, alone, and frozen; the methods then compete on what
+# is left, the notes' structure: 20 steps of 16 notes, loss on `clinic_val[:100]`, with reference
+# rows:
 
 # %%
-clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
-clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
-LR = {name: 3e-2 for name in makers} | {"IA3": 0.3, "full fine-tune": 3e-3}
-
-
-def clinic_run(model, lr, steps=20):
-    h = train(
-        model,
-        text_batches(tok, clinic_train, batch_size=16),
-        TrainConfig(lr=lr, max_steps=steps, warmup_steps=2, progress=False),
-    )
-    return cross_entropy(model, tok, clinic_val), h.seconds
-
-
-ce_base = cross_entropy(base, tok, clinic_val)
-full = copy.deepcopy(base)
-ce_full, secs_full = clinic_run(full, LR["full fine-tune"])
-print(
-    f"clinic validation loss: base {ce_base:.3f}, full fine-tune {ce_full:.3f} nats/token ({secs_full:.1f} s)"
-)
+ys = C.yardstick(device)
+for k, v in ys.references.items():
+    print(f"{k:>33}: {v:6.3f} nats/token")
 
 # %% [markdown]
-# Now every parameter-efficient method, each on a fresh copy of the base model:
+# **Learning rates** are chosen on a tuning split (`clinic_val[100:200]`), never on the reported
+# one, by the shipped sweep `peft_methods`: three rates per method, three seeds each
+# (`make sweep NAME=peft_methods`). Mean tuning loss ± sd over the seeds:
 
 # %%
-models, results = {}, {}
-for name, make in makers.items():
-    torch.manual_seed(0)
-    models[name] = make()
-    ce, secs = clinic_run(models[name], LR[name])
-    results[name] = (counts[name], ce)
-    print(f"{name:>14}: clinic loss {ce:.3f}  ({secs:.1f} s)")
-results["full fine-tune"] = (count_parameters(full, trainable_only=True), ce_full)
+rec = sweeps.load("peft_methods")
+chosen = {}
+for method in ["Houlsby m=8", "LoRA q,v r=8", "(IA)³", "full fine-tuning"]:
+    cells = [f"{lr:g}: {sweeps.summary(rec, lr_arm(method, lr), 'tune_loss').fmt()}" for lr in LR_GRID[method]]
+    chosen[method] = C.chosen_lr(rec, method)
+    print(f"{method:>16}  " + "   ".join(cells) + f"   → {chosen[method]:g}")
+assert all(chosen[m] == C.YARDSTICK_LR[m] for m in chosen), "the library's rates are the sweep's choice"
 
 # %% [markdown]
-# All methods on one plot: trainable parameters (log scale) against the clinic loss.
+# IA3's vectors start at 1 and need steps a hundred times larger than LoRA's; the adapters (all
+# three placements) run at the Houlsby adapter's rate, LoRA on all layers at LoRA's.
+#
+# One seed live, the Houlsby adapter at its rate, placed among the three shipped seeds:
+
+# %%
+torch.manual_seed(0)
+live = add_adapter(copy.deepcopy(ys.base), "clinic", "houlsby", bottleneck=8)
+live_loss = C.yardstick_loss(live, ys, chosen["Houlsby m=8"], seed=0)
+rec_ad, rec_lora = sweeps.load("peft_adapters"), sweeps.load("peft_lora")
+print(sweeps.place(live_loss, rec_ad, "Houlsby m=8", "eval_loss"))
+
+# %% [markdown]
+# Every method, three seeds each, at its chosen rate (mean ± sd and the 95 % interval of the mean):
+
+# %%
+shipped = {  # label -> (record, arm)
+    "full fine-tune": (rec, lr_arm("full fine-tuning", chosen["full fine-tuning"])),
+    "Houlsby m=8": (rec_ad, "Houlsby m=8"),
+    "Pfeiffer m=16": (rec_ad, "Pfeiffer m=16"),
+    "parallel m=16": (rec_ad, "parallel m=16"),
+    "LoRA q,v r=8": (rec_lora, "LoRA q,v r=8"),
+    "LoRA all r=8": (rec_lora, "LoRA all r=8"),
+    "IA3": (rec, lr_arm("(IA)³", chosen["(IA)³"])),
+}
+losses = {k: sweeps.values(r, a, "eval_loss") for k, (r, a) in shipped.items()}
+for k, (r, a) in shipped.items():
+    print(f"{k:>15}: {sweeps.summary(r, a, 'eval_loss').fmt()}   {counts.get(k, count_parameters(base)):>9,} trainable")
+for k, v in ys.references.items():
+    print(f"{k:>33}: {v:.3f} (reference)")
+
+# %% [markdown]
+# Parameters (log scale) against the loss, error bars ± one sd over the seeds:
 
 # %%
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
-for i, (name, (n, ce)) in enumerate(results.items()):
-    ax.scatter(n, ce, color=f"C{i}", label=name, marker="s" if "LoRA" in name else "o")
-ax.axhline(ce_base, ls="--", color="grey", label="base model (no training)")
+for i, (name, xs) in enumerate(losses.items()):
+    s = spread(xs)
+    n = counts.get(name, count_parameters(base))
+    ax.errorbar(n, s.mean, yerr=s.sd, fmt="s" if "LoRA" in name else "o", color=f"C{i}", capsize=3, label=name)
+ax.axhline(ys.references["after the vocabulary stage"], ls="--", color="grey", label="start (after stage 1)")
 ax.set_xscale("log")
 ax.set_xlabel("trainable parameters")
-ax.set_ylabel("clinic validation loss (nats/token)")
-ax.legend(fontsize=7, ncol=2, loc="center right")
-ax.set_title("Adapters vs LoRA vs IA3 vs full fine-tuning, 20 steps");
+ax.set_ylabel("clinic loss (nats/token)")
+ax.legend(fontsize=7, ncol=2)
+ax.set_title("Adapters vs LoRA vs IA3 vs full fine-tuning, 20 steps, 3 seeds");
 
 # %% [markdown]
-# What does this support? Three claims, checked with margins that could fail:
-#
-# 1. every adapter learns the domain: its loss ends far below the base model's;
-# 2. at the same ~25 k-parameter budget, adapters and LoRA on `q`,`v` land in the same range (we
-#    check "within 0.5 nats", not a winner: the gaps between them are of the size that the learning
-#    rate alone changes);
-# 3. after 20 steps no parameter-efficient method comes near the full fine-tune.
+# Which differences are larger than the seed noise? Each verdict is the 95 % Welch interval of
+# the difference of the means; only those that exclude zero count as findings:
 
 # %%
-adapters = ["Houlsby m=8", "Pfeiffer m=16", "parallel m=16"]
-share_closed = {k: (ce_base - results[k][1]) / (ce_base - ce_full) for k in results}
-print(
-    "share of the base → full fine-tune gap closed:",
-    {k: f"{v:.0%}" for k, v in share_closed.items()},
-)
-assert all(results[k][1] < ce_base - 4 for k in adapters), (
-    "every adapter should cut the base loss by > 4 nats"
-)
-assert all(abs(results[k][1] - results["LoRA q,v r=8"][1]) < 0.5 for k in adapters), (
-    "adapters ≈ LoRA at equal size"
-)
-assert ce_full < min(ce for k, (n, ce) in results.items() if k != "full fine-tune") - 1.0, (
-    "full FT should win clearly"
-)
+pairs = [
+    ("Houlsby m=8", "LoRA q,v r=8"),
+    ("Pfeiffer m=16", "LoRA q,v r=8"),
+    ("parallel m=16", "LoRA q,v r=8"),
+    ("Pfeiffer m=16", "Houlsby m=8"),
+    ("IA3", "LoRA q,v r=8"),
+    ("LoRA all r=8", "LoRA q,v r=8"),
+    ("full fine-tune", "LoRA all r=8"),
+]
+for a, b in pairs:
+    print(verdict(losses[a], losses[b], (a, b)))
 
 # %% [markdown]
-# **Houlsby et al. vs this measurement.** On GLUE (BERT-Large, classification, thousands of steps)
-# adapters came *within 0.4 %* of full fine-tuning's score *with 3.6 % of the parameters per task*.
-# Here the adapters, with about 1.3 % of the parameters, close roughly three quarters of the gap
-# between the base model and the full fine-tune, and stay 2 nats behind it. That is not a
-# contradiction: our task is adapting a 2 M-parameter model to a new vocabulary in 20 steps, the kind
-# of task where every small update lags (chapter 04 saw the same with LoRA, and Biderman et al. 2024
-# at scale). Read the numbers as *adapters ≈ LoRA at equal budget, both well behind full fine-tuning
-# at this scale and budget*; the ranking between the ~25 k-parameter methods is within what the
-# learning rate changes, so do not read a winner into it.
+# HOULSBY_PROSE
 #
 # ## 5 · Inference: adapters cannot be merged
 #
@@ -358,6 +350,8 @@ assert ce_full < min(ce for k, (n, ce) in results.items() if k != "full fine-tun
 # sizes a second thread buys little, and thread hand-offs are what noise disturbs most):
 
 # %%
+# fresh (untrained) models: the cost of a forward pass does not depend on the weights' values
+models = {k: makers[k]() for k in ["LoRA all r=8", "Houlsby m=8", "Pfeiffer m=16"]}
 merged = merge_lora(copy.deepcopy(models["LoRA all r=8"]))
 timed = {
     "base": base,
@@ -382,9 +376,9 @@ def fastest_ms(batch, rounds):
 # One request, and a batch of 16:
 
 # %%
-one_request = tok(clinic_val[:1], return_tensors="pt", truncation=True, max_length=8).to(device)
+one_request = tok(ys.eval[:1], return_tensors="pt", truncation=True, max_length=8).to(device)
 a_batch = tok(
-    clinic_val[:16], return_tensors="pt", padding=True, truncation=True, max_length=32
+    ys.eval[:16], return_tensors="pt", padding=True, truncation=True, max_length=32
 ).to(device)
 lat = {
     "1 × 8 tokens": fastest_ms(one_request, rounds=51),
@@ -417,17 +411,18 @@ assert (
 
 # %%
 total = count_parameters(base)
-print(f"{'method':>16} {'trainable':>10} {'share':>7} {'clinic loss':>12} {'latency, batch 1':>17}")
+print(f"{'method':>16} {'trainable':>10} {'share':>7} {'loss, 3 seeds':>12} {'latency, batch 1':>17}")
 lat_of = {
     "Houlsby m=8": "Houlsby m=8",
     "Pfeiffer m=16": "Pfeiffer m=16",
     "LoRA all r=8": "merged LoRA (all)",
     "full fine-tune": "base",
 }
-for name, (n, ce) in results.items():
-    ms = f"{one[lat_of[name]]:.2f} ms" if name in lat_of else "–"
-    print(f"{name:>16} {n:>10,} {n / total:>7.2%} {ce:>12.3f} {ms:>17}")
-print(f"{'base model':>16} {0:>10,} {0:>7.2%} {ce_base:>12.3f} {one['base']:>14.2f} ms")
+for name, xs in losses.items():
+    n, ms = counts.get(name, total), f"{one[lat_of[name]]:.2f} ms" if name in lat_of else "–"
+    print(f"{name:>16} {n:>10,} {n / total:>7.2%} {spread(xs).fmt():>12} {ms:>17}")
+start = ys.references["after the vocabulary stage"]
+print(f"{'start (stage 1)':>16} {0:>10,} {0:>7.2%} {start:>12.3f} {one['base']:>14.2f} ms")
 
 # %% [markdown]
 # (LoRA's latency is the merged model's, a full fine-tune has the base model's shape, and the
@@ -447,12 +442,19 @@ print(f"{'base model':>16} {0:>10,} {0:>7.2%} {ce_base:>12.3f} {one['base']:>14.
 # ## 6 · One base, several task adapters
 #
 # Adapters are small and kept apart from the base, which is exactly what serving many tasks needs.
-# Add a second adapter, `facts`, to the trained Houlsby model and train it on the new facts'
-# statements (chapter 04's second task); `add_adapter` makes the new one active and trainable and
-# freezes the `clinic` adapter:
+# Train a `clinic` Houlsby adapter on the raw clinic notes (the base model, no vocabulary stage:
+# here we only need each adapter to do its own job), then add a second adapter, `facts`, and train
+# it on the new facts' statements (chapter 04's second task); `add_adapter` makes the new one
+# active and trainable and freezes the `clinic` adapter:
 
 # %%
-multi = models["Houlsby m=8"]
+clinic_train, clinic_val = ys.train, ys.eval
+multi = add_adapter(copy.deepcopy(base), "clinic", "houlsby", bottleneck=8)
+train(
+    multi,
+    text_batches(tok, clinic_train, batch_size=16),
+    TrainConfig(lr=3e-2, max_steps=20, warmup_steps=2, progress=False),
+)
 facts = load_jsonl("new_facts")
 fact_texts = [s for f in facts for s in f["statements"]]
 add_adapter(multi, "facts", "houlsby", bottleneck=8)
@@ -501,6 +503,21 @@ assert rows["clinic"][0] < rows["no adapter"][0] - 4, (
 # tasks without revisiting old ones) and the basis of libraries such as AdapterHub. peft does the same
 # for LoRA (`add_adapter`/`set_adapter`, chapter 04), which can also merge when only one task is served.
 #
+# **Checked against a library?** Every other chapter checks its from-scratch code against the
+# library people use. For adapters that library is AdapterHub's `adapters` (`SeqBnConfig` =
+# Pfeiffer, `DoubleSeqBnConfig` = Houlsby, `ParBnConfig` = parallel), but its current release
+# (1.3.0) requires transformers 4.57 and the course runs transformers 5, so the check is left out;
+# the counts above are checked against the formulas instead, and the identity start, the placement
+# and the frozen base are asserted.
+#
+# **Descendants in the LLM era.** *LLaMA-Adapter* (Zhang et al. 2023) puts learnable prompts into the
+# top layers' attention with a **zero-initialised gate**, so it too starts exactly at the base
+# model (the same trick as the zero up-projection); *ReFT / LoReFT* (Wu et al. 2024) intervenes on
+# hidden states like an adapter, but with a low-rank edit of a few positions' representations,
+# with 15–65× fewer parameters than LoRA in its experiments. Adapters lost the mainstream to LoRA
+# for the reason section 5 measured: LoRA merges. Multi-LoRA serving (S-LoRA, Punica, vLLM) then
+# took over the "many tasks, one base" use that adapters were designed for.
+#
 # ## Summary
 #
 # * An adapter is $h + W_\text{up} f(W_\text{down} h)$: a bottleneck network with a residual,
@@ -530,8 +547,9 @@ assert rows["clinic"][0] < rows["no adapter"][0] - 4, (
 #    a nonlinearity between its projections and acts on the sublayer's output: no single matrix
 #    equals it.
 # 4. One scaling vector per adapted module (keys, values, MLP inner activations), starting at 1. A step
-#    of size 3e-2 changes a scale of 1 by 3 %; the vectors need to move far from 1, and there are few of
-#    them, so larger steps are safe (0.3 was best of the values tried).
+#    of size 1e-2 changes a scale of 1 by 1 %; the vectors need to move far from 1, and there are few of
+#    them, so larger steps are safe: the tuning split chose the rate printed in section 4, about 30×
+#    LoRA's.
 #
 # </details>
 #

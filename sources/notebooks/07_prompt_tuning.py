@@ -20,6 +20,7 @@
 
 # %%
 import copy
+import time
 import warnings
 import torch
 from torch import nn
@@ -39,7 +40,9 @@ from course_lib.prompt_tuning import (
     prefix_param_count,
     prefix_projection_param_count,
 )
-from course_lib.training import TrainConfig, train, text_batches
+from course_lib import comparison as C, sweeps
+from course_lib.build.sweeps_peft import LR_GRID, lr_arm
+from course_lib.uncertainty import spread, verdict
 
 device = course_lib.setup(seed=0)
 base, tok = load_model("causal", device=device)
@@ -253,88 +256,75 @@ print(
 # right for every model here (for a plain or a prefix-tuned model nothing is cut):
 
 # %%
-clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
-clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
-ce_base = cross_entropy(base, tok, clinic_val)
-print(f"base model on clinic notes: {ce_base:.3f} nats/token")
+ys = C.yardstick(device)  # chapter 04 §8: clinic notes after the vocabulary stage
+ce_base = cross_entropy(ys.base, tok, ys.eval)
+print(f"yardstick base on clinic_val[:100]: {ce_base:.3f} nats/token")
+for k, v in ys.references.items():
+    print(f"{k:>33}: {v:6.3f}")
 
 
 # %% [markdown]
 # ## 4 · One task for every method
 #
-# The common task is chapter 04's cheap one: adapt to clinic notes (an abbreviation-heavy domain the
-# base model has barely seen) for 20 steps of 16 notes, warm-up 2, and score the validation loss on
-# 100 held-out notes (lower is better). Every method gets the same data and steps and **its own
-# learning rate**, chosen by a short sweep when this chapter was written (20 steps, seed 0). Virtual
-# tokens need large learning rates (0.03 to 3 here, against 3e-3 for full fine-tuning): a few vectors
+# The common task is the PEFT yardstick of chapter 04 (§8): clinic notes after a vocabulary stage
+# (the embeddings trained alone first, because on the raw notes the base model is worse than a
+# uniform guess and only the embedding matrix can fix that), then 20 steps of 16 notes from
+# there, scored on `clinic_val[:100]`. Every method gets the same data and steps and **its own
+# learning rate**, chosen on the tuning split `clinic_val[100:200]` by the shipped sweep
+# `peft_methods` (three rates, three seeds each). Virtual tokens need large rates: a few vectors
 # have to move a long way, and their gradient arrives through the whole frozen network.
-#
-# | method | lrs tried | chosen |
-# |---|---|---|
-# | full fine-tune | 1e-3, 3e-3 | **3e-3** |
-# | LoRA q,v r=8 | 3e-3, 1e-2, 3e-2, 1e-1 | **3e-2** |
-# | prompt tuning, random init | 0.1, 0.3, 1, 3, 10 | **3** |
-# | prompt tuning, text init | 0.01, 0.03, 0.1, 0.3 | **0.03** |
-# | prefix tuning | 0.03, 0.1, 0.3, 1 | **1** |
-# | prefix tuning + MLP | 3e-3, 1e-2, 3e-2, 1e-1 | **3e-2** |
-# | P-tuning (MLP encoder) | 3e-3, 1e-2, 3e-2, 1e-1 | **3e-2** |
-#
-# We also report how much of the domain gap each method closes,
-# $\frac{\text{base} - \text{method}}{\text{base} - \text{full fine-tune}}$.
 
 # %%
-def clinic_run(model, lr, steps=20):
-    h = train(
-        model,
-        text_batches(tok, clinic_train, batch_size=16),
-        TrainConfig(lr=lr, max_steps=steps, warmup_steps=2, progress=False),
-    )
-    return cross_entropy(model, tok, clinic_val), h.seconds
+rec = sweeps.load("peft_methods")
+for method in ["full fine-tuning", "LoRA q,v r=8", "prompt tuning (text init)", "prefix tuning", "P-tuning"]:
+    cells = [f"{lr:g}: {sweeps.summary(rec, lr_arm(method, lr), 'tune_loss').fmt()}" for lr in LR_GRID[method]]
+    assert C.chosen_lr(rec, method) == C.YARDSTICK_LR[method], "the library's rate is the sweep's choice"
+    print(f"{method:>25}  " + "  ".join(cells) + f"  → {C.YARDSTICK_LR[method]:g}")
 
 
-results = {}  # method -> (trainable parameters, clinic loss, seconds)
+# %% [markdown]
+# Each method below runs **one seed live** (seed 0) at its chosen rate; section 7 sets it among the
+# three shipped seeds. The random-init prompt runs at the text-init prompt's rate (one factor
+# changed: the initialisation) and prefix + MLP at P-tuning's (both reparametrised by an MLP).
+
+# %%
+LR = dict(C.YARDSTICK_LR)
+LR["prompt tuning (random init)"] = LR["prompt tuning (text init)"]
+LR["prefix tuning + MLP"] = LR["P-tuning"]
+results = {}  # method -> (trainable parameters, live loss, seconds)
 
 
 def record(name, model, lr):
-    ce, secs = clinic_run(model, lr)
+    model_seconds = time.perf_counter()
+    ce = C.yardstick_loss(model, ys, lr, seed=0)
+    secs = time.perf_counter() - model_seconds
     results[name] = (count_parameters(model, trainable_only=True), ce, secs)
-    print(f"{name:>24}: clinic loss {ce:.3f}, {results[name][0]:>9,} trainable, {secs:.1f} s")
+    print(f"{name:>27}: clinic loss {ce:.3f}, {results[name][0]:>9,} trainable, {secs:.1f} s")
 
 
 # %% [markdown]
-# The two ends of the scale from chapter 04, measured again here: full fine-tuning and LoRA
-# ($r = 8$, $\alpha = 16$ on `q_proj` and `v_proj`):
-
-# %%
-record("full fine-tune", copy.deepcopy(base), lr=3e-3)
-record(
-    "LoRA q,v r=8", inject_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=8, alpha=16), lr=3e-2
-)
-
-# %% [markdown]
-# Now prompt tuning with 20 virtual tokens, random and text initialisation:
+# The two ends of the scale from chapter 04: full fine-tuning and LoRA ($r = 8$, $\alpha = 16$ on
+# `q_proj` and `v_proj`), each built after `torch.manual_seed(0)` as in the shipped sweep:
 
 # %%
 torch.manual_seed(0)
-record(
-    "prompt tuning, random",
-    get_peft_model(
-        copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
-    ),
-    lr=3.0,
-)
-record("prompt tuning, text", get_peft_model(copy.deepcopy(base), text_cfg), lr=0.03)
-assert results["prompt tuning, text"][1] < ce_base - 2, (
-    "a soft prompt should lower the clinic loss clearly"
-)
+record("full fine-tuning", copy.deepcopy(ys.base).requires_grad_(True), LR["full fine-tuning"])
+torch.manual_seed(0)
+lora = inject_lora(copy.deepcopy(ys.base), ["q_proj", "v_proj"], r=8, alpha=16)
+record("LoRA q,v r=8", lora, LR["LoRA q,v r=8"])
 
 # %% [markdown]
-# Both soft prompts take the clinic loss from about 12.5 down to under 8 nats/token with 3,840
-# trained numbers, but note the learning rates: the random prompt (norm about 14 per vector) needed
-# lr 3, a hundred times the text prompt's 0.03, before it caught up. In the sweep, at the *same* learning
-# rate the text initialisation was clearly better (lr 0.1: 7.83 vs 8.83; lr 0.3: 8.09 vs 8.23); each
-# at its own best rate, the two end up close. So on this model the initialisation mostly decides how
-# hard the prompt is to optimise, not where it ends (one seed; not asserted).
+# Now prompt tuning with 20 virtual tokens, text and random initialisation, at the same rate:
+
+# %%
+torch.manual_seed(0)
+record("prompt tuning (text init)", get_peft_model(copy.deepcopy(ys.base), text_cfg), LR["prompt tuning (text init)"])
+random_cfg = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+torch.manual_seed(0)
+record("prompt tuning (random init)", get_peft_model(copy.deepcopy(ys.base), random_cfg), LR["prompt tuning (random init)"])
+
+# %% [markdown]
+# PROMPT_INIT_PROSE
 #
 # ## 5 · Prefix tuning: virtual keys and values in every layer
 #
@@ -359,7 +349,7 @@ assert results["prompt tuning, text"][1] < ce_base - 2, (
 # %%
 torch.manual_seed(0)
 prefix = get_peft_model(
-    copy.deepcopy(base), PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+    copy.deepcopy(ys.base), PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
 )
 cache = prefix.get_prompt(batch_size=2)
 print(
@@ -377,6 +367,30 @@ assert tuple(cache.layers[0].keys.shape) == (2, n_kv, 20, head_dim)
 assert n_prefix == sum(p.numel() for p in prefix.parameters() if p.requires_grad)
 
 # %% [markdown]
+# The course model has as many key/value heads as query heads (4 and 4), so these shapes cannot
+# tell `n_kv_heads` from `n_heads`. A 2-layer model with grouped-query attention, 4 query heads
+# sharing 2 key/value heads, can:
+
+# %%
+from transformers import LlamaConfig, LlamaForCausalLM
+
+gqa_cfg = LlamaConfig(
+    vocab_size=len(tok),
+    hidden_size=hidden,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=head_dim,
+)
+gqa = get_peft_model(LlamaForCausalLM(gqa_cfg), PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20))
+gqa_keys = tuple(gqa.get_prompt(batch_size=2).layers[0].keys.shape)
+n_gqa = sum(p.numel() for p in gqa.parameters() if p.requires_grad)
+print(f"GQA, 4 query / 2 kv heads: prefix keys {gqa_keys}, {n_gqa:,} parameters")
+assert gqa_keys == (2, 2, 20, head_dim), "the cache has n_kv_heads = 2 heads, not n_heads = 4"
+assert n_gqa == prefix_param_count(20, 2, 2, head_dim) == prefix_param_count(20, 2, 4, head_dim) // 2
+
+# %% [markdown]
 # Two details of how this meets a Llama model. The prefix keys are injected **after** the rotary
 # position embedding (the cache holds rotated keys), so they carry no position; they are free
 # vectors. And the real tokens are numbered from $n$ on, because the model believes $n$ tokens came
@@ -392,7 +406,7 @@ assert n_prefix == sum(p.numel() for p in prefix.parameters() if p.requires_grad
 # %%
 torch.manual_seed(0)
 prefix_mlp = get_peft_model(
-    copy.deepcopy(base),
+    copy.deepcopy(ys.base),
     PrefixTuningConfig(
         task_type=TaskType.CAUSAL_LM,
         num_virtual_tokens=20,
@@ -415,8 +429,8 @@ assert sum(v.numel() for v in saved.values()) == n_prefix, "what is saved is the
 # Train both prefix variants on the clinic notes:
 
 # %%
-record("prefix tuning", prefix, lr=1.0)
-record("prefix tuning + MLP", prefix_mlp, lr=3e-2)
+record("prefix tuning", prefix, LR["prefix tuning"])
+record("prefix tuning + MLP", prefix_mlp, LR["prefix tuning + MLP"])
 
 # %% [markdown]
 # **What works with transformers 5 (5.24) and peft 0.21.2.** Training and scoring go through the
@@ -430,7 +444,7 @@ record("prefix tuning + MLP", prefix_mlp, lr=3e-2)
 x = tok(["Pt 35M. PC:"], return_tensors="pt").to(device)
 kw = dict(max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
 with torch.no_grad():
-    by_generate, by_base = prefix.generate(**x, **kw)[0, -12:], base.generate(**x, **kw)[0, -12:]
+    by_generate, by_base = prefix.generate(**x, **kw)[0, -12:], ys.base.generate(**x, **kw)[0, -12:]
     seq = x["input_ids"]
     for _ in range(12):
         seq = torch.cat(
@@ -448,16 +462,19 @@ for name, t in [
     ("prefix, forward loop", seq[0, -12:]),
 ]:
     print(f"{name:>21}: {ascii(tok.decode(t))}")
+with torch.no_grad():
+    moved = (prefix(**x).logits - ys.base(**x).logits).abs().max().item()
+print(f"the trained prefix moves the forward pass's logits by up to {moved:.2f}")
 
 # %% [markdown]
-# peft's `generate` returns exactly the base model's continuation; the forward loop, which does use
-# the prefix, continues differently. (Neither is a readable note: a loss of about 6.4 nats/token is
-# still a weak model; the point is only *which* model produced the text.) The claim, checked (if this
-# assert fails, your library versions have fixed the problem):
+# peft's `generate` returns exactly the base model's continuation, token for token, although the
+# trained prefix clearly changes the forward pass's logits (the greedy loop, which uses them, may or
+# may not pick different tokens: the yardstick's base already writes plausible notes). The claim,
+# checked (if this assert fails, your library versions have fixed the problem):
 
 # %%
 assert torch.equal(by_generate, by_base), "peft's generate ignored the prefix here"
-assert not torch.equal(seq[0, -12:], by_base), "the forward pass does use the trained prefix"
+assert moved > 0.05, "the forward pass does use the trained prefix"
 
 # %% [markdown]
 # So with these versions, evaluate and decode prefix-tuned models through the forward pass (as the
@@ -476,12 +493,12 @@ assert not torch.equal(seq[0, -12:], by_base), "the forward pass does use the tr
 # %%
 torch.manual_seed(0)
 ptuning = get_peft_model(
-    copy.deepcopy(base),
+    copy.deepcopy(ys.base),
     PromptEncoderConfig(
         task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20, encoder_hidden_size=128
     ),
 )
-record("P-tuning (MLP encoder)", ptuning, lr=3e-2)
+record("P-tuning", ptuning, LR["P-tuning"])
 assert tuple(get_peft_model_state_dict(ptuning)["prompt_embeddings"].shape) == (20, hidden)
 
 # %% [markdown]
@@ -496,58 +513,63 @@ assert tuple(get_peft_model_state_dict(ptuning)["prompt_embeddings"].shape) == (
 #
 # ## 7 · Trainable parameters against score
 #
-# All methods, same task, same 20 steps, each at its own learning rate:
+# All methods, same task, same 20 steps, each at its own learning rate: the shipped three seeds
+# (mean ± sd, 95 % interval of the mean) and where this notebook's live seed falls:
 
 # %%
-gap = ce_base - results["full fine-tune"][1]
+rec_p = sweeps.load("peft_prompts")
+shipped = {  # method -> (record, arm)
+    m: (rec, lr_arm(m, LR[m])) for m in ["full fine-tuning", "LoRA q,v r=8", "prompt tuning (text init)", "prefix tuning", "P-tuning"]
+} | {m: (rec_p, m) for m in ["prompt tuning (random init)", "prefix tuning + MLP"]}
+losses = {m: sweeps.values(r, a, "eval_loss") for m, (r, a) in shipped.items()}
 n_base = count_parameters(base)
-print(f"{'method':>24} {'trainable':>10} {'of base':>8} {'clinic loss':>12} {'gap closed':>11}")
-print(f"{'base model':>24} {0:>10,} {0:>8.2%} {ce_base:>12.3f} {0:>11.0%}")
-for name, (n, ce, secs) in sorted(results.items(), key=lambda kv: kv[1][0]):
-    print(f"{name:>24} {n:>10,} {n / n_base:>8.2%} {ce:>12.3f} {(ce_base - ce) / gap:>11.0%}")
+print(f"{'method':>32} {'trainable':>10} {'of base':>8} {'loss, 3 seeds':>14} {'live':>7}")
+for m, (n, live_ce, _) in sorted(results.items(), key=lambda kv: kv[1][0]):
+    print(f"{m:>32} {n:>10,} {n / n_base:>8.2%} {spread(losses[m]).fmt():>14} {live_ce:>7.3f}")
+for k, v in ys.references.items():
+    print(f"{k:>32} {'':>10} {'':>8} {v:>14.3f}")
+outside = [m for m in results if "OUTSIDE" in sweeps.place(results[m][1], *shipped[m], "eval_loss")]
+print("live seeds outside the shipped spread:", outside or "none")
 
 # %% [markdown]
-# The same as a plot, parameters on a log scale:
+# The same as a plot, parameters on a log scale, error bars ± one sd over the seeds:
 
 # %%
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6.8, 3.6))
-shift = {"prompt tuning, random": (4, 5), "prompt tuning, text": (4, -10), "LoRA q,v r=8": (-60, 6)}
-for name, (n, ce, _) in results.items():
-    ax.scatter(n, ce, s=30)
-    ax.annotate(
-        name, (n, ce), fontsize=7, xytext=shift.get(name, (4, 3)), textcoords="offset points"
-    )
-ax.axhline(ce_base, ls="--", color="grey")
-ax.text(3e3, ce_base - 0.35, "base model", fontsize=7, color="grey")
+for i, (name, xs) in enumerate(losses.items()):
+    n, s_ = results[name][0], spread(xs)
+    ax.errorbar(n, s_.mean, yerr=s_.sd, fmt="o", color=f"C{i}", capsize=3)
+    ax.annotate(name, (n, s_.mean), fontsize=7, xytext=(4, 3), textcoords="offset points")
+start = ys.references["after the vocabulary stage"]
+ax.axhline(start, ls="--", color="grey")
+ax.text(3e3, start * 1.02, "start (after the vocabulary stage)", fontsize=7, color="grey")
 ax.set_xscale("log")
 ax.set_xlabel("trainable parameters (log)")
-ax.set_ylabel("clinic validation loss (nats/token)")
-ax.set_title("Clinic notes, 20 steps: parameters vs loss")
+ax.set_ylabel("clinic loss (nats/token)")
+ax.set_title("Yardstick, 20 steps, 3 seeds: parameters vs loss")
 plt.tight_layout()
 
 # %% [markdown]
-# The orderings this chapter claims, asserted with margins wide enough to hold across seeds:
+# Which differences are larger than the noise of three seeds (95 % Welch interval of the
+# difference of the means)? The orderings this chapter claims are asserted only where the verdict
+# says so; they are checks of the shipped numbers that the prose below relies on:
 
 # %%
-params = {k: v[0] for k, v in results.items()}
-loss = {k: v[1] for k, v in results.items()}
-assert min(params, key=params.get).startswith("prompt tuning"), (
-    "prompt tuning trains by far the fewest parameters"
-)
-assert (
-    loss["full fine-tune"] < min(loss["prompt tuning, random"], loss["prompt tuning, text"]) - 1.0
-), "full fine-tuning beats prompt tuning by a clear margin"
-assert loss["LoRA q,v r=8"] < loss["prompt tuning, text"], (
-    "LoRA beats prompt tuning on this small model"
-)
-assert loss["prefix tuning"] < loss["prompt tuning, text"] - 0.5, (
-    "deep prompts (every layer) beat input-only prompts"
-)
-assert loss["full fine-tune"] < loss["prefix tuning"] - 1.0, (
-    "and full fine-tuning beats every PEFT method here"
-)
+pairs = [
+    ("prefix tuning", "prompt tuning (text init)"),
+    ("LoRA q,v r=8", "prompt tuning (text init)"),
+    ("LoRA q,v r=8", "prefix tuning"),
+    ("P-tuning", "prompt tuning (text init)"),
+    ("prefix tuning + MLP", "prefix tuning"),
+    ("prompt tuning (random init)", "prompt tuning (text init)"),
+    ("full fine-tuning", "LoRA q,v r=8"),
+]
+for a, b in pairs:
+    print(verdict(losses[a], losses[b], (a, b)))
+assert min(results, key=lambda m: results[m][0]).startswith("prompt tuning"), "fewest parameters"
+PROMPT_ASSERTS
 
 # %% [markdown]
 # What the table says, on this 2 M-parameter model and this task:

@@ -13,7 +13,7 @@
 # **You will learn to**
 # 1. render a conversation with a chat template and find, token by token, where the loss starts;
 # 2. train with the loss on the response only, measure why, and pack examples without wasting tokens on padding;
-# 3. run SFT with the course loop and with TRL's `SFTTrainer` (with a LoRA adapter), and evaluate by exact match per skill;
+# 3. run SFT with the course loop and with TRL's `SFTTrainer`, evaluate by exact match per skill with intervals, and compare LoRA with full SFT at a matched budget over seeds;
 # 4. compare knowledge injected by fine-tuning with knowledge given in the prompt;
 # 5. measure what SFT costs in general language ability and what keeps it, and choose greedy, temperature and top-p decoding.
 #
@@ -22,23 +22,33 @@
 
 # %%
 import copy
+import math
 import tempfile
 import time
 import warnings
 import torch
 import course_lib
-from course_lib import sft
-from course_lib.models import load_model
+from course_lib import sft, sweeps
+from course_lib.models import check_real_model_folder, load_model
 from course_lib.data import load_jsonl
-from course_lib.evaluation import accuracy, choose_many, cross_entropy, exact_match
-from course_lib.formats import IGNORE_INDEX, packed_attention, padding_waste
+from course_lib.evaluation import (
+    accuracy,
+    choose_many,
+    continuation_logprobs,
+    cross_entropy,
+    exact_match,
+    wilson_interval,
+)
+from course_lib.formats import IGNORE_INDEX, packed_attention, padding_waste, response_labels
 from course_lib.generation import distinct_share, entropy_bits, generate, sampling_probs
-from course_lib.plotting import plot_bars, plot_lines, plot_losses
+from course_lib.plotting import plot_lines, plot_losses
 from course_lib.training import TrainConfig, text_batches, train
+from course_lib.uncertainty import bootstrap_interval
+from transformers import AutoTokenizer
 
 device = course_lib.setup(seed=0)
 base, tok = load_model("causal", device=device)
-MAIN_STEPS, TRL_STEPS, FACT_STEPS = 380, 25, 60  # the chapter's three training budgets
+LIVE_STEPS, TRL_STEPS, FACT_STEPS = 100, 25, 60  # the chapter's three live training budgets
 warnings.filterwarnings(
     "ignore", message=".*(past_key_values|generation flags|use_cache|gradient_checkpointing).*"
 )
@@ -107,6 +117,37 @@ assert (
 # its `<|end|>`, but not the newline the template writes after it, which the model never has to
 # produce. Everything before — the system of special tokens, the question — is context only.
 #
+# ### The same on a real model: SmolLM2's ChatML
+#
+# The course template is a small cousin of **ChatML**, the template of many open chat models. The
+# real model of chapter 13, SmolLM2-135M-Instruct, ships it with its tokenizer: each turn is
+# `<|im_start|>role\n … <|im_end|>\n`, and the template adds a default **system** turn when the
+# conversation has none. The same record, the same `response_labels`, its real tokenizer (loaded
+# from the folder that `load_model("smollm2")` reads; the weights are not needed here):
+
+# %%
+real_tok = AutoTokenizer.from_pretrained(check_real_model_folder())  # chapter 13's SmolLM2 tokenizer
+print(repr(real_tok.apply_chat_template(record["messages"], tokenize=False)))
+real_ex = response_labels(real_tok, record["messages"])
+real_tokens = real_tok.convert_ids_to_tokens(real_ex["input_ids"])
+marks = ["*" if lab != IGNORE_INDEX else "" for lab in real_ex["labels"]]
+starred = [f"{t}{m}" for t, m in zip(real_tokens, marks)]
+print(" ".join(starred))
+real_answer = [t for t, lab in zip(real_ex["input_ids"], real_ex["labels"]) if lab != IGNORE_INDEX]
+real_learnt = real_tok.decode(real_answer)
+print(f"course template {len(tokens)} tokens; ChatML {len(real_tokens)} ({len(real_tok):,} in vocab)")
+assert real_learnt == record["output"] + "<|im_end|>", real_learnt
+
+# %% [markdown]
+# The mask works the same way: the loss starts after `<|im_start|>assistant\n` and covers the answer
+# and `<|im_end|>` (SmolLM2's end-of-turn and EOS token), not the newline after it. Two differences
+# matter in practice. The default system prompt ("You are a helpful AI assistant named SmolLM…") is
+# part of every conversation the model was tuned on, so leaving it out at inference changes the
+# context it sees (most of the extra tokens counted above are that system turn); and a model must be
+# prompted with exactly the template it was tuned with, special tokens included. Whatever the
+# template, the rule is the one above: render with the model's own template, and label only what the
+# assistant says.
+#
 # ## 2 · The base model does not follow instructions
 #
 # Exact match (EM) compares the normalised greedy answer with the reference (lower-cased, surrounding
@@ -134,8 +175,10 @@ print(repr(question), "->", repr(generate(base, tok, [question], chat=True, max_
 #
 # Without the mask the loss also covers $\log p_\theta(x)$, the prompt. That is not wrong, but it
 # spends capacity on modelling questions the model will always be given, and in the mean over all
-# tokens the answer gets the weight $|y| / (|x| + |y|)$. The InstructGPT and Alpaca recipes mask the
-# prompt; TRL does it by default for prompt-completion data.
+# tokens the answer gets the weight $|y| / (|x| + |y|)$. Alpaca's training code masks the prompt, and
+# TRL does it by default for prompt-completion data. Not everyone did: the InstructGPT paper does not
+# say, and OpenAI's legacy fine-tuning API kept a small loss on the prompt (`prompt_loss_weight`,
+# default 0.01).
 #
 # How much that weight matters depends on the data. It is largest when prompts are long and answers
 # short, as in the reading exercises (a note, a question, a one- or two-word answer):
@@ -156,7 +199,10 @@ print(
 # %% [markdown]
 # So the experiment: two runs on the reading exercises, 60 steps of 8, the same seed and batch order,
 # identical except for `mask_prompt`. The test set is one neither run saw: the 80 `new_facts`, each as
-# a note (the fact's statements) followed by its question, scored by the loss on the answer tokens.
+# a note (the fact's statements) followed by its question, scored two ways: the loss on the answer
+# tokens (what the masked run optimises, so it favours masking by construction) and the exact match
+# of the generated answer (what a user sees, and the metric of Shi et al. 2024, who find the opposite
+# in some regimes).
 
 # %%
 notes = [" ".join(f["statements"]) for f in facts]
@@ -189,8 +235,10 @@ print(
 # `<|assistant|>\n` at all. Now the two runs:
 
 # %%
-reading_ce = {}
+reading_ce, reading_em = {}, {}
+reading_prompts = [f"{n}\n{f['question']}" for n, f in zip(notes, facts)]
 for mask in (True, False):
+    name = "masked" if mask else "unmasked"
     torch.manual_seed(0)
     model = copy.deepcopy(base)
     hist = train(
@@ -198,22 +246,26 @@ for mask in (True, False):
         sft.sft_batches(tok, context_recs, 8, mask_prompt=mask),
         TrainConfig(lr=1e-3, max_steps=60, progress=False),
     )
-    reading_ce["masked" if mask else "unmasked"] = response_ce(model, reading_batch)
-    print(
-        f"mask_prompt={mask}: reading-test response CE "
-        f"{reading_ce['masked' if mask else 'unmasked']:.3f} ({hist.seconds:.1f} s)"
-    )
+    reading_ce[name] = response_ce(model, reading_batch)
+    replies = generate(model, tok, reading_prompts, chat=True, max_new_tokens=8)
+    reading_em[name] = exact_match(replies, [f["answer"] for f in facts])
+    print(f"{name}: answer CE {reading_ce[name]:.3f}, EM {reading_em[name]:.3f} ({hist.seconds:.0f} s)")
 gap = reading_ce["unmasked"] - reading_ce["masked"]
 assert gap > 0.3, f"masking should lower the answer loss clearly at equal steps, gap only {gap:.3f}"
+em_gap = reading_em["masked"] - reading_em["unmasked"]
+print(f"answer-CE gap {gap:.2f} nats; EM gap {em_gap:+.3f} ({round(em_gap * len(facts)):+d} of 80)")
 
 # %% [markdown]
 # With the same steps, the same batches and the same learning rate, the masked run reaches a
-# much lower loss *on the answers* (a gap of 0.60 nats; with seeds 1 and 2 we measured 0.68 and
-# 0.79, so this is not luck). Without the mask only 7 % of the labelled tokens are answer; the
-# rest are note and question, and the gradient mostly teaches the model to write notes.
-# On the instructions, whose answers are a larger share (19 %), the maintainer's runs of the same
-# comparison (13 runs: 150 to 250 steps, batches of 8 or 16, three seeds) gave gaps between −0.02 and
-# 0.15: positive in 12 of the 13, but small and noisy. On large models the
+# much lower loss *on the answers* (the gap printed above; one seed here, but the assert asks for
+# 0.3 nats, several times what a change of seed moves it). Without the mask only a small share of the
+# labelled tokens are answer (printed in the previous section); the rest are note and question, and
+# the gradient mostly teaches the model to write notes. The exact match of the generated answers is
+# the fairer metric, since neither run optimises it directly; at 60 steps it is printed above with
+# its gap in answers out of 80, and a gap of a few answers out of 80 is within the noise of one seed
+# (the standard error of a difference of two EMs near 0.5 on 80 items is about 0.08).
+# On the instructions, whose answers are a larger share of the tokens, the effect of the mask is
+# small and noisy. On large models the
 # difference in final quality is often small too (Shi et al. 2024, *Instruction Tuning With Loss Over
 # Instructions*, even find a loss on the prompt helps when answers are short and data is scarce); what
 # masking reliably does is put the training signal where the behaviour is, and it matters most for
@@ -242,26 +294,29 @@ assert waste_packed < waste_padded / 2, "packing should at least halve the waste
 # %% [markdown]
 # `sft.pack_examples` is first-fit decreasing: longest example first, each into the first row with
 # room. TRL's `pack_dataset(..., strategy="bfd")` (best-fit decreasing, what `SFTConfig(packing=True)`
-# uses) solves the same bin-packing problem with another heuristic. The row counts differ (here TRL's
-# needed a few more rows), but both remove most of the padding.
+# uses) solves the same bin-packing problem with another heuristic. One detail changes its result:
+# it packs inside each batch of `datasets.map` (1,000 rows by default), so examples of different
+# map batches never share a row. Packed as one batch (`map_kwargs={"batch_size": len(ds)}`), it
+# should need as few rows as ours:
 
 # %%
 from datasets import Dataset
 from trl.data_utils import pack_dataset
 
-packed_trl = pack_dataset(
-    Dataset.from_dict({"input_ids": [e["input_ids"] for e in examples]}),
-    seq_length=128,
-    strategy="bfd",
-)
-print(
-    f"TRL bfd: {len(packed_trl)} rows; ours: {len(rows)} rows; TRL columns {packed_trl.column_names}"
-)
+ds = Dataset.from_dict({"input_ids": [e["input_ids"] for e in examples]})
+packed_trl = pack_dataset(ds, seq_length=128, strategy="bfd")
+packed_one = pack_dataset(ds, seq_length=128, strategy="bfd", map_kwargs={"batch_size": len(ds)})
+print(f"TRL bfd: {len(packed_trl)} rows (map batches of 1,000), {len(packed_one)} (one batch)")
+print(f"ours: {len(rows)} rows; TRL columns {packed_trl.column_names}")
 waste_trl = 1 - sum(lengths) / (len(packed_trl) * 128)
 print(f"padding left: TRL {waste_trl:.1%}, ours {waste_packed:.1%}")
 assert waste_trl < waste_padded / 2, "TRL's packing should also remove most of the padding"
+assert abs(len(packed_one) - len(rows)) <= 2, "packed in one batch, TRL should match first fit"
 
 # %% [markdown]
+# Packed in one batch, TRL's best fit needs about the rows our first fit needs: the extra rows of the
+# default call come from the map batches, not from the heuristic.
+#
 # Packing changes the *computation* unless it is done right, which chapter 02 showed: the position ids
 # must restart at every example and the attention mask must be block-diagonal, or each example
 # attends to the previous ones (cross-talk). TRL passes `position_ids` and relies on attention kernels
@@ -290,55 +345,107 @@ assert torch.allclose(loss_padded, loss_packed, atol=1e-5)
 # point: with packing, the mean is over all answer tokens in the row, so long answers weigh more than
 # in a per-example mean; TRL's default does the same.) `sft.packed_batches` serves such rows, a few
 # per batch, each with its reset positions and its block-diagonal mask; the main run below uses it.
-# Per example it costs about a fifth less time than padded batches here (maintainer's timing on the
-# 2-core CPU: 5.6 against 6.8 ms per example; the saving is smaller than the padding share because a
-# row of 128 with a dense 128 × 128 mask costs more attention than a short padded batch).
+# Per example it costs less time than padded batches, though by less than the padding share
+# suggests: a row of 128 with a dense 128 × 128 mask costs more attention than a short padded batch.
 #
 # ## 5 · SFT from scratch with the course loop
 #
-# One model for the rest of the chapter: full fine-tuning of all 2 M parameters on the instructions
-# plus the 400 reading exercises (listed twice, so that reading a note gets enough of the steps),
-# response-masked and packed: 6 rows of 128 tokens per step, about 16 examples. Learning rate
-# $10^{-3}$ with warm-up and cosine decay (`training.train`, chapter 03).
+# Full fine-tuning of all 2 M parameters on the 944 training instructions, response-masked and
+# packed: 8 rows of 128 tokens per step (about 26 examples), learning rate $2 \cdot 10^{-3}$ with
+# warm-up and cosine decay (`training.train`, chapter 03), for the lesson's budget of `LIVE_STEPS`.
+# These exact lines are `sft.train_sft(..., method="full")`, which section 7 and the shipped sweep use.
 
 # %%
 torch.manual_seed(0)
-chat = copy.deepcopy(base)
-hist_sft = train(
-    chat,
-    sft.packed_batches(tok, train_recs + 2 * context_recs, rows_per_batch=6),
-    TrainConfig(lr=1e-3, max_steps=MAIN_STEPS, progress=False),
+full = copy.deepcopy(base)
+hist_full = train(
+    full,
+    sft.packed_batches(tok, train_recs, rows_per_batch=8, seed=0),
+    TrainConfig(lr=2e-3, max_steps=LIVE_STEPS, progress=False),
 )
-print(
-    f"{MAIN_STEPS} steps in {hist_sft.seconds:.0f} s, final training loss {hist_sft.loss[-1]:.3f}"
-)
-plot_losses({"full SFT": hist_sft}, title="SFT training loss (response tokens)")
+print(f"{LIVE_STEPS} steps in {hist_full.seconds:.0f} s, final loss {hist_full.loss[-1]:.3f}")
+plot_losses({"full SFT": hist_full}, title="SFT training loss (response tokens)")
 
 # %% [markdown]
 # The loss falls steeply in the first few dozen steps: that is the format being learnt (answer,
 # then `<|end|>`). The slow part afterwards is the content of the answers.
 #
+# A lesson cannot afford many more steps, so the course ships the same recipe run for longer, on the
+# instructions plus more generated ones and the reading exercises: the **chat model**
+# (`load_model("chat")`, built by `make chat-model`; its card `data/chat_model/README.md` gives the
+# recipe and build time). The later sections use it wherever a weak model would say nothing.
+#
 # ## 6 · Exact match, per skill, before and after
+#
+# An exact match over $n$ items is a share of yes/no outcomes, so every EM below carries its Wilson
+# 95 % interval (`evaluation.wilson_interval`); with 50 items per skill an interval is about
+# ±0.1 wide, so differences smaller than that are not rankings.
 
 # %%
-em_sft = sft.exact_match_by_skill(chat, tok, test_recs)
-print({k: round(v, 3) for k, v in em_sft.items()})
-plot_bars(
-    {f"{k} base": em_base[k] for k in em_sft} | {f"{k} SFT": em_sft[k] for k in em_sft},
-    title="exact match on held-out instructions",
-    ylabel="exact match",
+chat, _ = load_model("chat", device=device)
+em = {
+    "base": em_base,
+    f"SFT {LIVE_STEPS} steps": sft.exact_match_by_skill(full, tok, test_recs),
+    "chat model (shipped)": sft.exact_match_by_skill(chat, tok, test_recs),
+}
+per_skill = {k: sum(r["skill"] == k for r in test_recs) for k in em_base if k != "all"}
+per_skill["all"] = len(test_recs)
+
+
+def interval(share: float, n: int) -> tuple[float, float]:
+    return wilson_interval(round(share * n), n)
+
+
+for name, scores in em.items():
+    cells = []
+    for k, v in scores.items():
+        lo, hi = interval(v, per_skill[k])
+        cells.append(f"{k} {v:.2f} [{lo:.2f}, {hi:.2f}]")
+    print(f"{name:22s}", " | ".join(cells))
+
+# %% [markdown]
+# The same as a picture, with the intervals as error bars:
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+keys, width = list(per_skill), 0.27
+fig, ax = plt.subplots(figsize=(8, 3.4))
+for j, (name, scores) in enumerate(em.items()):
+    lo_hi = np.array([interval(scores[k], per_skill[k]) for k in keys]).T
+    y = np.array([scores[k] for k in keys])
+    x = np.arange(len(keys)) + (j - 1) * width
+    ax.bar(x, y, width, label=name, yerr=[y - lo_hi[0], lo_hi[1] - y], capsize=3)
+ax.set_xticks(np.arange(len(keys)), keys)
+ax.set_ylabel("exact match (95 % Wilson)")
+ax.set_title("held-out instructions: base, live SFT, shipped chat model")
+ax.legend(fontsize=8)
+plt.show()
+em_sft, em_chat = em[f"SFT {LIVE_STEPS} steps"], em["chat model (shipped)"]
+n_test = len(test_recs)
+assert interval(em_sft["all"], n_test)[0] > interval(em_base["all"], n_test)[1], (
+    "SFT should raise test EM beyond both intervals"
 )
-assert em_sft["all"] > em_base["all"] + 0.1, "SFT should raise held-out exact match by > 10 points"
+assert interval(em_chat["all"], n_test)[0] > interval(em_sft["all"], n_test)[1], (
+    "the long run should beat the lesson's short one beyond both intervals"
+)
 for r in test_recs[::50]:
     reply = generate(chat, tok, [sft.user_text(r)], chat=True)[0]
     print(f"{r['skill']:10s} {sft.user_text(r)[:50]!r:55s} -> {reply!r}")
 
 # %% [markdown]
-# The tuned model answers in the format and stops; EM rises from about 0 to 0.18. The skills differ
-# a lot: classifying a review (one word out of two) is easy, facts about people in the corpus are
-# partly known, arithmetic is hard for a 2 M-parameter model that has never seen an algorithm for it
-# (more steps help some skills: the maintainer's 1000-step run reached 0.27 on the validation set). A
-# perfect answer format is necessary for EM and nowhere near sufficient.
+# Both tuned models answer in the format and stop, which the base model never does. The short live
+# run gets few answers exactly right (look at which skill: at this budget it mostly learns the
+# format and one frequent label). The shipped chat model, with 8× the steps and more data, rewrites
+# sentences almost perfectly, classifies reviews above the one-label baseline, knows some facts, and
+# still fails at listing numbers and at sums: its model card (`data/chat_model/README.md`) shows the
+# garbled counts and states the limits. The printed intervals say how far each difference can be
+# trusted. Classifying a review is one word out of three (chance 1/3), facts about people in the
+# corpus are partly known from pretraining, and number manipulation is hard for a 2 M-parameter model
+# that has seen a few hundred examples. A perfect answer format is necessary for EM and nowhere near
+# sufficient. (The validation EM of the same model
+# can differ from the test EM by a few points: with 100 and 250 items, both intervals are wide.)
 #
 # ## 7 · The same with TRL's `SFTTrainer` and a LoRA adapter
 #
@@ -409,64 +516,127 @@ assert same_ids and differ == [len(ours["input_ids"]) - 1], (
 # %%
 trainer.train()
 lora_chat = trainer.model.eval()
-em_lora = sft.exact_match_by_skill(lora_chat, tok, test_recs)
-print(
-    f"TRL + LoRA, {TRL_STEPS} steps: response CE {response_ce(lora_chat):.3f} (base {response_ce(base):.3f}),"
-    f" test EM {em_lora['all']:.3f} (base {em_base['all']:.3f})"
-)
-assert response_ce(lora_chat) < response_ce(base) - 1.0, (
-    "a short LoRA run should already teach much of the format"
+ce_trl, ce_base = response_ce(lora_chat), response_ce(base)
+print(f"TRL + LoRA, {TRL_STEPS} steps: validation response CE {ce_trl:.3f} (base {ce_base:.3f})")
+assert ce_trl < ce_base - 1.0, "a short LoRA run should already teach much of the format"
+
+# %% [markdown]
+# A few LoRA steps move the response loss a long way from the base model's: the largest part of
+# that is the format. This run shows the library path, not a comparison: it has a quarter of the
+# steps of section 5, so its exact match says nothing about LoRA. TRL adds the conveniences (dataset
+# formats, packing, logging, checkpoints, multi-GPU); the loss it optimises is the one we wrote.
+#
+# ### LoRA against full SFT at a matched budget
+#
+# A fair comparison changes one thing: the parameters that train. `sft.train_sft` runs both methods
+# with the same data, the same number of steps and, for one seed, the very same batches in the same
+# order; LoRA adapts every linear layer ($r = 16$, $\alpha = 32$). Learning rates are not shared
+# (a low-rank update usually needs a larger one): full SFT keeps section 5's, LoRA runs at 5× that.
+# Neither was tuned, so this compares each method at one reasonable setting, not at its best; the
+# shipped sweep `ch08_lora_vs_full` has 3 seeds per method (`make sweep NAME=ch08_lora_vs_full`).
+
+# %%
+rec = sweeps.load("ch08_lora_vs_full")
+lora_arm = next(a for a in rec["arms"] if a.startswith("lora"))
+lora_lr = float(lora_arm.split("=")[1])
+print("arms of the shipped sweep:", rec["arms"], "| seeds:", rec["seeds"])
+lora, hist_lora = sft.train_sft(base, tok, train_recs, method="lora", lr=lora_lr, steps=LIVE_STEPS)
+em_lora = sft.exact_match_by_skill(lora, tok, test_recs)
+print(f"live seed 0, {LIVE_STEPS} steps each: full EM {em_sft['all']:.3f}, LoRA {em_lora['all']:.3f}")
+print(sweeps.place(em_sft["all"], rec, "full", "test_em_all"))
+print(sweeps.place(em_lora["all"], rec, lora_arm, "test_em_all"))
+
+# %% [markdown]
+# One seed is one draw. The shipped sweep has three per arm (mean ± sd over seeds); the verdicts come
+# from the interval of the difference (`uncertainty.verdict`, Welch), not from the ranking:
+
+# %%
+from course_lib.uncertainty import differs, verdict
+
+metrics = ["test_em_all", "test_em_classify", "test_em_list", "general_ce"]
+print(sweeps.table(rec, metrics + ["train_seconds"]).to_string())
+for m in metrics:
+    a, b = sweeps.values(rec, "full", m), sweeps.values(rec, lora_arm, m)
+    print(f"{m:18s}", verdict(a, b, ("full", "LoRA")))
+em_full_seeds = sweeps.values(rec, "full", "test_em_all")
+em_lora_seeds = sweeps.values(rec, lora_arm, "test_em_all")
+ce_full_seeds = sweeps.values(rec, "full", "general_ce")
+ce_lora_seeds = sweeps.values(rec, lora_arm, "general_ce")
+assert differs(ce_full_seeds, ce_lora_seeds) and min(ce_full_seeds) > max(ce_lora_seeds), (
+    "at a matched budget, full SFT should forget more general text than LoRA"
 )
 
 # %% [markdown]
-# A short LoRA run moves the response loss most of the way from the base model's (the largest part
-# of that is the format), but 25 steps are far too few for exact answers: EM stays near zero
-# (0.000), where the full-SFT model, with many times the steps and all weights, reached 0.18.
-# Exact match is a harsh metric: one wrong token and the answer counts as wrong. TRL adds the conveniences (dataset formats, packing, logging, checkpoints, multi-GPU);
-# the loss it optimises is the one we wrote.
+# Read the verdicts, not the means: a line that says "within noise" is not a ranking, whatever the
+# means. At a matched budget, LoRA changes far fewer parameters (chapter 04) and forgets less of
+# the general text, as asserted; the EM lines say whether it also learns less at this budget. Both
+# trade-offs move with the budget and the learning rate, so compare methods at budgets you would
+# actually use, over seeds.
 #
 # ## 8 · Knowledge: in the weights or in the prompt?
 #
 # A popular hope: fine-tune a model on your documents and it will answer questions about them. Test
-# it with the 80 `new_facts` (about 20 people the corpus never mentions). Three ways to get a fact
-# into an answer to the chat question ("Where does Ines Castell live?"):
+# it with the 80 `new_facts` (4 facts about each of 20 people the corpus never mentions), on the
+# shipped chat model. Three ways to get a fact into an answer to the chat question ("Where does
+# Ines Castell live?"):
 #
-# 1. **zero-shot**: ask the SFT model; it has never seen these people, so it can only guess;
+# 1. **zero-shot**: ask the chat model; it has never seen these people, so it can only guess;
 # 2. **in the prompt** (retrieval-style, as in RAG): put the fact's statements before the question,
-#    in one user turn (the note, a line break, the question); the 400 reading exercises in the SFT
-#    data taught the model to use such notes;
-# 3. **in the weights**: continue training the SFT model on the statements, then ask without context.
+#    in one user turn (the note, a line break, the question); the reading exercises in its SFT data
+#    taught the model to use such notes;
+# 3. **in the weights**: continue training the chat model on the statements, then ask without context.
+#
+# One metric for every bar: each fact has 8 candidate answers, and we score whether the model ranks
+# the right one first (chance 1/8), for a statement probe ("Ines Castell lives in") as for the chat
+# question (the candidate as the whole assistant reply, `<|end|>` included). The generated EM is
+# printed beside it.
 
 # %%
 questions, answers = [f["question"] for f in facts], [f["answer"] for f in facts]
 with_notes = [f"{n}\n{q}" for n, q in zip(notes, questions)]  # the facts, then the question
-zero_shot = exact_match(generate(chat, tok, questions, chat=True), answers)
-in_prompt = exact_match(generate(chat, tok, with_notes, chat=True), answers)
-print(
-    f"SFT model on the 80 new facts: zero-shot EM {zero_shot:.3f}, facts in the prompt EM {in_prompt:.3f}"
-)
+
+
+def chat_rank(model, asked: list[str], subset: list[dict]) -> float:
+    """Share of facts whose answer the model ranks first as its whole reply to the chat prompt."""
+    turns = [[{"role": "user", "content": q}] for q in asked]
+    rendered = tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    prompts = [r.removeprefix(tok.bos_token) for r in rendered]  # the tokenizer adds <|bos|> itself
+    flat_p = [p for p, f in zip(prompts, subset) for _ in f["candidates"]]
+    flat_c = [c + tok.eos_token for f in subset for c in f["candidates"]]
+    scores, k, right = continuation_logprobs(model, tok, flat_p, flat_c), 0, 0
+    for f in subset:
+        n = len(f["candidates"])
+        right += f["candidates"][max(range(n), key=lambda j: scores[k + j])] == f["answer"]
+        k += n
+    return right / len(subset)
+
+
+zero_shot, in_prompt = chat_rank(chat, questions, facts), chat_rank(chat, with_notes, facts)
+em_prompt = exact_match(generate(chat, tok, with_notes, chat=True), answers)
+print(f"chat question, ranked: zero-shot {zero_shot:.3f}, facts in the prompt {in_prompt:.3f}")
+print(f"generated EM with the facts in the prompt: {em_prompt:.3f}")
 for q, n, a in zip(questions[:3], notes, generate(chat, tok, with_notes[:3], chat=True)):
     print(f"{n} | {q} -> {a}")
-assert in_prompt > zero_shot + 0.3, (
-    "a model trained to read notes should use facts given in the prompt"
-)
+assert in_prompt > zero_shot + 0.3, "a model trained to read notes should use facts in the prompt"
 
 
 # %% [markdown]
 # Now the weights. The statements are plain sentences ("Ines Castell lives in Stonebridge."); we train
 # the chat model on them as text, the way one would fine-tune on documents, and probe three ways:
-# the **seen** phrasing ("Ines Castell lives in" → rank the candidate towns), an unseen
-# **paraphrase** ("Ines Castell has a house in"), and the **chat question** (generated, EM).
+# the **seen** phrasing ("Ines Castell lives in"), an unseen **paraphrase** ("Ines Castell has a
+# house in"), and the **chat question**.
 
 # %%
-def probe(model) -> dict:
-    cands = [f["candidates"] for f in facts]
+def probe(model, subset=facts) -> dict:
+    cands, gold = [f["candidates"] for f in subset], [f["answer"] for f in subset]
+    asked = [f["question"] for f in subset]
+    seen = choose_many(model, tok, [f["probe_seen"] for f in subset], cands)
+    para = choose_many(model, tok, [f["probe_paraphrase"] for f in subset], cands)
     return {
-        "seen": accuracy(choose_many(model, tok, [f["probe_seen"] for f in facts], cands), answers),
-        "paraphrase": accuracy(
-            choose_many(model, tok, [f["probe_paraphrase"] for f in facts], cands), answers
-        ),
-        "chat question": exact_match(generate(model, tok, questions, chat=True), answers),
+        "seen": accuracy(seen, gold),
+        "paraphrase": accuracy(para, gold),
+        "chat question": chat_rank(model, asked, subset),
+        "chat EM": exact_match(generate(model, tok, asked, chat=True), gold),
     }
 
 
@@ -479,110 +649,142 @@ hist_facts = train(
     TrainConfig(lr=1e-3, max_steps=FACT_STEPS, progress=False),
 )
 before, after = probe(chat), probe(informed)
-print("before:", before, "\nafter: ", after, f"\nin the prompt: {in_prompt:.3f}")
+print("before:", before, "\nafter: ", after)
 
 # %% [markdown]
 # What the claims are, as checks: the statements must have been learnt (else the experiment says
-# nothing); what the chat question gains must be far below what the seen phrasing gains; and the
-# chat question must still lag far behind the fact given in the prompt. (An earlier version asserted
-# "the chat EM does not rise by 0.05", a margin of four questions out of 80 that failed on another
-# machine: with 80 items the standard error of an EM near 0.05 is about 0.025, so only gaps of
-# several tenths are claims here.)
+# nothing), and what the chat question gains must be far below what the seen phrasing gains.
+# (An earlier version asserted "the chat EM does not rise by 0.05", a margin of four questions out
+# of 80 that failed on another machine: with 80 items the standard error of a share near 0.5 is
+# about 0.06, so only gaps of several tenths are claims here.)
 
 # %%
 gain = {k: after[k] - before[k] for k in ("seen", "chat question")}
-n_chat = {k: round(d["chat question"] * len(questions)) for k, d in (("before", before), ("after", after))}
-print(
-    f"gain, seen phrasing: {gain['seen']:+.3f}; gain, chat question: {gain['chat question']:+.3f} "
-    f"({n_chat['before']} -> {n_chat['after']} of {len(questions)} questions)"
-)
-assert after["seen"] > before["seen"] + 0.3, (
-    "training on the statements should teach the seen phrasing"
-)
+print(f"gain, seen phrasing {gain['seen']:+.3f}; chat question (ranked) {gain['chat question']:+.3f}")
+assert after["seen"] > before["seen"] + 0.3, "the statements should teach the seen phrasing"
 assert gain["chat question"] < gain["seen"] - 0.3, (
     "the statements should teach the chat answers far less than the phrasing they show"
 )
-assert after["chat question"] < in_prompt - 0.2, (
-    "facts in the weights should not beat facts in the prompt here"
-)
-plot_bars(
-    {
-        "zero-shot": zero_shot,
-        "fine-tuned: seen phrasing": after["seen"],
-        "fine-tuned: paraphrase": after["paraphrase"],
-        "fine-tuned: chat question": after["chat question"],
-        "in the prompt": in_prompt,
-    },
-    title="new facts: in the weights vs in the prompt",
-    ylabel="accuracy / EM",
-)
 
 # %% [markdown]
-# The fine-tuned model has learnt the *sentences*: it completes the seen phrasing far above chance
-# (0.75, from 0.12), and even the held-out paraphrase (0.62): a statement-shaped probe
-# transfers to another statement. The *chat question* gains nothing beyond noise (the counts out of
-# 80 are printed above; plain-text steps even erode the chat behaviour, and the general CE below
-# rises too), because "X lives in Y" and "Where does X live? → Y" are different token sequences
-# and nothing in the fine-tuning connects them. This is the effect that
-# Allen-Zhu & Li (*Physics of Language Models, Part 3.1*, 2023) study in detail: knowledge stored in one
-# format is extractable in another only if the training data showed many facts in many forms
-# (augmentation). We did not measure their remedy here (it needs rewriting every fact in several
-# question and statement forms). The fact given in the prompt
-# is used directly, needs no training per fact, and can be updated by changing a document: that is why
-# retrieval (RAG) is the default for knowledge, and fine-tuning for behaviour and format.
+# The remedy Allen-Zhu & Li (*Physics of Language Models, Part 3.1*, 2023) found is **mixed
+# training**: show the model, besides the statements, the question–answer form of *other* facts, so
+# that it learns to extract what a statement says. We test it on people held out from the QA data:
+# statements of all 20 people, chat QA pairs for the first 10 only, the same steps; then the chat
+# question about the other 10 (40 facts whose QA form was never shown).
+
+# %%
+people = list(dict.fromkeys(f["person"] for f in facts))
+shown = set(people[:10])
+qa_shown = [
+    {"messages": [{"role": "user", "content": f["question"]}, {"role": "assistant", "content": a}]}
+    for f, a in zip(facts, answers)
+    if f["person"] in shown
+]
+held_out = [f for f in facts if f["person"] not in shown]
+torch.manual_seed(0)
+mixed = copy.deepcopy(chat)
+config_facts = TrainConfig(lr=1e-3, max_steps=FACT_STEPS, progress=False)
+train(mixed, sft.mixed_batches(tok, qa_shown, statements, 16), config_facts)
+held_q = [f["question"] for f in held_out]
+held = {name: chat_rank(m, held_q, held_out) for name, m in [("statements", informed), ("mixed", mixed)]}
+print(f"chat question on the 10 held-out people (40 facts), ranked: {held}")
+
+# %% [markdown]
+# The chart puts every route on the one metric (ranking accuracy among 8 candidates; chance 1/8):
+
+# %%
+import matplotlib.pyplot as plt
+
+bars = {
+    "zero-shot (chat question)": zero_shot,
+    "in the prompt (chat question)": in_prompt,
+    "statements: seen phrasing": after["seen"],
+    "statements: paraphrase": after["paraphrase"],
+    "statements: chat question": after["chat question"],
+    "mixed: chat question, held-out people": held["mixed"],
+    "statements: chat q., same held-out people": held["statements"],
+}
+fig, ax = plt.subplots(figsize=(7, 3.2))
+ax.barh(list(bars), list(bars.values()), color="tab:blue")
+ax.axvline(1 / 8, color="grey", ls="--", label="chance (1/8)")
+ax.set_xlabel("ranks the right answer first")
+ax.invert_yaxis()
+ax.legend(fontsize=8)
+ax.set_title("new facts: in the weights vs in the prompt")
+plt.show()
+
+# %% [markdown]
+# The fine-tuned model has learnt the *sentences*: it completes the seen phrasing far above chance,
+# and a held-out paraphrase too (a statement-shaped probe transfers to another statement). The chat
+# question gains far less (printed above), because "X lives in Y" and "Where does X live? → Y" are
+# different token sequences and nothing in plain-text fine-tuning connects them. Mixed training is
+# the test of the remedy: the lines above print whether the held-out people's chat questions rose
+# beyond the statements-only run (40 facts each, so a difference below about 0.15 is within noise).
+# On a 2 M-parameter model after 60 steps, expect at most a partial effect; Allen-Zhu & Li needed
+# many facts per person in many phrasings. Gekhman et al. (2024) add a warning: new knowledge taught
+# by SFT is learnt slowly and raises hallucination on what the model knew. A fact given in the prompt
+# is used directly, needs no training per fact, and can be updated by changing a document: that is
+# why retrieval (RAG) is the default for knowledge, and fine-tuning for behaviour and format, as a
+# rule of thumb that these runs support at this scale, not a law.
 #
 # ## 9 · What SFT costs: general language ability
 #
 # The cross-entropy on general corpus text (`corpus_val`, 200 documents) measures how well the model
-# still models ordinary text. Full SFT moved all weights towards chat answers:
+# still models ordinary text, beside two reference rows: a uniform guess over the vocabulary
+# ($\ln V$) and the base model. Full SFT moved all weights towards chat answers:
 
 # %%
 ce = {
+    "uniform (ln V)": math.log(len(tok)),
     "base": cross_entropy(base, tok, general),
-    f"full SFT {MAIN_STEPS} steps": cross_entropy(chat, tok, general),
-    "+ facts fine-tune": cross_entropy(informed, tok, general),
-    f"TRL LoRA {TRL_STEPS} steps": cross_entropy(lora_chat, tok, general),
+    f"full SFT {LIVE_STEPS} steps": cross_entropy(full, tok, general),
+    f"LoRA {LIVE_STEPS} steps": cross_entropy(lora, tok, general),
+    "chat model (shipped)": cross_entropy(chat, tok, general),
+    "chat model + facts fine-tune": cross_entropy(informed, tok, general),
 }
 print({k: round(v, 3) for k, v in ce.items()})
-assert ce[f"full SFT {MAIN_STEPS} steps"] > ce["base"] + 0.5, (
-    "full SFT should damage general-text modelling"
-)
+assert ce["chat model (shipped)"] > ce["base"] + 0.5, "full SFT should damage general-text modelling"
+print(f"shipped chat model: general CE {ce['chat model (shipped)'] / ce['base']:.1f}x the base model's")
 
 # %% [markdown]
-# An honest finding: full SFT at this learning rate damages the base ability a lot (cross-entropy from
-# 0.44 to 2.30 nats per token, a perplexity several times higher). A large model fine-tuned gently
-# on a small instruction set changes far less, but the direction is the same, and chapter 03 named
-# it: catastrophic forgetting. The chat model does not need to write corpus documents, yet the damage
-# is real and shows up in everything not in the SFT data.
+# An honest finding: full SFT at these learning rates damages the base ability a lot (the ratio is
+# printed above), while staying far better than a uniform guess. A large model fine-tuned gently on a
+# small instruction set changes far less, but the direction is the same, and chapter 03 named it:
+# catastrophic forgetting. The chat model does not need to write corpus documents, yet the damage is
+# real and shows up in everything not in the SFT data.
 #
 # What keeps it? Chapter 03's cure, **replay**: mix some general text into the SFT batches (its loss on
-# every token). Two short runs on the instructions, 150 steps of 8, the same seed, one with 300 corpus
-# documents shuffled in:
+# every token). Two short runs on the instructions, 100 steps of 8, the same seed, one with 300 corpus
+# documents shuffled in, each scored on general text, on the instructions' answers (response CE), and
+# by exact match on the 100 validation instructions:
 
 # %%
 corpus = [r["text"] for r in load_jsonl("corpus_sample")[:300]]
-short, resp = {}, {}
+short, resp, em_short = {}, {}, {}
 for name, batches in [
-    ("SFT, 150 steps", sft.sft_batches(tok, train_recs, 8)),
-    ("SFT + replay, 150 steps", sft.mixed_batches(tok, train_recs, corpus, 8)),
+    ("SFT", sft.sft_batches(tok, train_recs, 8)),
+    ("SFT + replay", sft.mixed_batches(tok, train_recs, corpus, 8)),
 ]:
     torch.manual_seed(0)
     short[name] = copy.deepcopy(base)
-    train(short[name], batches, TrainConfig(lr=1e-3, max_steps=150, progress=False))
+    train(short[name], batches, TrainConfig(lr=1e-3, max_steps=100, progress=False))
     ce[name], resp[name] = cross_entropy(short[name], tok, general), response_ce(short[name])
-    print(f"{name}: general CE {ce[name]:.3f}, instruction response CE {resp[name]:.3f}")
-assert ce["SFT + replay, 150 steps"] < ce["SFT, 150 steps"] - 0.2, (
-    "replay should keep general ability"
+    em_short[name] = sft.exact_match_by_skill(short[name], tok, val_recs)["all"]
+    print(f"{name:13s} general CE {ce[name]:.3f}, response CE {resp[name]:.3f}, EM {em_short[name]:.3f}")
+assert ce["SFT + replay"] < ce["SFT"] - 0.2, "replay should keep general ability"
+print(
+    f"replay: general CE {ce['SFT'] - ce['SFT + replay']:.2f} nats better, response CE "
+    f"{resp['SFT + replay'] - resp['SFT']:+.2f} nats, EM {em_short['SFT + replay'] - em_short['SFT']:+.3f}"
 )
 
 # %% [markdown]
-# Replay keeps most of the general ability (general CE 0.51 against 1.58, base 0.44), at a price
-# on the answers (response CE 1.59 against 1.29: about a quarter of each batch is now corpus
-# text, so the answers get fewer updates). Other measures from the
-# maintainer's experiments (not rerun here, they take minutes): LoRA on all linear layers (r 16,
-# lr $3 \cdot 10^{-3}$, 600 steps) ended at general CE 1.56 against full SFT's 3.21 at 600 steps,
-# with EM 0.21 against 0.26, so a low-rank update forgets less and learns less; a lower learning rate
-# does the same trade. Replay is the one that buys general ability back almost for free.
+# Replay keeps much of the general ability, and it is not free: about a quarter of each batch is
+# now corpus text, so the answers get fewer updates, and the response CE and the EM printed above
+# show the price at equal steps (one seed; an EM difference of a few points on 100 items is within
+# its noise). A low-rank update makes a similar trade (section 7: LoRA forgot less at a matched
+# budget), and so does a lower learning rate. Which trade is right depends on what else the model
+# must still do.
 #
 # ## 10 · Decoding: greedy, temperature, top-p
 #
@@ -627,8 +829,10 @@ plot_lines(
 )
 
 # %% [markdown]
-# And on whole answers: 50 validation prompts (every second one, 10 per skill), 4 samples each, EM (mean over all samples) and the share
-# of distinct answers per prompt (1/4 = always the same answer, 1 = four different ones).
+# And on whole answers, with the shipped chat model: 50 validation prompts (every second one, 10 per
+# skill), 4 samples each, EM (mean over all samples, with a bootstrap 95 % interval over the prompts:
+# the 4 samples of one prompt are not independent) and the share of distinct answers per prompt
+# (1/4 = always the same answer, 1 = four different ones).
 # `generation.generate` draws every token from exactly `sampling_probs` (temperature, then top-p;
 # no hidden top-k cut):
 
@@ -647,11 +851,10 @@ for name, (t, p) in settings.items():
         generate(chat, tok, prompts, chat=True, max_new_tokens=24, temperature=t, top_p=p, seed=s)
         for s in range(4)
     ]
-    decode[name] = (
-        exact_match(sum(draws, []), refs * 4),
-        distinct_share([list(a) for a in zip(*draws)]),
-    )
-    print(f"{name:12s} EM {decode[name][0]:.3f}  distinct answers {decode[name][1]:.2f}")
+    per_prompt = [exact_match(list(a), [r] * 4) for a, r in zip(zip(*draws), refs)]
+    lo, hi = bootstrap_interval(per_prompt)
+    decode[name] = (sum(per_prompt) / len(per_prompt), distinct_share([list(a) for a in zip(*draws)]))
+    print(f"{name:12s} EM {decode[name][0]:.3f} [{lo:.3f}, {hi:.3f}]  distinct {decode[name][1]:.2f}")
 
 # %% [markdown]
 # Greedy decoding gives the same answer every time (distinct share exactly 1/4). The checks below
@@ -659,7 +862,7 @@ for name, (t, p) in settings.items():
 
 # %%
 assert decode["greedy"][1] == 0.25, "greedy decoding is deterministic: one answer per prompt"
-assert decode["T=2.0"][0] < decode["greedy"][0] - 0.03, "a hot temperature should cost exact match"
+assert decode["T=2.0"][0] < decode["greedy"][0] - 0.15, "a hot temperature should cost exact match"
 assert decode["T=2.0"][1] > decode["T=0.5"][1] + 0.05, (
     "a hotter temperature gives more varied answers"
 )
@@ -674,11 +877,12 @@ for t in (0.0, 1.0, 2.0):
     )
 
 # %% [markdown]
-# What the table shows: up to $T = 1$ exact match hardly moves (greedy 0.10, $T = 0.5$ 0.10; on
-# 50 prompts these differ by less than the sampling noise), while the answers already vary (distinct
-# share 0.71 at $T = 0.5$). At $T = 2$ EM collapses to 0.01 and almost every sample differs (0.99):
-# the flattened distribution draws tokens the model itself considers unlikely. For tasks with one right
-# answer (facts, arithmetic, classification) greedy is the safe default: as good, and reproducible.
+# What the table shows: at low temperatures the exact match stays close to greedy's (compare the
+# intervals: on 50 prompts, differences of a few points are within the noise), while the answers
+# already vary (the distinct share rises above 1/4). At $T = 2$ EM collapses and almost every sample
+# differs: the flattened distribution draws tokens the model itself considers unlikely. For tasks with
+# one right answer (facts, arithmetic, classification) greedy is the safe default: as good, and
+# reproducible.
 # Sampling is for tasks where variety is the point (several drafts, creative text), and for methods
 # that need several different answers to compare (best-of-n, the preference data of chapter 09). Top-p cuts the long tail of unlikely tokens that a high
 # temperature would otherwise draw: at $T = 1$ it keeps most of the variety and drops the worst
@@ -687,20 +891,48 @@ for t in (0.0, 1.0, 2.0):
 #
 # ## Summary
 #
-# * A chat template renders turns into one sequence with special tokens; the generation prompt
-#   (`<|assistant|>\n`) must be a prefix of the full conversation, and the labels start right after it.
-# * Loss on the response only: at equal steps, the masked run reached a lower answer loss (0.60 nats
-#   on the reading test, where only 7 % of the tokens are answer). TRL's `completion_only_loss` masks
-#   the same tokens as ours, plus the template's trailing newline.
-# * Packing removed most padding (31 % → 4 % of the positions) and, with reset positions and a
-#   block-diagonal mask (chapter 02), gives exactly the padded loss.
-# * Full SFT taught the format and lifted held-out EM from 0.00 to 0.18; TRL + LoRA, 25 steps: 0.000.
-# * Facts in the prompt (EM 0.49) beat facts fine-tuned into the weights (chat EM 0.01, though
-#   the seen phrasing was learnt: 0.75): fine-tuning teaches behaviour, retrieval supplies knowledge.
-# * Full SFT raised the general-text cross-entropy from 0.44 to 2.30; replay of corpus text
-#   kept most of it (1.58 → 0.51 at 150 steps).
-# * Greedy for single right answers; a moderate temperature buys variety at little cost in EM here,
-#   $T = 2$ destroys it (0.10 → 0.01); top-p trims the tail.
+# The numbers of this run, printed from the variables above (so that the summary cannot drift from
+# the notebook):
+
+# %%
+print(f"masking: answer CE gap {gap:.2f} nats on the reading test; EM gap {em_gap:+.3f}")
+print(f"packing: padding {waste_padded:.0%} -> {waste_packed:.0%} of the positions")
+print(
+    f"test EM: base {em_base['all']:.3f}, SFT {LIVE_STEPS} steps {em_sft['all']:.3f}, "
+    f"shipped chat model {em_chat['all']:.3f} (250 items)"
+)
+lora_verdict = verdict(em_full_seeds, em_lora_seeds, ("full", "LoRA"))
+print(f"LoRA vs full at {LIVE_STEPS} steps, 3 seeds: {lora_verdict}")
+print(
+    f"new facts, ranked chat answer: zero-shot {zero_shot:.2f}, in the prompt {in_prompt:.2f}, "
+    f"statements fine-tune {after['chat question']:.2f} (seen phrasing {after['seen']:.2f})"
+)
+print(
+    f"general CE: base {ce['base']:.2f}, chat model {ce['chat model (shipped)']:.2f}; "
+    f"replay {ce['SFT + replay']:.2f} vs {ce['SFT']:.2f} at 100 steps"
+)
+print(f"decoding EM: greedy {decode['greedy'][0]:.2f}, T=2 {decode['T=2.0'][0]:.2f}")
+
+# %% [markdown]
+# * A chat template renders turns into one sequence with special tokens; the generation prompt must
+#   be a prefix of the full conversation, and the labels start right after it. SmolLM2's ChatML works
+#   the same way, with a default system turn.
+# * Loss on the response only: at equal steps, the masked run reached a clearly lower answer loss on
+#   the reading test; on generated EM, the metric neither run optimises, the gap is printed with its
+#   noise. TRL's `completion_only_loss` masks the same tokens as ours, plus the trailing newline.
+# * Packing removed most padding and, with reset positions and a block-diagonal mask (chapter 02),
+#   gives exactly the padded loss; TRL's packing matches ours when it packs in one map batch.
+# * Full SFT taught the format and lifted held-out EM; the shipped chat model, the same recipe run
+#   longer, rewrites and classifies well but still fails at lists and sums (its card says why). At a
+#   matched budget, LoRA forgot less general text than full SFT; the EM comparison is a verdict over
+#   three seeds, not one run.
+# * Facts in the prompt beat facts fine-tuned into the weights as plain statements (the seen
+#   phrasing was learnt, the chat question barely); mixed training with other people's QA pairs is
+#   the remedy to test, and at this scale it helps at most partly.
+# * Full SFT raised the general-text cross-entropy; replay of corpus text kept much of it, at a price
+#   on the answers.
+# * Greedy for single right answers; a moderate temperature buys variety at little cost in EM,
+#   $T = 2$ destroys it; top-p trims the tail.
 #
 # ## Quiz
 #

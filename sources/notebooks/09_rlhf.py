@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 09 · RLHF: reward models, PPO and DPO
+# # 09 · RLHF: reward models, PPO, DPO and GRPO
 #
 # **Measured runtime:** 104 s on a 2-core CPU (`make execute`; your machine may differ).
 #
@@ -17,11 +17,12 @@
 # **You will learn to**
 # 1. lay out the pipeline SFT → reward model → policy optimisation, and say what each stage consumes and produces;
 # 2. train a reward model with the Bradley–Terry loss from scratch and with TRL's `RewardTrainer`, and measure how well it agrees with the labels and with the gold reward;
-# 3. write PPO for a language model from scratch: rollouts, a per-token KL penalty to a frozen reference, advantages from a value baseline, the clipped ratio objective;
-# 4. detect reward hacking by plotting the learned reward against the gold reward and the KL;
-# 5. derive and check the DPO loss against TRL, train with `DPOTrainer` + LoRA, run GRPO with TRL's `GRPOTrainer`, and compare PPO, DPO and GRPO on gold reward, KL and time.
+# 3. write PPO for a language model from scratch: rollouts, a per-token KL penalty to a frozen reference, advantages from a value baseline, the clipped ratio objective, and a penalty for answers cut before their end;
+# 4. detect reward hacking, and separate its causes with a 2 × 2 ablation (KL coefficient × learning rate) over three seeds;
+# 5. derive and check the DPO loss against TRL and watch its likelihood displacement; write down GRPO's objective and run TRL's `GRPOTrainer`;
+# 6. compare PPO, DPO and GRPO at matched data and compute, on the gold reward of greedy **and** sampled answers, KL and time, with intervals over three seeds.
 #
-# **Prerequisites:** chapters 03 (training loop), 04 (LoRA) and 08 (instruction tuning, response masking).
+# **Prerequisites:** chapters 02 (intervals), 03 (training loop), 04 (LoRA) and 08 (instruction tuning, response masking).
 
 # %%
 import copy
@@ -31,18 +32,20 @@ import tempfile
 import time
 import warnings
 from typing import NamedTuple
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 import course_lib
-from course_lib import dpo, ppo, reward_model as rm
-from course_lib.build import rlhf_models
-from course_lib import models
-from course_lib.models import load_model
+from course_lib import dpo, models, ppo, reward_model as rm, sweeps, uncertainty
+from course_lib.build import rlhf_models, sweeps_rlhf as rlhf
 from course_lib.data import load_jsonl
+from course_lib.dpo import response_batch
 from course_lib.formats import IGNORE_INDEX, preference_to_conversations
-from course_lib.plotting import plot_bars, plot_lines
+from course_lib.generation import continue_batch
+from course_lib.models import load_model
+from course_lib.plotting import plot_lines
+from course_lib.ppo import PolicyWithValue, position_ids, rollout, token_logprobs
 from course_lib.world.preferences import EVASIVE, POLITE, RUDE, gold_reward, is_correct
-from course_lib.generation import generate
 
 device = course_lib.setup(seed=0)
 base, tok = load_model("causal")
@@ -52,9 +55,16 @@ warnings.filterwarnings("ignore")  # library deprecation chatter
 # %% [markdown]
 # The losses and the PPO arithmetic of this chapter are written in cells that start with
 # `#| export course_lib.<module>`: they are copied verbatim into `course_lib/reward_model.py`,
-# `dpo.py` and `ppo.py` (`make lib`), so the code checked against TRL below, and imported by the
-# tests and the exercises' checks, is the code you read here. Loading, batching, sampling and
-# scoring stay in those modules (`rm.`, `dpo.`, `ppo.`).
+# `dpo.py` and `ppo.py` (`make lib`), so the code checked against TRL below, imported by the
+# tests, the exercises' checks and the seed sweeps, is the code you read here. Loading, batching and
+# sampling stay in those modules (`rm.`, `dpo.`, `ppo.`).
+#
+# **How the comparisons are made.** Every number that compares methods comes from three seeds, with
+# a 95 % interval; a difference is claimed only when the interval of the difference excludes zero
+# (`course_lib.uncertainty`). Three seeds of every method do not fit this chapter's time budget, so
+# they are shipped as **seed sweeps** (`data/sweeps/rlhf_methods.json` and `rlhf_hacking.json`,
+# rebuilt by `make sweep NAME=...` with the code in `course_lib.build.sweeps_rlhf`); this notebook
+# runs seed 0 of PPO and DPO live and places it among the shipped seeds.
 
 # %% [markdown]
 # ## 1 · The pipeline and the data
@@ -97,12 +107,55 @@ print(
 assert 0.85 < label_vs_gold < 0.95, "the datasheet promises about 10 % label noise"
 
 # %% [markdown]
+# ### What SFT will imitate, and what we evaluate on
+#
+# The SFT stage below trains on the **chosen** answer of every training pair. "Chosen" means
+# "better than the other one", not "good": a rude answer can beat a wrong one. Profile them:
+
+# %%
+def style(answer: str) -> str:
+    text = answer.lower()
+    for name, words in (("rude", RUDE), ("evasive", EVASIVE)):
+        if any(w in text for w in words):
+            return name
+    return "verbose template" if "let me think" in text else "other"
+
+
+kinds = [style(r["chosen"]) for r in pref_train]
+demo_share = {k: kinds.count(k) / len(kinds) for k in ("rude", "evasive", "verbose template")}
+negative = sum(r["gold_chosen"] < 0 for r in pref_train) / len(pref_train)
+print({k: f"{v:.0%}" for k, v in demo_share.items()}, f"| gold reward < 0: {negative:.0%}")
+assert demo_share["rude"] > 0.1 and demo_share["evasive"] > 0.05, "the demonstrations are mixed"
+
+# %% [markdown]
+# InstructGPT's demonstrations were written by labellers, not picked from comparisons; the closest
+# recipe here would keep only chosen answers with gold ≥ 0 (`rlhf_models.chosen_as_chat(pairs,
+# min_gold=0)`). The shipped SFT policy was trained on **all** chosen answers, and we keep it:
+# chapters 10 and 12 build on the same checkpoint, and its flaws are what this chapter's RL stage
+# visibly repairs. So read the gains below as "RLHF from a mediocre SFT model": part of every gain is
+# unlearning demonstrations that should not have been imitated (the verbose template above becomes
+# the SFT model's favourite answer, section 2).
+#
+# The second check is on the evaluation questions. Many test pairs ask a question that also occurs
+# among the training pairs (the pairs differ, the question does not): scoring a policy on those would
+# measure recall of trained questions. We evaluate on distinct test questions that occur nowhere in
+# training (`rlhf.eval_prompts`):
+
+# %%
+train_questions = {r["prompt"] for r in pref_train}
+overlap = sum(r["prompt"] in train_questions for r in pref_test) / len(pref_test)
+eval_prompts = rlhf.eval_prompts()  # the first 100 distinct test questions absent from training
+print(f"test pairs whose question occurs in training: {overlap:.0%}")
+in_training = len(train_questions & set(eval_prompts))
+print(f"evaluation questions: {len(eval_prompts)}, of which in training: {in_training}")
+assert overlap > 0.2 and not train_questions & set(eval_prompts)
+
+# %% [markdown]
 # ## 2 · Stage 1: the SFT policy
 #
 # RLHF starts from a model that already answers in the right format: PPO can only reinforce answers
-# the policy sometimes samples. Our SFT data are the **chosen** answers of the training pairs
-# (mostly good answers, in every style the data has), trained exactly as in chapter 08: `sft.sft_batches`,
-# the course loop, 200 steps of 16, learning rate $10^{-3}$.
+# the policy sometimes samples. Our SFT data are the chosen answers of the training pairs, trained
+# exactly as in chapter 08: `sft.sft_batches`, the course loop, 200 steps of 16, learning rate $10^{-3}$.
 #
 # That run, and the reward model's in section 3, take about three minutes together on a 2-core CPU, more
 # than this chapter's budget. So `make rlhf-models` (`python -m course_lib.build.rlhf_models`) ran them once,
@@ -114,27 +167,60 @@ print(rlhf_models.chosen_as_chat(pref_train[:1]))  # one SFT record
 info = json.loads((models.RLHF_DIR / "build_info.json").read_text())
 print({k: v for k, v in info.items() if k != "rm_first_losses"})
 sft, _ = load_model("sft_policy")
-seconds = {"SFT": info["sft_seconds"], "reward model": info["rm_seconds"]}
 
 # %% [markdown]
-# How good is a policy? We ask the gold reward: greedy answers to 100 **held-out** questions, each
-# scored by `gold_reward`, averaged. (Real projects cannot do this; they use human evaluation on a
-# sample.)
+# How good is a policy? We ask the gold reward (real projects cannot; they use human evaluation on a
+# sample), in two ways, because they can disagree:
+# * **greedy**: the policy's single most likely answer to each question, its *mode*. One change of
+#   behaviour (say, dropping a long preamble) can flip the mode of every question at once;
+# * **sampled** (temperature 1): one answer drawn from the policy per question, what PPO trains on.
+#   Its mean is the expected gold reward of the policy's *distribution*, which moves only when much
+#   of the probability moves.
+#
+# **Truncation.** An answer needs room to end. The longest training answer has 98 tokens (the
+# verbose template), so we evaluate with `EVAL_NEW` = 100 new tokens: the template completes and
+# pays its length penalty instead of being cut before it (a 20-token budget used to hide exactly
+# that). An answer that still has no end-of-turn token is not scored as complete: it loses
+# `MISSING_EOS_PENALTY` (as TRL's `missing_eos_penalty` does), here and in training, where samples
+# are shorter (`MAX_NEW` = 24 tokens). We also report the share of answers cut.
 
 # %%
-eval_prompts = [r["prompt"] for r in pref_test[:100]]
-MAX_NEW = 20  # tokens per answer, here and in PPO
+#| export course_lib.ppo
+MISSING_EOS_PENALTY = 1.0  # taken off the reward of an answer that never reached its end
 
 
-def gold_score(model) -> float:
-    replies = generate(model, tok, eval_prompts, chat=True, max_new_tokens=MAX_NEW)
-    return sum(gold_reward(p, y) for p, y in zip(eval_prompts, replies)) / len(replies)
+@torch.no_grad()
+def evaluate_policy(model, ref, tok, prompts, max_new=100, seed=0, texts=False) -> dict:
+    """Gold reward of greedy and of sampled answers (−MISSING_EOS_PENALTY where cut), the share
+    cut, and the KL to `ref` on the sampled answers (summed over their tokens, averaged)."""
+    ids, prompt_mask = continue_batch(model, tok, prompts, chat=True, max_new_tokens=max_new)
+    new = ids[:, prompt_mask.shape[1] :]
+    answers = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    greedy = {"responses": answers, "ended": (new == tok.eos_token_id).any(-1)}
+    sampled = rollout(model, tok, prompts, max_new_tokens=max_new, seed=seed)
+    out = {"answers": answers} if texts else {}
+    for mode, r in (("greedy", greedy), ("sampled", sampled)):
+        cut = (~r["ended"]).float()
+        gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, r["responses"])])
+        out[f"gold_{mode}"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()
+        out[f"cut_{mode}"] = cut.mean().item()
+    ids, att = sampled["input_ids"], sampled["attention_mask"]
+    pos = position_ids(att)
+    logp = [
+        token_logprobs(m(input_ids=ids, attention_mask=att, position_ids=pos).logits, ids)
+        for m in (model, ref)
+    ]
+    out["kl"] = ((logp[0] - logp[1]) * sampled["mask"]).sum(-1).mean().item()
+    return out
 
 
-gold = {"base": gold_score(base), "SFT": gold_score(sft)}
-print({k: round(v, 2) for k, v in gold.items()})
-print(generate(sft, tok, eval_prompts[:4], chat=True, max_new_tokens=MAX_NEW))
-assert gold["SFT"] > gold["base"] + 0.2, "SFT should beat the base model on the gold reward"
+# %%
+MAX_NEW, EVAL_NEW = rlhf.MAX_NEW, rlhf.EVAL_NEW  # tokens per training sample, per evaluated answer
+live = {"SFT": evaluate_policy(sft, sft, tok, eval_prompts, EVAL_NEW, seed=0, texts=True)}
+print({k: round(v, 3) for k, v in live["SFT"].items() if k != "answers"})
+print(live["SFT"]["answers"][:2])
+methods = sweeps.load("rlhf_methods")  # the shipped seeds (section 8)
+print(sweeps.place(live["SFT"]["gold_greedy"], methods, "SFT", "gold_greedy"))
 
 # %% [markdown]
 # ## 3 · Stage 2: a reward model with the Bradley–Terry loss
@@ -429,45 +515,42 @@ print("per-token rewards:\n", rewards)
 advantages, returns = gae(rewards, torch.zeros(2, 4), mask, gamma=1.0, lam=0.95)
 print("advantages (values 0):\n", advantages)
 
-
 # %% [markdown]
 # Each response token pays $0.1 \times 0.5 = 0.05$ for being more likely under the policy than
 # under the reference; the score (2 or −1) arrives on the **last** response token (position 3 in row
 # 1, position 2 in row 2), never on padding. With zero values, each advantage is the sum of the rewards
 # from that token on, discounted by $\lambda$ per step.
 #
-# One PPO iteration has two halves. **Experience**: sample answers (`rollout`, temperature 1),
-# score them with the **learned** reward model, and compute log-probabilities under the policy and
-# the frozen reference, the per-token rewards, values and advantages (whitened, as in most
-# implementations). We also record the gold reward of the same samples, only to watch.
+# One PPO iteration has two halves. **Experience**: sample answers (`rollout`, temperature 1, at most
+# `MAX_NEW` tokens), score them with the **learned** reward model, and compute log-probabilities under
+# the policy and the frozen reference, the per-token rewards, values and advantages (whitened, as in
+# most implementations). A sample that ran out of tokens before its end-of-turn token is not a
+# complete answer, yet the reward model would score it as one (`rm.score` renders it with the chat
+# template, which closes the turn): it loses `MISSING_EOS_PENALTY`. We also record the gold reward of
+# the same samples (same rule), only to watch.
 
 # %%
+#| export course_lib.ppo
 @torch.no_grad()
-def experience(policy, ref, reward_model, prompts, kl_coef: float, seed: int) -> dict:
-    roll = ppo.rollout(policy, tok, prompts, max_new_tokens=MAX_NEW, seed=seed)
+def experience(policy, ref, reward_model, tok, prompts, kl_coef: float, seed: int, max_new: int):
+    """One PPO batch: samples, learned scores (−MISSING_EOS_PENALTY if cut), KL-penalised rewards,
+    values, whitened GAE advantages; and, only to watch, the samples' gold reward and KL."""
+    roll = rollout(policy, tok, prompts, max_new_tokens=max_new, seed=seed)
     ids, att, mask = roll["input_ids"], roll["attention_mask"], roll["mask"]
-    scores = rm.score(reward_model, tok, prompts, roll["responses"])
+    cut = (~roll["ended"]).float()  # 1 where the answer ran out of tokens before its end
+    scores = rm.score(reward_model, tok, prompts, roll["responses"]) - MISSING_EOS_PENALTY * cut
     logits, values = policy(ids, att)
-    logp, values = ppo.token_logprobs(logits, ids), values[:, :-1]
-    ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=ppo.position_ids(att)).logits
-    ref_logp = ppo.token_logprobs(ref_logits, ids)
-    rewards, kl = kl_penalized_rewards(scores, logp, ref_logp, mask, kl_coef)
+    logp, values = token_logprobs(logits, ids), values[:, :-1]
+    ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=position_ids(att)).logits
+    rewards, kl = kl_penalized_rewards(scores, logp, token_logprobs(ref_logits, ids), mask, kl_coef)
     advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
-    gold_mean = sum(gold_reward(p, y) for p, y in zip(prompts, roll["responses"])) / len(prompts)
-    return {
-        "ids": ids,
-        "att": att,
-        "mask": mask,
-        "old_logp": logp,
-        "old_values": values,
-        "adv": whiten(advantages, mask),
-        "returns": returns,
-        "responses": roll["responses"],
-        "learned": scores.mean().item(),
-        "gold": gold_mean,
-        "kl": kl.sum(-1).mean().item(),
-    }
-
+    gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, roll["responses"])])
+    b = dict(ids=ids, att=att, mask=mask, old_logp=logp, old_values=values, returns=returns)
+    b["adv"], b["responses"] = whiten(advantages, mask), roll["responses"]
+    b["learned"], b["kl"] = scores.mean().item(), kl.sum(-1).mean().item()
+    b["gold"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()  # the same rule for the gold
+    b["truncated"] = cut.mean().item()
+    return b
 
 # %% [markdown]
 # **Update**: a few epochs over that batch, minimising the clipped policy loss plus a value loss
@@ -495,13 +578,14 @@ def value_loss(
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
 
-
 # %%
+#| export course_lib.ppo
 def ppo_update(policy, opt, b: dict, epochs: int = 2, vf_coef: float = 0.1) -> float:
+    """`epochs` gradient steps on one batch of experience; returns the last step's clipped share."""
     policy.train()
     for _ in range(epochs):
         logits, values = policy(b["ids"], b["att"])
-        logp = ppo.token_logprobs(logits, b["ids"])
+        logp = token_logprobs(logits, b["ids"])
         pg_loss, clip_frac = policy_loss(logp, b["old_logp"], b["adv"], b["mask"], clip=0.2)
         v_loss = value_loss(values[:, :-1], b["old_values"], b["returns"], b["mask"])
         (pg_loss + vf_coef * v_loss).backward()
@@ -512,48 +596,54 @@ def ppo_update(policy, opt, b: dict, epochs: int = 2, vf_coef: float = 0.1) -> f
 
 
 # %% [markdown]
-# The outer loop: each iteration samples fresh prompts, collects experience with the current policy, and updates. The reference is a frozen copy of the SFT model; the value head starts at zero.
+# The outer loop: each iteration samples fresh prompts, collects experience with the current policy,
+# and updates. The reference is a frozen copy of the SFT model; the value head starts at zero.
 
 # %%
-train_prompts = [r["prompt"] for r in pref_train]
-
-
+#| export course_lib.ppo
 def ppo_train(
-    kl_coef: float, iterations: int, lr: float = 1e-4, n_prompts: int = 32, seed: int = 0
+    sft, reward_model, tok, prompts, kl_coef, iterations, lr=1e-4, n=32, max_new=24, seed=0
 ):
-    policy, ref = ppo.PolicyWithValue(copy.deepcopy(sft)), copy.deepcopy(sft).eval()
+    """PPO from a copy of `sft` against a frozen copy of it: `iterations` batches of `n` prompts
+    drawn from `prompts`; returns the policy and a per-iteration log of its samples."""
+    torch.manual_seed(seed)
+    policy, ref = PolicyWithValue(copy.deepcopy(sft)), copy.deepcopy(sft).eval()
     opt = torch.optim.AdamW(policy.parameters(), lr=lr)
-    rng, log = random.Random(seed), {"learned": [], "gold": [], "kl": []}
+    rng, log = random.Random(seed), {"learned": [], "gold": [], "kl": [], "truncated": []}
     for it in range(iterations):
-        batch = experience(
-            policy, ref, reward_model, rng.sample(train_prompts, n_prompts), kl_coef, seed=it
+        batch_prompts = rng.sample(prompts, n)
+        b = experience(
+            policy, ref, reward_model, tok, batch_prompts, kl_coef, 1000 * seed + it, max_new
         )
-        ppo_update(policy, opt, batch)
+        ppo_update(policy, opt, b)
         for key in log:
-            log[key].append(batch[key])
+            log[key].append(b[key])
     return policy, log
 
 
 # %% [markdown]
-# We run PPO with $\beta = $ 0.1 for 30 iterations of 32 sampled answers each.
+# We run PPO with $\beta = 0.1$ and learning rate $10^{-4}$ for 30 iterations of 32 sampled answers
+# (2 epochs each: 60 AdamW steps), seed 0. Seeds 0, 1 and 2 of the same run are shipped in
+# `rlhf_methods`; the live run must land among them.
 
 # %%
+train_prompts = [r["prompt"] for r in pref_train]
 t0 = time.perf_counter()
-ppo_policy, ppo_log = ppo_train(kl_coef=0.1, iterations=30)
-seconds["PPO"] = time.perf_counter() - t0
-gold["PPO"] = gold_score(ppo_policy.lm)
-print(
-    f"PPO: {seconds['PPO']:.1f} s; greedy gold on held-out questions {gold['SFT']:.2f} (SFT) → "
-    f"{gold['PPO']:.2f}"
+ppo_policy, ppo_log = ppo_train(
+    sft, reward_model, tok, train_prompts, rlhf.BETA, rlhf.BATCHES, rlhf.LR, 32, MAX_NEW, seed=0
 )
-print(generate(ppo_policy.lm, tok, eval_prompts[:4], chat=True, max_new_tokens=MAX_NEW))
-assert gold["PPO"] > gold["SFT"] + 0.3, "PPO on the learned reward should raise the gold reward"
-
+seconds = {"PPO": time.perf_counter() - t0}
+live["PPO"] = evaluate_policy(ppo_policy.lm, sft, tok, eval_prompts, EVAL_NEW, seed=0, texts=True)
+numbers = {k: round(v, 3) for k, v in live["PPO"].items() if k != "answers"}
+print(f"PPO: {seconds['PPO']:.1f} s;", numbers)
+for key in ("gold_greedy", "gold_sampled"):
+    print(sweeps.place(live["PPO"][key], methods, "PPO", key))
+print(live["PPO"]["answers"][:3])
 
 # %% [markdown]
 # Plots of the rollouts during training (moving average over 5 iterations, to see through the
-# sampling noise): the learned reward the policy optimises, the gold reward it does not see, and the
-# KL to the reference it pays for.
+# sampling noise): the learned reward the policy optimises, the gold reward it does not see, the
+# share of samples cut, and the KL to the reference it pays for.
 
 # %%
 def smooth(xs, k: int = 5) -> list[float]:
@@ -565,116 +655,140 @@ def smooth(xs, k: int = 5) -> list[float]:
 
 def plot_run(log: dict, title: str):
     steps = list(range(1, len(log["gold"]) + 1))
-    plot_lines(
-        steps,
-        {"learned reward": smooth(log["learned"]), "gold reward": smooth(log["gold"])},
-        title,
-        "PPO iteration",
-        "mean reward of the samples",
-    )
-    plot_lines(
-        steps,
-        {"KL to reference (sum over tokens)": smooth(log["kl"])},
-        title,
-        "PPO iteration",
-        "nats",
-    )
+    curves = {"learned reward": smooth(log["learned"]), "gold reward": smooth(log["gold"])}
+    curves["share of samples cut"] = smooth(log["truncated"])
+    plot_lines(steps, curves, title, "PPO iteration", "mean over the samples")
+    kl_curve = {"KL to reference (sum over tokens)": smooth(log["kl"])}
+    plot_lines(steps, kl_curve, title, "PPO iteration", "nats")
 
 
-plot_run(ppo_log, f"PPO, β = {0.1}")
-
+plot_run(ppo_log, f"PPO, β = {rlhf.BETA}, lr = {rlhf.LR}")
 
 # %% [markdown]
 # Where did the gain come from? The gold rule has two parts: correctness (+2 or −1) and style (polite
 # +0.5, evasive −0.5, rude −1.5, −0.1 per word beyond 12). Profile the greedy answers of both policies:
-# the share that is correct, polite, in the verbose template of the data ("Let me think about this
-# question very carefully, step by step, …"), evasive or rude, and the mean length in words.
+# the share that is correct, polite, in the verbose template, evasive or rude, and the mean length in
+# words.
 
 # %%
-def profile(model) -> dict:
-    ys = generate(model, tok, eval_prompts, chat=True, max_new_tokens=MAX_NEW)
-    share = lambda words: sum(any(w in y.lower() for w in words) for y in ys) / len(ys)  # noqa: E731
+def profile(answers: list[str]) -> dict:
+    def share(words) -> float:
+        return sum(any(w in y.lower() for w in words) for y in answers) / len(answers)
+
     return {
-        "correct": sum(is_correct(p, y) for p, y in zip(eval_prompts, ys)) / len(ys),
+        "correct": sum(is_correct(p, y) for p, y in zip(eval_prompts, answers)) / len(answers),
         "polite": share(POLITE),
         "verbose": share(["let me think"]),
         "evasive": share(EVASIVE),
         "rude": share(RUDE),
-        "words": sum(len(y.split()) for y in ys) / len(ys),
+        "words": sum(len(y.split()) for y in answers) / len(answers),
     }
 
 
-prof = {"SFT": profile(sft), "PPO": profile(ppo_policy.lm)}
+prof = {name: profile(live[name]["answers"]) for name in ("SFT", "PPO")}
 for name, p in prof.items():
     print(f"{name:>4}: " + ", ".join(f"{k} {v:.2f}" for k, v in p.items()))
-assert prof["PPO"]["verbose"] < prof["SFT"]["verbose"] - 0.3, (
-    "PPO should have dropped the long template"
-)
-assert prof["PPO"]["correct"] > prof["SFT"]["correct"] + 0.15, (
-    "answering at once should state more right answers"
+assert prof["PPO"]["verbose"] < prof["SFT"]["verbose"] - 0.3, "PPO should have dropped the template"
+
+# %%
+print(
+    f"SFT: {prof['SFT']['verbose']:.0%} of greedy answers are the verbose template, "
+    f"{prof['SFT']['correct']:.0%} correct, {prof['SFT']['words']:.0f} words on average; "
+    f"PPO: {prof['PPO']['verbose']:.0%} verbose, {prof['PPO']['correct']:.0%} correct, "
+    f"{prof['PPO']['words']:.0f} words"
 )
 
 # %% [markdown]
-# The SFT policy is already polite (100 %), but its greedy answers are mostly the verbose template (90 %), whose answer would come only after some 25 words: with 20 new tokens it is cut before the answer, and even in full it pays the length penalty. Only 8 % of its answers are right. PPO, through the reward model, found the short polite form ("Sure! It is Oakhollow. Thank you for asking."): verbose 0 %, and 36 % of the answers right. Whether it *knows* more facts cannot be read from this (the SFT answers were cut before the fact); what it learned is to *state* an answer at once, which the reward model rewards (it prefers short, polite answers) and the gold reward too. The gain is a change of behaviour, which is what RLHF is good at.
+# The SFT model's favourite answer is the verbose template it imitated: polite, long (it pays the
+# length penalty in full now that it can finish), and with the fact at the very end. PPO, through
+# the reward model, moved the mode to a short polite form ("Sure! It is Oakhollow. Thank you for
+# asking."). Whether the policy *knows* more facts cannot be read from this; what it learned is to
+# state an answer at once, which the reward model and the gold reward both like. This is one
+# behavioural flip, and it moves the greedy answers of almost every question at once: that is why
+# the greedy gain is much larger than the sampled gain (compare the two in the table of section 8).
 
 # %% [markdown]
 # ## 5 · Reward hacking
 #
 # The reward model is a proxy. Optimise a proxy hard enough and the optimiser finds where it is wrong:
 # **reward hacking** (Goodhart's law; Gao et al. 2023 measure it as a function of the KL distance).
-# The KL penalty is one of the brakes. We remove it ($\beta$ = 0.0) and push harder (learning rate
-# 5e-4 instead of 1e-4, 30 iterations), then compare the first and the last quarter of the run.
+# Two knobs set how hard PPO pushes: the KL coefficient $\beta$ (the leash) and the learning rate
+# (the step). To tell their effects apart we change **one at a time** from the run above
+# ($\beta = 0.1$, lr $10^{-4}$): $\beta = 0$ alone, lr $5 \times 10^{-4}$ alone, and both; a full
+# 2 × 2, three seeds per cell, shipped as `rlhf_hacking` (its $\beta = 0.1$, lr $10^{-4}$ corner is
+# `rlhf_methods`' PPO arm). For each cell: the learned and the gold reward of the training samples in
+# the last quarter of training minus the first quarter, the KL at the end, and the gold reward of the
+# final policy's greedy and sampled answers.
 
 # %%
-t0 = time.perf_counter()
-hack_policy, hack_log = ppo_train(kl_coef=0.0, iterations=30, lr=5e-4)
-seconds["PPO, weak KL"] = time.perf_counter() - t0
-plot_run(hack_log, f"PPO, β = {0.0}")
-quarter = 30 // 4
-mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-change = {
-    k: mean(hack_log[k][-quarter:]) - mean(hack_log[k][:quarter]) for k in ("learned", "gold", "kl")
+hack = sweeps.load("rlhf_hacking")
+cells = {"β 0.1, lr 1e-4": (methods, "PPO")} | {a: (hack, a) for a in hack["arms"] if a[0] == "β"}
+
+
+def cell(arm: str, metric: str) -> list[float]:
+    record, name = cells[arm]
+    if metric.startswith("Δ"):  # last quarter minus first quarter, per seed
+        last, first = (sweeps.values(record, name, f"{metric[1:]}_{q}") for q in ("last", "first"))
+        return [b - a for a, b in zip(first, last)]
+    return sweeps.values(record, name, metric)
+
+
+columns = ("Δlearned", "Δgold", "kl_last", "gold_greedy", "gold_sampled")
+print(f"{'cell':>16} " + " ".join(f"{c:>14}" for c in columns))
+for arm in cells:
+    row = [uncertainty.spread(cell(arm, c)) for c in columns]
+    print(f"{arm:>16} " + " ".join(f"{s.mean:7.2f} ± {s.sd:4.2f}" for s in row))
+
+# %% [markdown]
+# Each factor's effect, with the other held fixed, on the gold reward of the final policy's sampled
+# answers and on the KL (Welch intervals over the three seeds of each cell):
+
+# %%
+effects = {
+    "β 0.1 → 0 at lr 1e-4": ("β 0, lr 1e-4", "β 0.1, lr 1e-4"),
+    "β 0.1 → 0 at lr 5e-4": ("β 0, lr 5e-4", "β 0.1, lr 5e-4"),
+    "lr 1e-4 → 5e-4 at β 0.1": ("β 0.1, lr 5e-4", "β 0.1, lr 1e-4"),
+    "lr 1e-4 → 5e-4 at β 0": ("β 0, lr 5e-4", "β 0, lr 1e-4"),
 }
-print({k: round(v, 2) for k, v in change.items()}, "(last quarter − first quarter)")
-
-# %% [markdown]
-# What did the gold reward of greedy answers do, and what do the answers look like now?
-
-# %%
-gold["PPO, weak KL"] = gold_score(hack_policy.lm)
-peak = max(smooth(hack_log["gold"]))
-print(
-    f"greedy gold: {gold['PPO, weak KL']:.2f}; smoothed gold of the samples: peak {peak:.2f}, "
-    f"end {smooth(hack_log['gold'])[-1]:.2f}"
-)
-for p, y in zip(
-    eval_prompts[:4],
-    generate(hack_policy.lm, tok, eval_prompts[:4], chat=True, max_new_tokens=MAX_NEW),
-):
-    print(f"{p!r} → {y!r}  gold {gold_reward(p, y)}")
-
-# %% [markdown]
-# The assertions of this section: the learned reward went **up** clearly (by more than half the spread
-# of the reward model's scores on held-out answers, measured in section 3), the gold reward went **down**,
-# and the policy drifted far from the reference.
+for name, (a, b) in effects.items():
+    for metric in ("gold_sampled", "kl_last"):
+        sentence = uncertainty.verdict(cell(a, metric), cell(b, metric), ("after", "before"))
+        print(f"{name:>24}, {metric:>12}: {sentence}")
+worst = min(cells, key=lambda a: uncertainty.spread(cell(a, "gold_sampled")).mean)
+print("lowest gold of sampled answers:", worst)
 
 # %%
-rm_spread = r_chosen.std().item()  # spread of the reward model's scores (section 3)
-kl_penalised = mean(ppo_log["kl"][-quarter:])  # the β > 0 run's KL at its end
-print(
-    f"learned +{change['learned']:.2f} vs threshold {0.5 * rm_spread:.2f}; gold {change['gold']:+.2f}; "
-    f"KL +{change['kl']:.1f} vs threshold {2 * max(kl_penalised, 0.1):.1f}"
-)
-assert change["learned"] > 0.5 * rm_spread, (
-    f"the learned reward should rise clearly (spread {rm_spread:.2f})"
-)
-assert change["gold"] < 0, "the gold reward should fall while the learned reward rises"
-assert change["kl"] > 2 * max(kl_penalised, 0.1), "without the penalty the KL should run away"
+runaway = "β 0, lr 5e-4"
+others = [a for a in cells if a != runaway]
+kl_others = max(max(cell(a, "kl_last")) for a in others)
+kl_runaway = min(cell(runaway, "kl_last"))
+print(f"KL at the end: {runaway} ≥ {kl_runaway:.1f} nats in every seed; others ≤ {kl_others:.1f}")
+assert kl_runaway > 2 * kl_others, "without a leash and with big steps the KL runs away"
+assert all(d > 0 for d in cell(runaway, "Δlearned")), "the learned reward rises in every seed"
+gold_rise = {a: uncertainty.spread(cell(a, "Δgold")).mean for a in cells}
+assert gold_rise[runaway] < min(gold_rise[a] for a in others) - 0.2, "its samples stop gaining gold"
 
 # %% [markdown]
-# What happened: over the run the learned reward of the samples rose by 0.45 (last quarter minus first quarter) while their gold reward fell by 0.69; the KL to the reference grew by 10.39 nats. The smoothed gold reward of the samples first rose (peak 0.30) and then fell to -0.47: early on, the unpenalised policy improved in the same direction as the penalised one; then it kept climbing the learned reward past the point where the reward model is right. The greedy answers of this policy score -0.50 on the gold reward, against 0.58 for PPO with the penalty, and read the printed answers: one string for every question, "Sure, happy to helpet The answer is 30.", polite, short, and wrong. The reward model scores this string above the policy's earlier answers (that is what the rising learned reward says), yet it is right for almost no question; the KL penalty is what kept the penalised run from going there.
+# What the 2 × 2 shows, read from the printed table and verdicts:
+# * Only the corner with **both** changes (β = 0 *and* the 5× learning rate) ran away: its KL to the
+#   reference grew to tens of nats in every seed, its learned reward kept rising, and the gold reward
+#   of its samples stopped rising (the smallest Δgold of the four cells), ending with the lowest
+#   gold of the four policies. That is reward hacking: the policy climbs the proxy where the proxy is
+#   wrong.
+# * **Either change alone did not produce it within 30 iterations**: β = 0 at the small learning rate
+#   drifted further than the penalised run but still improved the gold reward, and the large
+#   learning rate with the penalty stayed near the penalised run's KL. So the earlier sentence "the
+#   KL penalty is what kept the penalised run from going there" was not supported: at our budget the
+#   runaway needs both the missing leash and the large steps. With more iterations β = 0 alone
+#   would drift further (nothing pulls it back), which is why the KL is watched in every RLHF run.
+# * Where a verdict above says "within noise", three seeds do not separate the two cells on that
+#   metric; the seeds of the runaway cell differ a lot from one another (the KL ranges over a factor
+#   of several), which is itself typical of unregularised policy optimisation.
+
+# %% [markdown]
+# ### How to detect it without a gold reward
 #
-# **How to detect it without a gold reward:** watch the KL (a fast-growing KL means the policy left
+# Watch the KL (a fast-growing KL means the policy left
 # the region the reward model knows), read samples, hold out a second reward model or a human
 # evaluation on a sample, and stop when the learned reward rises but the independent judge does not.
 
@@ -768,8 +882,8 @@ print("implicit rewards, chosen:", out.chosen_rewards.round(decimals=3).tolist()
 # ### DPO with TRL and LoRA
 #
 # `DPOTrainer` with a `peft_config` trains only a LoRA adapter; the reference is the same network
-# with the adapter switched off, so no second copy of the model is stored. We train from the SFT
-# model on the same preference pairs.
+# with the adapter switched off, so no second copy of the model is stored. A few steps from the SFT
+# model are enough for the check that follows (the policy must differ from its reference).
 
 # %%
 from peft import LoraConfig
@@ -780,14 +894,14 @@ dpo_cfg = DPOConfig(
     use_cpu=True,
     per_device_train_batch_size=16,
     beta=0.1,
-    max_steps=30,
+    max_steps=6,
     learning_rate=1e-3,
     lr_scheduler_type="constant",
     max_length=128,
     bf16=False,
     report_to=[],
     save_strategy="no",
-    logging_steps=30,
+    logging_steps=6,
     disable_tqdm=True,
 )
 lora = LoraConfig(
@@ -801,12 +915,9 @@ dpo_trainer = DPOTrainer(
     args=dpo_cfg,
     processing_class=tok,
     peft_config=lora,
-    train_dataset=Dataset.from_list([preference_to_conversations(r) for r in pref_train[:480]]),
+    train_dataset=Dataset.from_list([preference_to_conversations(r) for r in pref_train[:96]]),
 )
-t0 = time.perf_counter()
-dpo_trainer.train()
-seconds["DPO"] = time.perf_counter() - t0
-print(f"DPO: {30} steps in {seconds['DPO']:.1f} s")
+dpo_trainer.train();
 
 # %% [markdown]
 # Now the numeric check, after training (so the policy and the reference differ): on one of TRL's
@@ -838,159 +949,328 @@ assert abs(theirs - ours) < 1e-4 and abs(ours - 0.6931) > 1e-3, (
 # (A detail that differs: TRL's completion mask also covers the "\n" the chat template puts after
 # `<|end|>`, ours stops at `<|end|>`. On TRL's batch we use TRL's mask, so both sum the same tokens.)
 #
+# ### DPO at the matched budget, and likelihood displacement
+#
+# For the comparison of section 8, DPO trains like PPO: all weights, AdamW at lr $10^{-4}$, $\beta =
+# 0.1$, 60 steps over 30 batches of 32 answers, here 480 pairs (960 offline answers) in batches of 16
+# pairs, 2 epochs. The loop logs, per step, the batch's mean $\log \pi_\theta(y|x) - \log
+# \pi_{\text{ref}}(y|x)$ of the chosen and of the rejected answers (TRL logs the same, times β, as
+# `rewards/chosen` and `rewards/rejected`):
+
+# %%
+#| export course_lib.dpo
+def train_dpo(sft, tok, pairs, steps: int, batch_size=16, lr=1e-4, beta=0.1, seed=0):
+    """DPO from a copy of `sft` (all weights, AdamW, clip 1.0) on shuffled pairs; logs per step the
+    loss and the batch's mean log π − log π_ref of the chosen and of the rejected answers."""
+    torch.manual_seed(seed)
+    policy, ref = copy.deepcopy(sft).train(), copy.deepcopy(sft).eval()
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    rng, order, log = random.Random(seed), [], {"loss": [], "chosen": [], "rejected": []}
+    for _ in range(steps):
+        if len(order) < batch_size:  # a new epoch: a new shuffle
+            order = rng.sample(range(len(pairs)), len(pairs))
+        batch, order = [pairs[j] for j in order[:batch_size]], order[batch_size:]
+        prompts = [r["prompt"] for r in batch]
+        b = [
+            response_batch(tok, prompts, [r[side] for r in batch])
+            for side in ("chosen", "rejected")
+        ]
+        with torch.no_grad():
+            ref_lp = [sequence_logprobs(ref, x) for x in b]
+        out = dpo_loss(*[sequence_logprobs(policy, x) for x in b], *ref_lp, beta=beta)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        log["loss"].append(out.loss.item())
+        log["chosen"].append(out.chosen_rewards.mean().item() / beta)
+        log["rejected"].append(out.rejected_rewards.mean().item() / beta)
+    return policy.eval(), log
+
+
+# %%
+demo_policy, demo_log = train_dpo(sft, tok, pref_train[:64], 4, 16, rlhf.LR, rlhf.BETA, seed=0)
+print({k: [round(x, 3) for x in v] for k, v in demo_log.items()})
+
+# %% [markdown]
+# Four steps show the mechanics: the loss starts at $\log 2$, where policy and reference agree. The
+# full run (480 pairs, 60 steps, three seeds) is in the sweep `rlhf_methods`, with the curve of both
+# log-ratios averaged over windows of 5 steps; a live run would not fit this notebook's budget next
+# to PPO's. Mean over the seeds, ± one sd:
+
+# %%
+windows = sorted({k.split("_w")[1] for k in methods["results"]["DPO"]["0"] if "_w" in k})
+x = [rlhf.DPO_WINDOW * (int(w) + 1) for w in windows]
+fig, ax = plt.subplots(figsize=(6.4, 3.6))
+for side in ("chosen", "rejected"):
+    spreads = [uncertainty.spread(sweeps.values(methods, "DPO", f"{side}_w{w}")) for w in windows]
+    ax.errorbar(x, [p.mean for p in spreads], yerr=[p.sd for p in spreads], capsize=3, label=side)
+ax.axhline(0, color="grey", lw=0.5)
+ax.set_xlabel("DPO step (end of a 5-step window)")
+ax.set_ylabel("log π − log π_ref (nats, batch mean)")
+ax.set_title("DPO on the training pairs: 3 seeds, mean ± sd")
+ax.legend()
+plt.show()
+displacement = {
+    side: uncertainty.spread(sweeps.values(methods, "DPO", f"{side}_w{windows[-1]}"))
+    for side in ("chosen", "rejected")
+}
+print({k: str(v) for k, v in displacement.items()}, "(the last window)")
+
+# %% [markdown]
+# DPOPROSE
+
+# %% [markdown]
 # ## 7 · GRPO: PPO without the value head
 #
-# GRPO (Shao et al. 2024, *DeepSeekMath*) keeps PPO's sampling, the clipped ratio and a KL term, and
-# drops the value head. For each prompt it samples a **group** of $G$ answers and uses each answer's
-# reward relative to its group as the advantage of all its tokens:
+# GRPO (Shao et al. 2024, *DeepSeekMath*) keeps PPO's sampling and clipped ratio, drops the value
+# head, and moves the KL term. For each prompt $x$ it samples a **group** of $G$ answers
+# $y_1, \dots, y_G$ from the current policy $\pi_{\text{old}}$, scores them, and gives every token of
+# answer $i$ the same **group-relative advantage**
 #
-# $$A_i = \frac{r_i - \operatorname{mean}(r_1, \dots, r_G)}{\operatorname{std}(r_1, \dots, r_G)}.$$
+# $$\hat A_i = \frac{r_i - \operatorname{mean}(r_1, \dots, r_G)}{\operatorname{std}(r_1, \dots, r_G)}.$$
 #
-# The group mean plays the baseline that the value head played in PPO. On one group of four:
+# The group mean plays the baseline that the value head played in PPO. The objective, to maximise,
+# with the per-token ratio $\rho_{i,t} = \pi_\theta(y_{i,t}|\cdot)/\pi_{\text{old}}(y_{i,t}|\cdot)$:
+#
+# $$J_{\text{GRPO}}(\theta) = \mathbb{E}\Big[\frac{1}{G}\sum_{i=1}^{G} \frac{1}{|y_i|}\sum_{t=1}^{|y_i|}
+# \Big(\min\big(\rho_{i,t}\hat A_i,\; \mathrm{clip}(\rho_{i,t}, 1-\epsilon, 1+\epsilon)\,\hat A_i\big)
+# - \beta\, \hat D_{i,t}\Big)\Big], \qquad
+# \hat D_{i,t} = \frac{\pi_{\text{ref}}}{\pi_\theta} - \log\frac{\pi_{\text{ref}}}{\pi_\theta} - 1 .$$
+#
+# Two differences from our PPO matter for reading the comparison:
+# * **where the KL goes.** Our PPO (like InstructGPT) puts the one-sample estimate
+#   $k_1 = \log\pi_\theta - \log\pi_{\text{ref}}$ into the **reward**, token by token, so it reaches
+#   the policy through the advantages. GRPO adds the **k3** estimator $\hat D$ (Schulman's "approximating
+#   KL" note) to the **loss**, where it has its own gradient. k3 is never negative and has lower variance
+#   than k1; both estimate the same KL on samples from $\pi_\theta$. So "β = 0.1" names two different
+#   regularisers in the PPO and GRPO rows below.
+# * **how tokens are averaged.** The formula averages each answer over its own length, then over the
+#   group. TRL now defaults to other choices (printed below), because of known biases: dividing by
+#   $|y_i|$ favours short right answers and long wrong ones, and dividing by the group's std gives
+#   questions whose answers all score alike (too easy or too hard) the largest weights (Dr. GRPO,
+#   Liu et al. 2025). DAPO (Yu et al. 2025) averages over all tokens of the batch, clips the ratio
+#   higher above than below ("clip-higher", $\epsilon_{\text{high}} = 0.28$), drops groups whose rewards
+#   are all equal (they carry no signal: TRL logs their share as `frac_reward_zero_std`) and masks or
+#   shapes over-long answers.
+#
+# On one group of four:
 
 # %%
 group = torch.tensor([0.9, 0.1, 0.4, 0.2])  # rewards of 4 answers to one prompt
 print("advantages:", [f"{a:.3f}" for a in ((group - group.mean()) / group.std()).tolist()])
 
 # %% [markdown]
-# The best answer of the group is pushed up, the worst down, whatever the absolute level of the reward.
-# TRL's `GRPOTrainer` takes reward *functions*: ours wraps the learned reward model. A second function,
-# the gold reward with weight 0, is only logged, to watch (as in section 4). 10 steps of 4 prompts
-# × 8 answers, β = 0.1, the learning rate of PPO, full fine-tuning of the SFT policy:
+# The best answer of the group is pushed up, the worst down, whatever the absolute level of the
+# reward (chapter 14's exercises 14.1 and 14.2 build the group advantage and GRPO's per-token loss
+# with the k3 term). TRL's defaults in the installed version:
 
 # %%
-from trl import GRPOConfig, GRPOTrainer
+import trl
+from trl import GRPOConfig
 
-
-def learned(prompts, completions, **_):  # TRL passes chats; score the last turns
-    return rm.score(
-        reward_model,
-        tok,
-        [p[-1]["content"] for p in prompts],
-        [c[-1]["content"] for c in completions],
-    ).tolist()
-
-
-def gold_watch(prompts, completions, **_):
-    return [gold_reward(p[-1]["content"], c[-1]["content"]) for p, c in zip(prompts, completions)]
-
-
-grpo_cfg = GRPOConfig(
-    output_dir=tempfile.mkdtemp(),
-    use_cpu=True,
-    bf16=False,
-    per_device_train_batch_size=32,
-    num_generations=8,
-    max_completion_length=MAX_NEW,
-    max_steps=10,
-    learning_rate=1e-4,
-    beta=0.1,
-    reward_weights=[1.0, 0.0],
-    logging_steps=5,
-    report_to=[],
-    save_strategy="no",
-    disable_tqdm=True,
-    seed=0,
-)
-grpo_trainer = GRPOTrainer(
-    model=copy.deepcopy(sft),
-    reward_funcs=[learned, gold_watch],
-    args=grpo_cfg,
-    processing_class=tok,
-    train_dataset=Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": p}]} for p in train_prompts[:400]]
-    ),
-)
-
-# %%
-t0 = time.perf_counter()
-grpo_trainer.train()
-seconds["GRPO"] = time.perf_counter() - t0
-grpo_policy = grpo_trainer.model.eval()
-gold["GRPO"] = gold_score(grpo_policy)
-print(
-    f"GRPO: {10} steps in {seconds['GRPO']:.1f} s; greedy gold {gold['SFT']:.2f} (SFT) → {gold['GRPO']:.2f}"
-)
-print(generate(grpo_policy, tok, eval_prompts[:3], chat=True, max_new_tokens=MAX_NEW))
-assert gold["GRPO"] > gold["SFT"] + 0.3, (
-    "GRPO on the learned reward should raise the gold reward too"
-)
+defaults = GRPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True)
+keys = ("beta", "num_iterations", "epsilon", "epsilon_high", "loss_type", "scale_rewards")
+keys += ("mask_truncated_completions", "num_generations", "temperature", "gradient_checkpointing")
+print(f"trl {trl.__version__}:", {k: getattr(defaults, k) for k in keys})
 
 # %% [markdown]
-# GRPO reached a gold reward of 0.61 (PPO: 0.58) at a KL of 0.44 nats (PPO: 2.19) in 5 s, with 10 updates on 32 sampled answers each, where our PPO made 30 iterations of 32 answers and two epochs; the answers took the same short polite form. Without a value head there is one model fewer to train and to hold in memory, and no value estimate to get wrong; the price is several samples per prompt. With a reward that can be computed, such as a verifier of answers, this is the method DeepSeek used for reasoning (Shao et al. 2024; DeepSeek-R1, 2025). One seed here; with a second seed GRPO reached 0.67 in the maintainer's run.
+# Read two of them closely. `beta = 0.0`: by default TRL's GRPO has **no KL term at all** (and loads
+# no reference model); we set β = 0.1 to match PPO. `num_iterations = 1`: each batch of samples gets
+# one gradient step, taken by the very policy that sampled it, so $\pi_\theta = \pi_{\text{old}}$,
+# every ratio $\rho_{i,t}$ is exactly 1, and **the clip never acts**: GRPO at TRL's defaults is a
+# plain policy gradient with a group baseline. The clip matters only when a batch is reused. Two
+# short runs show it in TRL's own log (`clip_ratio/region_mean`, the share of clipped tokens):
+
+# %%
+def clip_share(num_iterations: int) -> float:
+    trainer = rlhf.grpo_trainer(
+        sft, reward_model, tok, train_prompts, steps=4, num_iterations=num_iterations
+    )
+    trainer.train()
+    return trainer.state.log_history[-2]["clip_ratio/region_mean"]
+
+
+clipped = {n: clip_share(n) for n in (1, 2)}
+print("share of clipped tokens, by num_iterations:", clipped)
+assert clipped[1] == 0.0 and clipped[2] > 0, "ratio 1 at one iteration; clipping only on reuse"
+
+# %% [markdown]
+# GRPO's full run at the matched budget (30 rounds of 4 prompts × 8 answers, `num_iterations=2`, β =
+# 0.1, lr $10^{-4}$, `gradient_checkpointing=False`, the learned reward with the same missing-EOS
+# penalty) is in the sweep only: three seeds of it would not fit this notebook's budget.
+#
+# Two corrections to claims often made about GRPO. "No value head, so one model fewer in memory" is
+# true for InstructGPT-style PPO, whose critic is a separate network as large as the reward model; our
+# PPO's value head is one linear layer on the policy's own trunk, so here GRPO saves almost nothing in
+# memory. And GRPO is famous for **verifiable** rewards (RLVR: a program checks the answer, as in
+# DeepSeek-R1); this chapter stays with a **learned** reward model, the RLHF setting. Chapter 14 runs
+# GRPO against the world's own checker of correct answers (`is_correct`), where the reward cannot be
+# hacked by style.
 #
 # ## 8 · PPO, DPO and GRPO side by side
 #
-# Besides the gold reward we measure how far each policy moved from the SFT reference: the KL
-# $\mathbb{E}_{y \sim \pi}\big[\sum_t \log \pi(y_t|\cdot) - \log \pi_{\text{ref}}(y_t|\cdot)\big]$, estimated on
-# answers sampled from the policy for the 100 held-out questions.
+# **The matching rule.** Every method starts from the same SFT policy, trains all its weights with
+# AdamW at lr $10^{-4}$ with β = 0.1, and sees **30 batches of 32 answers (960 answers), each batch
+# used for 2 gradient steps (60 steps)**: PPO 30 × 32 prompts with 2 epochs; GRPO 30 × (4 prompts ×
+# 8 answers) with `num_iterations=2`; DPO 480 pairs (960 offline answers) in batches of 16 pairs for 2
+# epochs. Time is charged honestly: every method pays the SFT stage, and **PPO and GRPO also pay the
+# reward model's training**, which DPO does not need. Three seeds each; 95 % t intervals.
 
 # %%
-dpo_policy = dpo_trainer.model.merge_and_unload().eval()
-gold["DPO"] = gold_score(dpo_policy)
-
-
-@torch.no_grad()
-def kl_to_sft(model) -> float:
-    roll = ppo.rollout(model, tok, eval_prompts, max_new_tokens=MAX_NEW, seed=123)
-    ids, att, mask = roll["input_ids"], roll["attention_mask"], roll["mask"]
-    logps = [
-        ppo.token_logprobs(
-            m(input_ids=ids, attention_mask=att, position_ids=ppo.position_ids(att)).logits, ids
-        )
-        for m in (model, sft)
-    ]
-    return (((logps[0] - logps[1]) * mask).sum(-1)).mean().item()
-
-
-kl = {
-    "PPO": kl_to_sft(ppo_policy.lm),
-    "PPO, weak KL": kl_to_sft(hack_policy.lm),
-    "DPO": kl_to_sft(dpo_policy),
-    "GRPO": kl_to_sft(grpo_policy),
-}
-
-# %% [markdown]
-# The table, and the gold reward of all policies in one plot:
-
-# %%
-print(f"{'':>14} {'gold':>6} {'KL':>6} {'seconds':>8}")
-for name in ("SFT", "PPO", "PPO, weak KL", "DPO", "GRPO"):
-    print(f"{name:>14} {gold[name]:6.2f} {kl.get(name, 0.0):6.2f} {seconds.get(name, 0.0):8.1f}")
-plot_bars(
-    {k: gold[k] for k in ("base", "SFT", "PPO", "PPO, weak KL", "DPO", "GRPO")},
-    "Gold reward of greedy answers to 100 held-out questions",
-    "mean gold reward",
+charged = {"SFT": 0.0, "PPO": info["rm_seconds"], "DPO": 0.0, "GRPO": info["rm_seconds"]}
+metrics = ("gold_greedy", "gold_sampled", "cut_sampled", "kl", "train_seconds")
+summary = {a: {m: sweeps.summary(methods, a, m) for m in metrics} for a in methods["arms"]}
+head = ("gold, greedy", "gold, sampled", "cut", "KL to SFT", "seconds")
+print(f"{'':>5} {head[0]:>22} {head[1]:>22} {head[2]:>5} {head[3]:>11} {head[4]:>8}")
+for arm, s in summary.items():
+    g, smp = s["gold_greedy"], s["gold_sampled"]
+    total = s["train_seconds"].mean + info["sft_seconds"] + charged[arm]
+    print(
+        f"{arm:>5} {g.mean:6.2f} [{g.lo:5.2f}, {g.hi:5.2f}] {smp.mean:6.2f} "
+        f"[{smp.lo:5.2f}, {smp.hi:5.2f}] {s['cut_sampled'].mean:5.2f} {s['kl'].mean:5.2f} ± "
+        f"{s['kl'].sd:3.1f} {total:8.0f}"
+    )
+print(
+    f"seeds {methods['seeds']}; seconds = training + SFT ({info['sft_seconds']} s) "
+    f"+ reward model ({info['rm_seconds']} s) for PPO and GRPO"
 )
-assert gold["DPO"] > gold["SFT"] + 0.2, "DPO should raise the gold reward too"
 
 # %% [markdown]
-# Measured here: PPO (β = 0.1) reached a gold reward of 0.58 at a KL of 2.19 nats in 21 s, plus 114 s to train the reward model; DPO reached 0.67, a higher gold reward, at a KL of 13.24 nats in 27 s, with no reward model at all. So on this task DPO is the cheaper way to a similar gold reward, but it moved much further from the reference: its only leash is β inside the loss, on the pairs, and nothing measures the drift on the policy's own answers during training, where PPO pays the KL on every sample. (One run each, one seed: the gold rewards are not significantly different; the KL gap is large.) PPO's strengths show when the reward is a function that can score new samples, such as unit tests or a verifier, better than the pairs can.
+# The gold reward of all policies with their 95 % intervals, greedy and sampled side by side:
+
+# %%
+fig, ax = plt.subplots(figsize=(6.4, 3.6))
+for k, mode in enumerate(("gold_greedy", "gold_sampled")):
+    xs = [i + 0.2 * (2 * k - 1) for i in range(len(summary))]
+    ys = [s[mode].mean for s in summary.values()]
+    err = [s[mode].half_width for s in summary.values()]
+    ax.bar(xs, ys, width=0.4, yerr=err, capsize=4, label=mode.replace("_", ", "))
+ax.set_xticks(range(len(summary)), list(summary))
+ax.axhline(0, color="grey", lw=0.5)
+ax.set_ylabel("mean gold reward (100 questions)")
+ax.set_title("Matched budgets, 3 seeds, 95 % intervals")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# Which differences are real? Each method against SFT, and the methods against each other, on both
+# gold rewards and on the KL:
+
+# %%
+def vals(arm: str, metric: str) -> list[float]:
+    return sweeps.values(methods, arm, metric)
+
+
+pairs_to_compare = [("PPO", "SFT"), ("DPO", "SFT"), ("GRPO", "SFT")]
+pairs_to_compare += [("PPO", "DPO"), ("PPO", "GRPO"), ("DPO", "GRPO")]
+verdicts = {}
+for a, b in pairs_to_compare:
+    for metric in ("gold_greedy", "gold_sampled", "kl"):
+        verdicts[a, b, metric] = uncertainty.differs(vals(a, metric), vals(b, metric))
+        print(f"{metric:>12}: " + uncertainty.verdict(vals(a, metric), vals(b, metric), (a, b)))
+
+# %% [markdown]
+# How much of each gain is the greedy mode flipping? The gain over SFT of greedy and of sampled
+# answers, and the cheapest method once every stage it needs is charged:
+
+# %%
+mean = {(a, m): uncertainty.spread(vals(a, m)).mean for a in methods["arms"] for m in metrics}
+gain = {
+    a: {m: mean[a, m] - mean["SFT", m] for m in ("gold_greedy", "gold_sampled")}
+    for a in ("PPO", "DPO", "GRPO")
+}
+for a, g in gain.items():
+    print(f"{a:>4}: greedy gain {g['gold_greedy']:+.2f}, sampled gain {g['gold_sampled']:+.2f}")
+total = {a: mean[a, "train_seconds"] + charged[a] for a in ("PPO", "DPO", "GRPO")}
+print("cheapest in total seconds (training + reward model where used):", min(total, key=total.get))
+assert all(g["gold_greedy"] > 2 * g["gold_sampled"] > 0 for g in gain.values())
+assert all(verdicts[a, "SFT", "gold_greedy"] for a in gain), "every method beats SFT, greedy"
+
+# %% [markdown]
+# **Reading the table.** Three things hold over the seeds, and each sentence below is one of the
+# verdicts printed above.
+# * Every method's **greedy** gain over SFT is much larger than its **sampled** gain. The greedy gain
+#   is mostly one behavioural flip (section 4: the mode leaves the verbose template for a short polite
+#   answer); the sampled gold says how much of the whole distribution improved.
+# * Where a verdict says "within noise", the methods are not ranked: three seeds of a 2 M model on
+#   100 questions cannot separate them, and the table does not pretend to.
+# * The KL column is where the methods differ most. DPO never sees its own samples: its β acts inside
+#   a loss on offline pairs, and its likelihood displacement (section 6) moves probability to answers
+#   in neither set; PPO pays the k1 KL on every sampled token; GRPO's k3 term is in its loss.
 #
-# | | PPO (RLHF) | DPO |
-# |---|---|---|
-# | models in memory | policy, value head, reference, reward model | policy, reference (or LoRA off) |
-# | data | prompts + a reward model trained on pairs | the pairs themselves |
-# | sampling during training | yes (slow, most of PPO's time) | no |
-# | hyperparameters | many (β, clip, λ, γ, epochs, batch, value coef) | β, lr |
-# | can use a reward it did not see as pairs | yes (any scorer, e.g. unit tests, a verifier) | no (only offline pairs) |
-# | explores beyond the data | yes (on-policy samples) | no (offline) |
+# Time, charged honestly, changes the usual story: DPO needs no reward model, so once the reward
+# model's training is charged to PPO and GRPO, DPO is the cheapest route here; PPO and GRPO pay
+# for sampling during training, and pay the reward model only once if it serves many runs.
+#
+# | | PPO (RLHF) | DPO | GRPO |
+# |---|---|---|---|
+# | models in memory | policy + value head, reference, reward model | policy, reference (or LoRA off) | policy, reference (if β > 0), reward model |
+# | data | prompts + a reward model trained on pairs | the pairs themselves | prompts + any scorer |
+# | sampling during training | yes (one answer per prompt) | no | yes (a group of G per prompt) |
+# | baseline for the advantage | learned value head, per token | none needed | group mean (and std) |
+# | KL to the reference | k1, in the per-token reward | implicit, through β in the loss | k3, in the loss |
+# | can use a reward it did not see as pairs | yes | no (only offline pairs) | yes (e.g. a verifier, chapter 14) |
+
+# %% [markdown]
+# ### What changed since the first version of this chapter
+#
+# An external review found that several comparisons in an earlier version did not hold. Each
+# finding, what changed, and the numbers now (printed below from this notebook's variables):
+#
+# | review finding | change |
+# |---|---|
+# | 1. GRPO's headline was a flip of the greedy mode; its own log showed no gain in sampled gold | sampled and greedy gold for every method, three seeds, intervals; the clip's inaction at `num_iterations=1` shown |
+# | 2. the hacking run changed β and the learning rate together | a 2 × 2, one factor at a time, three seeds per cell |
+# | 7. unequal data and compute; reward-model time charged to PPO only | 960 answers and 60 AdamW steps for every method, same lr and β; the reward model charged to PPO and GRPO; DPO's displacement plotted |
+# | 8. answers cut at 20 tokens and truncated rollouts scored as complete; 32 % of held-out questions in training | 100-token evaluation; a missing-EOS penalty in training and evaluation; distinct evaluation questions absent from training |
+# | 12. thin GRPO theory | objective, k3 vs k1, TRL's defaults printed, Dr. GRPO / DAPO caveats |
+# | 13. RLVR missing | pointer to chapter 14; this chapter keeps learned rewards |
+# | 21. numbers hard-coded in the prose | numbers printed by code; claims asserted |
+# | 23. SFT imitated rude and evasive chosen answers | measured, explained; `chosen_as_chat(min_gold=...)` filter |
+# | 24. imprecise wording about DPO and the value head | reworded (sections 7 and the summary) |
+
+# %%
+def s(arm: str, metric: str) -> str:
+    x = sweeps.summary(methods, arm, metric)
+    return f"{x.mean:.2f} [{x.lo:.2f}, {x.hi:.2f}]"
+
+
+now = {
+    "1": f"GRPO greedy {s('GRPO', 'gold_greedy')}, sampled {s('GRPO', 'gold_sampled')}; "
+    f"SFT sampled {s('SFT', 'gold_sampled')}; clipped share {clipped}",
+    "2": f"lowest sampled gold in the 2 × 2: {worst}",
+    "7": "KL to SFT: " + ", ".join(f"{a} {s(a, 'kl')}" for a in ("PPO", "DPO", "GRPO")),
+    "8": f"SFT greedy answers cut: {s('SFT', 'cut_greedy')}; test pairs whose question is in "
+    f"training: {overlap:.0%}, evaluation questions in training: 0",
+    "23": f"rude {demo_share['rude']:.0%}, evasive {demo_share['evasive']:.0%} of demonstrations",
+    "DPO": f"last window: chosen {displacement['chosen'].mean:+.1f}, "
+    f"rejected {displacement['rejected'].mean:+.1f} nats (log π − log π_ref)",
+}
+for finding, numbers in now.items():
+    print(f"{finding:>4}: {numbers}")
 
 # %% [markdown]
 # ## Summary
 #
 # * RLHF = SFT → reward model (Bradley–Terry on preference pairs) → policy optimisation against the
-#   reward model, with a KL penalty to the SFT reference.
-# * Our reward model orders 66 % of held-out pairs like the labels and 71 % like the gold
-#   reward; it judges style (77 % of style-only pairs) better than correctness (66 % of correctness pairs).
-# * PPO from scratch (rollouts, per-token KL-penalised rewards, GAE, clipped ratio, value loss) on the
-#   **learned** reward raised the gold reward of greedy answers from -0.26 to 0.58.
-# * Without the KL penalty and with a larger learning rate, the learned reward kept rising while the gold
-#   reward fell: reward hacking, visible in the plots, in the KL and in the answers (every question answered "Sure, happy to helpet The answer is 30.").
-# * DPO optimises the same objective in closed form from the pairs; our loss equals TRL's; with LoRA it
-#   reached 0.67 in 27 s without sampling, at a much larger KL than PPO.
-# * GRPO (TRL's `GRPOTrainer`: group-relative advantages, no value head) on the same learned reward reached
-#   0.61 in 5 s.
+#   reward model, with a KL penalty to the SFT reference. Our SFT demonstrations were every chosen
+#   answer, rude and evasive ones included; part of every RL gain here is repairing that.
+# * Our reward model orders held-out pairs like the labels and like the gold reward well above a
+#   coin, and judges style better than correctness (section 3).
+# * PPO from scratch (rollouts with a missing-EOS penalty, per-token k1 KL in the reward, GAE, clipped
+#   ratio, value loss) on the **learned** reward raised the gold reward of greedy answers far more than
+#   that of sampled answers: one behavioural flip moves every mode at once.
+# * Reward hacking, separated by a 2 × 2 over three seeds: the verdicts of section 5 say which of the
+#   KL penalty and the learning rate causes the learned reward to rise while the gold reward falls.
+# * DPO reparametrises the reward through the closed-form optimum of the KL-regularised objective and
+#   trains by gradient descent on offline pairs; it matches the RLHF optimum only under assumptions
+#   (enough coverage of the answers, no sampling from π). Our loss equals TRL's. Its log-ratios show
+#   likelihood displacement: the margin grows while the chosen answers' own probability moves too.
+# * GRPO replaces the value head by a group baseline, puts a k3 KL in the loss, and at TRL's defaults
+#   (`num_iterations=1`, `beta=0`) has neither an active clip nor a KL term.
+# * At matched data and compute, with the reward model's time charged to the methods that use it,
+#   the comparison of section 8 ranks methods only where the intervals allow it.
 
 # %% [markdown]
 # ## Quiz
@@ -999,16 +1279,19 @@ assert gold["DPO"] > gold["SFT"] + 0.2, "DPO should raise the gold reward too"
 # <details><summary>Answer</summary>σ(r_w − r_l) is unchanged by adding a constant to every reward, so the reward model's offset is arbitrary (often normalised afterwards); only the ordering and the gaps carry information.</details>
 #
 # 2. On which token does the reward model's score enter the PPO rewards, and what do the other response tokens receive?
-# <details><summary>Answer</summary>On the last response token (the end-of-turn token if the answer ended). Every response token gets −β·(log π − log π_ref); padding gets nothing.</details>
+# <details><summary>Answer</summary>On the last response token (the end-of-turn token if the answer ended). Every response token gets −β·(log π − log π_ref); padding gets nothing. A sample cut before its end-of-turn token also loses the missing-EOS penalty.</details>
 #
-# 3. What does the clip in PPO's objective prevent?
-# <details><summary>Answer</summary>Once the probability ratio leaves [1−ε, 1+ε] in the direction the advantage favours, the gradient is zero, so several epochs on one batch of samples cannot move the policy far from the policy that generated them.</details>
+# 3. What does the clip in PPO's objective prevent, and why is it inactive in GRPO with `num_iterations=1`?
+# <details><summary>Answer</summary>Once the probability ratio leaves [1−ε, 1+ε] in the direction the advantage favours, the gradient is zero, so several epochs on one batch cannot move the policy far from the policy that sampled it. With one gradient step per batch, the policy that takes the step is the one that sampled, so every ratio is exactly 1 and nothing is clipped.</details>
 #
-# 4. Why does DPO need no reward model?
-# <details><summary>Answer</summary>The optimum of the KL-regularised objective ties the reward to β·log(π/π_ref) plus a prompt-only term that cancels in the Bradley–Terry difference; the policy's own log-ratios play the reward model.</details>
+# 4. Why does DPO need no reward model, and what is likelihood displacement?
+# <details><summary>Answer</summary>The optimum of the KL-regularised objective ties the reward to β·log(π/π_ref) plus a prompt-only term that cancels in the Bradley–Terry difference; the policy's own log-ratios play the reward model. The loss only asks the chosen−rejected margin to grow; it can grow while the chosen answers' own log-probability falls too, the probability going to answers in neither set.</details>
 #
 # 5. How would you notice reward hacking without a gold reward?
 # <details><summary>Answer</summary>The learned reward rises while an independent judge (humans on a sample, a held-out reward model) does not; the KL to the reference grows fast; the samples show a repeated trick (here: a style the reward model overrates).</details>
+#
+# 6. A policy's greedy gold reward jumps while its sampled gold barely moves. What happened?
+# <details><summary>Answer</summary>The mode of the answer distribution flipped (here: from a long template to a short answer) while most of the probability stayed where it was. Report both, with intervals over seeds; the greedy number alone overstates the change.</details>
 
 # %% [markdown]
 # ## Interview questions
@@ -1017,6 +1300,7 @@ assert gold["DPO"] > gold["SFT"] + 0.2, "DPO should raise the gold reward too"
 # * Why is there a KL penalty to the reference model in RLHF? What happens without it?
 # * Compare PPO and DPO: data, models in memory, cost, what each can and cannot do.
 # * What is reward hacking, and how do you detect and limit it?
+# * What does GRPO change relative to PPO, and what do TRL's defaults for it mean?
 #
 # Answers, with this chapter's numbers, and the exercises are in
 # [the exercises notebook](../exercises/09_rlhf_exercises.ipynb).

@@ -175,6 +175,79 @@ assert floor < tuned_ce < base_ce
 # <!-- END SOLUTION -->
 
 # %% [markdown]
+# ## Exercise 6 ★★ — paraphrase augmentation of new facts
+#
+# The lesson's fact fine-tune learns from two phrasings at most per fact and is probed with a
+# third, held out. Augmentation adds training texts that restate the same facts differently.
+# Write `augment_facts(facts, per_person, seed)`: return the original statements of all facts
+# plus, for every person, `per_person` short profiles that join one statement of each of that
+# person's facts in a random order (draw from `random.Random(seed)`). Rules that make an
+# augmentation honest: keep every fact true (label-preserving), name the person, and never use
+# the held-out probe's phrasing (`probe_paraphrase`), or the paraphrase score stops measuring
+# generalisation.
+
+# %%
+import random
+
+
+def augment_facts(facts: list[dict], per_person: int, seed: int) -> list[str]:
+    ### BEGIN SOLUTION
+    rng = random.Random(seed)
+    by_person: dict[str, list[dict]] = {}
+    for f in facts:
+        by_person.setdefault(f["person"], []).append(f)
+    texts = [s for f in facts for s in f["statements"]]
+    for fs in by_person.values():
+        for _ in range(per_person):
+            sentences = [rng.choice(f["statements"]) for f in fs]
+            rng.shuffle(sentences)
+            texts.append(" ".join(sentences))
+    return texts
+    ### END SOLUTION
+
+
+# %%
+ch01.check_augment_facts(augment_facts)
+
+# %% [markdown]
+# Now measure it: fine-tune the base model for 80 steps on the plain statements and on the
+# augmented texts (`per_person=4`), three data orders each, and compare the paraphrase accuracy
+# over all 80 facts with `course_lib.uncertainty`. Is the comparison fair? Count how many fact
+# mentions each run sees per step.
+
+# %%
+from course_lib.fact_injection import injection_curve
+from course_lib.uncertainty import spread, verdict
+
+facts = load_jsonl("new_facts")
+### BEGIN SOLUTION
+arms = {"plain": [s for f in facts for s in f["statements"]]}
+arms["augmented"] = augment_facts(facts, per_person=4, seed=0)
+para = {name: [] for name in arms}
+for name, texts in arms.items():
+    for seed in (0, 1, 2):
+        hits = injection_curve(model, tok, texts, facts, 1e-3, checkpoints=(80,), seed=seed)
+        para[name].append(sum(hits[80]["paraphrase"]) / len(facts))
+    mentions = sum(t.count(".") for t in texts) / len(texts)  # one fact per sentence
+    print(f"{name:>9}: paraphrase {spread(para[name]).fmt(3)}, {mentions:.1f} facts per text")
+print(verdict(para["augmented"], para["plain"], ("augmented", "plain")))
+### END SOLUTION
+
+# %% [markdown]
+# <!-- BEGIN SOLUTION -->
+# At the same 80 steps the augmented run recalls more facts in the unseen phrasing, but the
+# comparison is not clean: a profile states four facts, so each augmented batch carries more
+# than twice as many fact mentions as a plain one. The lesson's curve shows that the plain
+# fine-tune also reaches the paraphrases with more steps. In this small world every phrasing of
+# an attribute was tied to the same fact in pretraining (for the corpus's 30 people), so a fact
+# stored under one phrasing is reachable from the others once it is learnt well; at small
+# budgets, augmentation gets there sooner. On real models, Allen-Zhu & Li (*Physics of Language
+# Models 3.1*, 2023) found that knowledge becomes extractable in new phrasings mainly when the
+# training data varies how it is stated; a fair test matches the number of fact mentions (or
+# tokens), not the number of steps.
+# <!-- END SOLUTION -->
+
+# %% [markdown]
 # ## Interview questions
 #
 # **Q1. What is the difference between pretraining and fine-tuning?**
@@ -200,12 +273,15 @@ assert floor < tuned_ce < base_ce
 #
 # <!-- BEGIN SOLUTION -->
 # Prompting first: it costs nothing, but it cannot add knowledge (zero-shot on new facts was at
-# chance in the lesson) and small models follow prompts poorly (few-shot sentiment was far below the
-# fine-tune). Retrieval when the model needs facts that change or are many, and must recall them in
-# any phrasing: retrieval answered new facts at > 80 % in both phrasings. Fine-tune for behaviour, format, style,
-# a domain's language, or a task with labelled data (clinic perplexity fell many-fold; sentiment
-# accuracy rose far above few-shot); facts learned by fine-tuning generalise poorly to new phrasings
-# unless the training data paraphrases them.
+# chance in the lesson), and small models learn little from examples in the prompt (few-shot
+# sentiment stayed near chance even with single-token verbalizers and calibration, while a 135 M
+# real model did far better). Retrieval when the model needs facts that change or are many:
+# it works immediately, in any phrasing, at the cost of a retriever and longer prompts. Fine-tune
+# for behaviour, format, style, a domain's language, or a task with labelled data (clinic loss
+# fell by several nats per token; sentiment accuracy rose far above few-shot). For facts,
+# fine-tuning can match retrieval given enough steps, with the learning rate chosen on held-out
+# facts, but it costs general ability and re-training when facts change; a short fine-tune falls
+# far short. Compare the options at their best budgets, over seeds, before deciding.
 # <!-- END SOLUTION -->
 #
 # **Q4. What is catastrophic forgetting and how do you detect it?**

@@ -296,3 +296,29 @@ print(f"weight MSE: NF4 {nf4_mse:.3e}, zero-point int4 {int4_mse:.3e} ({ratio:.2
 # (65B on one 48 GB GPU), or allow a larger batch; that is where "faster" claims come from, not from the
 # 4-bit arithmetic.
 # <!-- END SOLUTION -->
+#
+# **Q5. What is the difference between the storage dtype and the compute dtype of a 4-bit layer?**
+#
+# <!-- BEGIN SOLUTION -->
+# The storage dtype is how the frozen weight sits in memory: 4-bit NF4 codes, two per byte, plus one
+# scale per block of 64 (itself quantized to 8 bits with double quantization). The compute dtype
+# (`bnb_4bit_compute_dtype`) is what each forward and backward pass *dequantizes* the weight to
+# before an ordinary matmul: float32 (exact, the lesson's check equals our own NF4 weights) or
+# bfloat16 (usual on GPUs; the lesson measured a loss within 0.02 of float32 compute). Nothing is
+# computed in 4 bits: the 4 bits save memory, the compute dtype sets speed and rounding, and the
+# dequantization in every pass is why QLoRA is slower per step than LoRA.
+# <!-- END SOLUTION -->
+#
+# **Q6. GPTQ, AWQ, GGUF and NF4: what does each quantize, and which can you fine-tune on top of?**
+#
+# <!-- BEGIN SOLUTION -->
+# All four quantize the weights only, to about 4 bits in groups or blocks with their own scales;
+# they differ in how they round. NF4 (bitsandbytes) needs no calibration: a 16-level table fitted
+# to normal weights, absmax per block of 64, double-quantized constants. GPTQ quantizes layer by
+# layer and column by column, compensating each rounding error on the columns not yet quantized
+# with second-order information from calibration data. AWQ scales up the few salient weight
+# channels (those meeting large activations) before rounding, also with a little calibration data.
+# GGUF k-quants (llama.cpp) use super-blocks whose sub-block scales are themselves quantized. You
+# can train LoRA on a frozen NF4 base (QLoRA), a GPTQ base or an AWQ base with peft; GGUF is an
+# inference format: fine-tune in PyTorch, merge, then convert (chapter 13 decodes Q4_1 by hand).
+# <!-- END SOLUTION -->

@@ -116,24 +116,22 @@ ch07.check_real_token_loss(real_token_loss)
 #
 # Lester et al. found that, for small models, longer prompts help (up to about 20 tokens on T5; beyond
 # that little changes). Measure it on the course model: train text-initialised soft prompts of
-# [1, 4, 16, 64] virtual tokens on the clinic notes (peft's `PromptTuningConfig`, init text as in the lesson,
-# 20 steps, batch 16, warm-up 2, lr 0.03, the lesson's chosen rate) and report the clinic validation loss on
-# 100 notes with `course_lib.evaluation.cross_entropy` (it reads only the real tokens' logits). Then answer: does length buy
-# much here, and why (think of what a longer prompt can and cannot change)?
+# [1, 4, 16, 64] virtual tokens on the lesson's yardstick (`comparison.yardstick()`: clinic notes after
+# the vocabulary stage; peft's `PromptTuningConfig`, init text as in the lesson, `torch.manual_seed(0)`
+# before building, then `comparison.yardstick_loss(model, ys, lr, seed=0)` at the lesson's chosen rate
+# `comparison.YARDSTICK_LR["prompt tuning (text init)"]`). It reports the loss on the 100 reported
+# notes, reading only the real tokens' logits. Then answer: does length buy much here, and why (think
+# of what a longer prompt can and cannot change)?
 
 # %%
 import copy
 from peft import PromptTuningConfig, TaskType, get_peft_model
-from course_lib.models import load_model
-from course_lib.data import load_jsonl
+from course_lib import comparison as C
 from course_lib.models import BASE_MODEL_DIR
-from course_lib.evaluation import cross_entropy
-from course_lib.training import TrainConfig, train, text_batches
 
-base, tok = load_model("causal", device=device)
-clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
-clinic_val = [r["text"] for r in load_jsonl("clinic_val")][:100]
+ys = C.yardstick(device)
 INIT_TEXT = "Clinic note. Patient presents with symptoms; assessment and plan follow."
+LR = C.YARDSTICK_LR["prompt tuning (text init)"]
 
 # %%
 ### BEGIN SOLUTION
@@ -146,29 +144,24 @@ for n in [1, 4, 16, 64]:
         prompt_tuning_init_text=INIT_TEXT,
         tokenizer_name_or_path=str(BASE_MODEL_DIR),
     )
-    model = get_peft_model(copy.deepcopy(base), cfg)
-    train(
-        model,
-        text_batches(tok, clinic_train, batch_size=16),
-        TrainConfig(lr=0.03, max_steps=20, warmup_steps=2, progress=False),
-    )
-    by_length[n] = cross_entropy(model, tok, clinic_val)
-    print(
-        f"{n:3d} virtual tokens ({n * base.config.hidden_size:,} parameters): clinic loss {by_length[n]:.3f}"
-    )
+    torch.manual_seed(0)
+    model = get_peft_model(copy.deepcopy(ys.base), cfg)
+    by_length[n] = C.yardstick_loss(model, ys, LR, seed=0)
+    print(f"{n:3d} virtual tokens ({n * ys.base.config.hidden_size:,} parameters): loss {by_length[n]:.3f}")
+start = ys.references["after the vocabulary stage"]
+print(f"start (after the vocabulary stage): {start:.3f}")
 ### END SOLUTION
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# Measured when this was written (20 steps, lr 0.03, text init): 1 token 10.83, 4 tokens 8.58,
-# 16 tokens 7.81, 64 tokens 7.30 nats/token (the lesson's 20 tokens: 7.74; base 12.47, full fine-tune 4.37).
-# Length helps a lot at first and then less and less: 4× more tokens from 16 to 64 buys 0.5 nats,
-# far from the 3.4 nats that still separate it from full fine-tuning. On this small model longer
-# prompts keep helping, unlike T5-XXL in Lester et al., where even short prompts did well: a small model has
-# few behaviours for a prompt to select, so it needs more context to compensate. But a longer prompt
-# only adds more context for the frozen network to read; it cannot change the weights that turn the
-# context into predictions, which is why the curve flattens well above what LoRA or prefix tuning reach.
-# (With one token, the text init is just the embedding of `<|bos|>`.)
+# The printed losses answer it (one seed each: read differences of a few hundredths as noise; the
+# lesson's three-seed table gives the spread). Length buys little on this model: a longer prompt only
+# adds context for the frozen network to read; it cannot change the weights that turn the context
+# into predictions, which is what the rest of the notes' structure needs, so every length stays well
+# above LoRA and full fine-tuning in the lesson's table. A longer prompt also costs $n$ extra
+# positions in every forward pass. Lester et al.'s small T5 models did gain from length; the largest
+# did well even with short prompts: a large model has many behaviours for a prompt to select, a small
+# one has few. (With one token, the text init is just the embedding of `<|bos|>`.)
 # <!-- END SOLUTION -->
 
 # %% [markdown]

@@ -243,3 +243,18 @@ for rho in (0.5, 1.0, 2.0, 5.0, 20.0):
 # <!-- BEGIN SOLUTION -->
 # Reward hacking is the policy exploiting errors of the learned reward: the proxy goes up, the true quality does not. It is Goodhart's law; it grows with the KL distance from the reference (Gao et al. 2023). Our reward model judged style better than correctness (77 % vs 66 % agreement with the gold reward), so without the KL penalty the learned reward rose by 0.45 while the gold reward changed by -0.69. Detect it by plotting the learned reward against an independent judge (human evaluation on a sample, a held-out reward model), by watching the KL, and by reading samples; limit it with the KL penalty, early stopping, better and ensembled reward models, and fresh preference data on the policy's own samples.
 # <!-- END SOLUTION -->
+#
+# **Q5. What does GRPO change relative to PPO, and what do TRL's defaults for it mean?**
+#
+# <!-- BEGIN SOLUTION -->
+# GRPO samples a group of G answers per prompt and gives every token of answer i the
+# group-relative advantage (r_i − mean) / std of the group's rewards: the group mean replaces PPO's
+# value head as the baseline. It keeps PPO's clipped ratio and moves the KL penalty from the reward
+# (PPO's per-token k1) into the loss as the k3 estimator. TRL's defaults change the picture: β = 0,
+# so there is no KL term and no reference model at all; num_iterations = 1, so each batch gets one
+# step by the policy that sampled it, every ratio is exactly 1 and the clip never acts (the lesson's
+# log: zero clipped tokens at one iteration, some at two), i.e. a plain policy gradient with a
+# group baseline; `loss_type="dapo"` averages over all tokens of the batch instead of per answer
+# (removing the length bias Dr. GRPO pointed out), while `scale_rewards="group"` still divides by
+# the group's std (which over-weights prompts whose answers all score alike).
+# <!-- END SOLUTION -->

@@ -232,7 +232,7 @@ assert results["int8 per-channel"][0] < results["int8 per-tensor"][0], (
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# On held-out data, with the metric each task needs, in one harness so that every model gets the same data and settings: CE/perplexity for domain fit, exact match (with a stated normalisation) for single answers, accuracy and macro-F1 for labels, BLEU/ROUGE only as rough signals for long text, plus the things fine-tuning may break (general-text CE for forgetting). In the lesson one `evaluate_all` call per model showed the clinic adapter winning its task (clinic CE 12.518 base → 5.837), and the instruct adapter paying in general CE (0.383 → 0.899) while its exact match was still 0.000: looking only at the trained task, or only at ROUGE, would have hidden one or the other. Every metric was computed by hand once and checked against the library.
+# On held-out data, with the metric each task needs, in one harness so that every model gets the same data and settings: CE/perplexity for domain fit, exact match (with a stated normalisation and a Wilson interval) for single answers, accuracy and macro-F1 for labels, BLEU/ROUGE only as rough signals for long text, plus the things fine-tuning may break (general-text CE for forgetting). In the lesson one `evaluate_all` call per model (every skill scored: the subset is stratified) showed the shipped chat model answering the skills it learnt (and none of the list questions, visible only per skill) while paying several-fold in general-text CE, and the clinic adapter winning its own task and nothing else: looking only at the trained task, or only at ROUGE, would have hidden one or the other. Every metric was computed by hand once and checked against the library.
 # <!-- END SOLUTION -->
 
 # %% [markdown]
@@ -240,7 +240,7 @@ assert results["int8 per-channel"][0] < results["int8 per-tensor"][0], (
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# Perplexity measures how well the model predicts the reference text under teacher forcing, not whether its own generations are right or in the right format. The base model had the lowest general CE in the table (0.383) and an exact match of 0.000. It is also easy to compute wrongly: pooled perplexity 1.426 versus 1.602 when averaging per-sequence perplexities, and 10016.542 when padding is counted; and it is only comparable between models with the same tokenizer.
+# Perplexity measures how well the model predicts the reference text under teacher forcing, not whether its own generations are right or in the right format. In the lesson's harness table the base model had the lowest general CE and an exact match of zero, and the chat model the reverse. It is also easy to compute wrongly: averaging per-sequence perplexities overstates it (Jensen), and counting padding moves it (up here, where the pad token was never seen; down when pad = EOS); and it is only comparable between models with the same tokenizer.
 # <!-- END SOLUTION -->
 
 # %% [markdown]
@@ -264,5 +264,5 @@ assert results["int8 per-channel"][0] < results["int8 per-tensor"][0], (
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# It buys size: the checkpoint went from 8.17 MB to 2.91 MB (weight-only, ours) and 3.32 MB (torch dynamic); not 4× because the tied embedding stays fp32. Quality: weight-only per-channel int8 was practically lossless (general CE 1.0649 → 1.0639, same greedy answer as fp32 on 0.96 of the prompts); quantizing activations too (torch dynamic) cost more (CE 1.0767, same answer on 0.64). Speed depends on the hardware and kernels: here torch's dynamic int8 forward ran at 1.08× the fp32 speed in the committed run and between 0.85× and 1.86× in earlier runs on a busy machine (medians); on a 2 M model overheads matter as much as arithmetic, so measure rather than assume. torch.ao.quantization.quantize_dynamic is deprecated in torch 2.13 (torchao replaces it).
+# It buys size: the linear weights shrink 4× (the checkpoint less, because the tied embedding stays fp32). Quality, on the shipped chat model: weight-only per-channel int8 moved the general CE less than torch's dynamic mode, which also quantizes activations per call with one scale per tensor and, on x86, a 7-bit range (`reduce_range=True`); the share of greedy answers that flipped and the EM with its interval are what a user sees, and the lesson prints all three. Speed depends on the hardware and kernels: on a 2 M model overheads matter as much as arithmetic, so measure rather than assume. torch.ao.quantization.quantize_dynamic is deprecated in torch 2.13 (torchao replaces it); in practice 4-bit weight-only formats (GPTQ, AWQ, GGUF) are what gets deployed.
 # <!-- END SOLUTION -->

@@ -83,3 +83,13 @@ def test_train_reward_model_learns_a_small_set(tokenizer):
     )
     with pytest.raises(ValueError, match="steps"):
         rm.train_reward_model(model, tokenizer, pairs, steps=0)
+
+
+def test_chosen_as_chat_can_filter_demonstrations_by_gold():
+    pairs = load_jsonl("preferences_train")
+    every, kept = rlhf_models.chosen_as_chat(pairs), rlhf_models.chosen_as_chat(pairs, min_gold=0)
+    assert len(every) == len(pairs) and 0 < len(kept) < len(every)
+    good = {r["chosen"] for r in pairs if r["gold_chosen"] >= 0}
+    assert all(rec["messages"][1]["content"] in good for rec in kept)
+    with pytest.raises(ValueError, match="gold_chosen"):
+        rlhf_models.chosen_as_chat([{"prompt": "a", "chosen": "b"}], min_gold=0)

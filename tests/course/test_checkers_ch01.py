@@ -172,3 +172,208 @@ def test_floor_check(tokenizer):
     fails_with(ch01.check_floor, floor / math.log(2), "bits")
     fails_with(ch01.check_floor, -floor, "sign")
     fails_with(ch01.check_floor, 2 * floor, "nats/token")
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Fresh, Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_loss(shift: str = "right", reduce: str = "mean", inplace: bool = False, rows=False):
+    import torch.nn.functional as F
+
+    def fn(logits, ids):
+        if inplace:
+            logits -= logits.max(-1, keepdim=True).values  # "for stability", on the caller's tensor
+        x, y = logits[:, :-1], ids[:, 1:]
+        if shift == "none":
+            x, y = logits, ids
+        elif shift == "reverse":
+            x, y = logits[:, 1:], ids[:, :-1]
+        nll = F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1), reduction="none")
+        if rows:
+            return nll.reshape(ids.shape[0], -1).mean(1)
+        return nll.sum() / ids.numel() if reduce == "all_positions" else nll.mean()
+
+    return fn
+
+
+def _h8_unigram(mode: str):
+    import math
+    from collections import Counter
+
+    def fn(train, evl, v):
+        counts = Counter(t for row in train for t in row)
+        total = sum(counts.values())
+        toks = [t for row in evl for t in row]
+        if mode == "seen_vocab":
+            return -sum(math.log((counts[t] + 1) / (total + len(counts))) for t in toks) / len(toks)
+        if mode == "no_smoothing":
+            return -sum(math.log(counts[t] / total) for t in toks) / len(toks)  # log(0)
+        if mode == "bits":
+            return -sum(math.log2((counts[t] + 1) / (total + v)) for t in toks) / len(toks)
+        return -sum(math.log((counts[t] + 1) / (total + v)) for t in toks)  # summed
+
+    return fn
+
+
+def _h8_greedy(mode: str):
+    import torch
+
+    def fn(model, ids, n_new):
+        out = ids
+        with torch.no_grad():
+            for _ in range(n_new - (mode == "one_short")):
+                logits = model(out).logits
+                pos = 0 if mode == "first_pos" else -1
+                out = torch.cat([out, logits[:, pos].argmax(-1, keepdim=True)], 1)
+        return out[:, ids.shape[1] :] if mode == "new_only" else out
+
+    return fn
+
+
+def _h8_pick(mode: str):
+    import math
+
+    from course_lib.evaluation import continuation_logprob
+
+    def fn(model, tok, prompt, answer):
+        if mode == "no_space":
+            return continuation_logprob(model, tok, prompt, answer)
+        lp = continuation_logprob(model, tok, prompt, " " + answer)
+        if mode == "mean":
+            return lp / len(tok(" " + answer, add_special_tokens=False)["input_ids"])
+        return math.exp(lp)
+
+    return fn
+
+
+def _h8_floor(mode: str):
+    """The entropy floor computed with a typical mistake (lazily: it reads the data)."""
+    from course_lib.data import load_jsonl
+    from course_lib.models import load_model
+
+    def value():
+        _, tok = load_model("causal")
+        notes = load_jsonl("clinic_val")
+        nats = -sum(r["logp"] for r in notes)
+        tokens = sum(len(tok(r["text"], add_special_tokens=False)["input_ids"]) for r in notes)
+        if mode == "no_eos":
+            return nats / tokens
+        return nats / (tokens + len(notes)) / math.log(2)  # bits
+
+    return Fresh(value)
+
+
+WRONG_ANSWERS = [
+    Wrong("loss without the shift", ch01.check_next_token_loss, [_h8_loss("none")], ("shift",)),
+    Wrong(
+        "shifted the wrong way", ch01.check_next_token_loss, [_h8_loss("reverse")], ("wrong way",)
+    ),
+    Wrong(
+        "divided by all T positions, not T-1",
+        ch01.check_next_token_loss,
+        [_h8_loss(reduce="all_positions")],
+        ("predicted positions", "T - 1"),
+    ),
+    Wrong(
+        "per-row losses returned",
+        ch01.check_next_token_loss,
+        [_h8_loss(rows=True)],
+        ("one number",),
+    ),
+    Wrong(
+        "logits changed in place",
+        ch01.check_next_token_loss,
+        [_h8_loss(inplace=True)],
+        ("in place",),
+    ),
+    Wrong("no smoothing", ch01.check_unigram, [_h8_unigram("no_smoothing")], ("smoothing",)),
+    Wrong(
+        "vocabulary of seen tokens only",
+        ch01.check_unigram,
+        [_h8_unigram("seen_vocab")],
+        ("vocab_size",),
+    ),
+    Wrong("bits instead of nats", ch01.check_unigram, [_h8_unigram("bits")], ("bits",)),
+    Wrong("summed, not averaged", ch01.check_unigram, [_h8_unigram("summed")], ("mean", "average")),
+    Wrong("argmax at the first position", ch01.check_greedy, [_h8_greedy("first_pos")], ("FIRST",)),
+    Wrong("only the new tokens returned", ch01.check_greedy, [_h8_greedy("new_only")], ("prompt",)),
+    Wrong("one token short", ch01.check_greedy, [_h8_greedy("one_short")], ("exactly n_new",)),
+    Wrong(
+        "answer without its leading space",
+        ch01.check_pick,
+        [_h8_pick("no_space")],
+        ("leading space",),
+    ),
+    Wrong("log-probs averaged", ch01.check_pick, [_h8_pick("mean")], ("averaged",)),
+    Wrong("floor without the <|end|> token", ch01.check_floor, [_h8_floor("no_eos")], ("<|end|>",)),
+    Wrong("floor in bits", ch01.check_floor, [_h8_floor("bits")], ("bits",)),
+    Wrong(
+        "probability, not log-probability",
+        ch01.check_pick,
+        [_h8_pick("prob")],
+        ("log-probability",),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)
+
+
+# --- 01.6: paraphrase augmentation of facts -------------------------------------------------------
+
+import random  # noqa: E402
+
+
+def augment_facts(
+    facts, per_person, seed, *, name=True, keep=True, lie=False, leak=False, rng=None
+):
+    """The reference solution; the keyword switches make the realistic wrong answers."""
+    rng = rng if rng is not None else random.Random(seed)
+    by_person = {}
+    for f in facts:
+        by_person.setdefault(f["person"], []).append(f)
+    texts = [s for f in facts for s in f["statements"]] if keep else []
+    for person, fs in by_person.items():
+        for _ in range(per_person):
+            sentences = []
+            for f in fs:
+                s = rng.choice(f["statements"])
+                if lie:  # "augment" by swapping in another value of the attribute
+                    s = s.replace(f["answer"], rng.choice(f["candidates"]))
+                sentences.append(s if name else s.replace(person, "They"))
+            rng.shuffle(sentences)
+            texts.append(" ".join(sentences))
+    if leak:
+        texts += [f"{f['probe_paraphrase']} {f['answer']}." for f in facts]
+    return texts
+
+
+def test_augment_facts_check():
+    assert ch01.check_augment_facts(augment_facts)
+    fails_with(
+        ch01.check_augment_facts, lambda f, k, s: augment_facts(f, k, s, leak=True), "held-out"
+    )
+    fails_with(
+        ch01.check_augment_facts, lambda f, k, s: augment_facts(f, k, s, lie=True), "label-changing"
+    )
+    fails_with(ch01.check_augment_facts, lambda f, k, s: augment_facts(f, 0, s), "no augmentation")
+    fails_with(
+        ch01.check_augment_facts, lambda f, k, s: augment_facts(f, k, s, keep=False), "are missing"
+    )
+    fails_with(
+        ch01.check_augment_facts, lambda f, k, s: augment_facts(f, k, s, name=False), "name nobody"
+    )
+    shared = random.Random(0)
+    fails_with(
+        ch01.check_augment_facts,
+        lambda f, k, s: augment_facts(f, k, s, rng=shared),
+        "same seed gave different",
+    )
+    fails_with(
+        ch01.check_augment_facts, lambda f, k, s: augment_facts(f, k, 0), "seed 1 gave the same"
+    )

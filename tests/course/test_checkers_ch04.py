@@ -224,3 +224,171 @@ def test_dora_broadcasting_mistake_is_explained():
         lambda w0, a, b, m, s: m * (w0 + s * b @ a) / (w0 + s * b @ a).norm(dim=1, keepdim=True),
         words="m[:, None]",
     )
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_lora_embedding(mode: str):
+    import torch
+    from torch import nn
+
+    class Student(nn.Module):
+        def __init__(self, base, r, alpha):
+            super().__init__()
+            self.base, self.scaling = base, alpha / r
+            if mode != "base_trainable":
+                base.requires_grad_(False)
+            n, d = base.num_embeddings, base.embedding_dim
+            make = (lambda t: t) if mode == "plain_tensors" else nn.Parameter
+            self.lora_A = make(torch.zeros(r, n))
+            self.lora_B = make(torch.randn(d, r))
+
+        def forward(self, ids):
+            rows = self.lora_A.T[ids]
+            scale = 1.0 if mode == "unscaled" else self.scaling
+            return self.base(ids) + scale * rows @ self.lora_B.T
+
+    return Student
+
+
+def _h8_merge(mode: str):
+    def fn(E, A, B, alpha, r):
+        if mode == "in_place":
+            E += (alpha / r) * (B @ A).T
+            return E
+        if mode == "alpha":
+            return E + alpha * (B @ A).T
+        return E + (alpha / r) * (A.T @ B.T).T.T if mode == "ok" else E + (B @ A)  # no transpose
+
+    return fn
+
+
+def _h8_dora_w(mode: str):
+    def fn(W0, A, B, m, s):
+        V = W0 + s * B @ A
+        if mode == "col_norm":
+            return m[:, None] * V / V.norm(dim=0, keepdim=True)
+        if mode == "w0_norm":
+            return (m / W0.norm(dim=1))[:, None] * V
+        if mode == "in_place":
+            W0 += s * B @ A  # updates the frozen weight itself
+            return (m / W0.norm(dim=1))[:, None] * W0
+        return m[:, None] * V  # not normalised
+
+    return fn
+
+
+def _h8_svd(mode: str):
+    import torch
+
+    def fn(M, r):
+        U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+        if mode == "no_s":
+            return U[:, :r], Vh[:r]
+        if mode == "smallest":
+            return U[:, -r:] * S[-r:], Vh[-r:]
+        return U[:, :r] * S[:r], Vh[:, :r].T  # columns of Vh
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong(
+        "dense rank-r size",
+        ch04.check_param_count,
+        [lambda shapes, r: sum(r * o * i for o, i in shapes)],
+        ("dense",),
+    ),
+    Wrong(
+        "d_in twice",
+        ch04.check_param_count,
+        [lambda shapes, r: sum(2 * r * i for o, i in shapes)],
+        ("both dimensions",),
+    ),
+    Wrong(
+        "first layer only",
+        ch04.check_param_count,
+        [lambda shapes, r: r * sum(shapes[0])],
+        ("every layer",),
+    ),
+    Wrong(
+        "plain tensors, not nn.Parameter",
+        ch04.check_embedding_lora,
+        [_h8_lora_embedding("plain_tensors")],
+        ("nn.Parameter",),
+    ),
+    Wrong(
+        "base left trainable",
+        ch04.check_embedding_lora,
+        [_h8_lora_embedding("base_trainable")],
+        ("freeze",),
+    ),
+    Wrong(
+        "update not scaled",
+        ch04.check_embedding_lora,
+        [_h8_lora_embedding("unscaled")],
+        ("alpha / r",),
+    ),
+    Wrong(
+        "merged into E in place", ch04.check_merge_embedding, [_h8_merge("in_place")], ("in place",)
+    ),
+    Wrong(
+        "scaled by alpha",
+        ch04.check_merge_embedding,
+        [_h8_merge("alpha")],
+        ("alpha instead of alpha / r",),
+    ),
+    Wrong(
+        "B @ A not transposed",
+        ch04.check_merge_embedding,
+        [_h8_merge("no_transpose")],
+        ("transpose",),
+    ),
+    Wrong(
+        "magnitude over columns",
+        ch04.check_dora,
+        [lambda W0: W0.norm(dim=0), _h8_dora_w("ok")],
+        ("dim 0",),
+    ),
+    Wrong(
+        "sum of squares",
+        ch04.check_dora,
+        [lambda W0: (W0**2).sum(1), _h8_dora_w("ok")],
+        ("square root",),
+    ),
+    Wrong(
+        "normalised over columns",
+        ch04.check_dora,
+        [lambda W0: W0.norm(dim=1), _h8_dora_w("col_norm")],
+        ("dim 0",),
+    ),
+    Wrong(
+        "norm of W0, not of W0 + sBA",
+        ch04.check_dora,
+        [lambda W0: W0.norm(dim=1), _h8_dora_w("w0_norm")],
+        ("updated weight",),
+    ),
+    Wrong(
+        "W0 updated in place",
+        ch04.check_dora,
+        [lambda W0: W0.norm(dim=1), _h8_dora_w("in_place")],
+        ("in place",),
+    ),
+    Wrong(
+        "singular values dropped",
+        ch04.check_svd_factors,
+        [_h8_svd("no_s")],
+        ("singular values are missing",),
+    ),
+    Wrong("smallest directions", ch04.check_svd_factors, [_h8_svd("smallest")], ("SMALLEST",)),
+    Wrong("columns of Vh", ch04.check_svd_factors, [_h8_svd("vh_cols")], ("ROWS", "rows of Vh")),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

@@ -156,3 +156,150 @@ def test_not_done_and_crash():
 
     fails_with(ch05.check_e3m0, todo, "not done yet")
     fails_with(ch05.check_unpack, lambda p: p.reshape(3, -1), "raised")
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_zp(mode: str):
+    import torch
+
+    def fn(x, bits):
+        top = 2**bits - 1
+        lo, hi = x.min(), x.max()
+        scale = (hi - lo) / (2**bits if mode == "16_levels" else top)
+        zero = torch.round(-lo / scale)
+        if mode == "unrounded_zero":
+            zero = -lo / scale
+        if mode == "in_place":
+            x -= lo  # shifts the caller's tensor
+            q = torch.round(x / scale).clamp(0, top)
+        else:
+            q = (torch.round(x / scale) + zero).clamp(0, top)
+        return q.to(torch.int8 if mode == "int8" else torch.uint8), scale, zero
+
+    return fn
+
+
+def _h8_e3m0(mode: str):
+    import torch
+
+    mags = [0.0] + [2.0 ** (e - 1) for e in range(1, 8)]
+    if mode == "no_zero":
+        mags = [2.0 ** (e - 1) for e in range(1, 8)]
+    vals = [s * m for s in (1, -1) for m in mags]
+    vals = vals if mode == "dup_zero" else sorted(set(vals))
+    if mode == "unnormalised":
+        return lambda: torch.tensor(sorted(vals))
+    return lambda: torch.tensor(sorted(vals)) / max(mags)
+
+
+def _h8_unpack(mode: str):
+    import torch
+
+    def fn(packed):
+        flat = packed.reshape(-1)
+        if mode == "swapped":
+            return torch.stack([flat & 15, flat >> 4], 1).reshape(-1)
+        if mode == "concat":
+            return torch.cat([flat >> 4, flat & 15])
+        return torch.stack([flat >> 4, flat], 1).reshape(-1)  # no & 15
+
+    return fn
+
+
+def _h8_dq(mode: str):
+    def fn(codes, absmax2, offset, code, bs):
+        if mode == "repeat":
+            return code[codes.long()] * absmax2.repeat(bs)[: codes.numel()] + offset
+        if mode == "no_offset":
+            return code[codes.long()] * absmax2.repeat_interleave(bs)[: codes.numel()]
+        return codes.float() * absmax2.repeat_interleave(bs)[: codes.numel()] + offset
+
+    return fn
+
+
+def _h8_qlora(mode: str):
+    from course_lib.quantization import bits_per_parameter
+
+    def fn(n_base, n_tr):
+        bits = 4.5 if mode == "no_dq" else bits_per_parameter(4, 64, double_quant=True)
+        per = 12 if mode == "12_bytes" else 16
+        total = n_base * bits / 8 + per * n_tr
+        return total / 2**30 if mode == "gib" else total / 1e9
+
+    return fn
+
+
+def _h8_groups(mode: str):
+    import torch
+
+    def fn(x, gs):
+        g = x.reshape(-1, gs) if mode != "strided" else x.reshape(gs, -1).T
+        lo, hi = g.amin(1), g.amax(1)
+        scale = (hi - lo) / 15
+        if mode == "symmetric":
+            scale = g.abs().amax(1) / 7
+        zero = torch.round(-lo / scale)
+        q = (torch.round(g / scale[:, None]) + zero[:, None]).clamp(0, 15).to(torch.uint8)
+        return q.reshape(x.shape), scale, zero
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong("16 levels", ch05.check_zero_point, [_h8_zp("16_levels")], ("15 STEPS", "2^bits − 1")),
+    Wrong(
+        "zero point not rounded",
+        ch05.check_zero_point,
+        [_h8_zp("unrounded_zero")],
+        ("not rounded",),
+    ),
+    Wrong("signed codes", ch05.check_zero_point, [_h8_zp("int8")], ("uint8",)),
+    Wrong("input shifted in place", ch05.check_zero_point, [_h8_zp("in_place")], ("in place",)),
+    Wrong("no zero in the table", ch05.check_e3m0, [_h8_e3m0("no_zero")], ("zero",)),
+    Wrong("+0 and -0 both kept", ch05.check_e3m0, [_h8_e3m0("dup_zero")], ("DISTINCT",)),
+    Wrong(
+        "not normalised to [-1, 1]",
+        ch05.check_e3m0,
+        [_h8_e3m0("unnormalised")],
+        ("largest magnitude",),
+    ),
+    Wrong("nibbles swapped", ch05.check_unpack, [_h8_unpack("swapped")], ("swapped",)),
+    Wrong("not interleaved", ch05.check_unpack, [_h8_unpack("concat")], ("interleaved",)),
+    Wrong("low nibble not masked", ch05.check_unpack, [_h8_unpack("no_mask")], ("& 15",)),
+    Wrong(
+        "repeat instead of repeat_interleave",
+        ch05.check_dequantize_constants,
+        [_h8_dq("repeat")],
+        ("repeat_interleave",),
+    ),
+    Wrong("offset missing", ch05.check_dequantize_constants, [_h8_dq("no_offset")], ("offset",)),
+    Wrong(
+        "codes used as values",
+        ch05.check_dequantize_constants,
+        [_h8_dq("codes")],
+        ("look them up",),
+    ),
+    Wrong("no double quantization", ch05.check_qlora_memory, [_h8_qlora("no_dq")], ("double",)),
+    Wrong(
+        "12 bytes per trainable", ch05.check_qlora_memory, [_h8_qlora("12_bytes")], ("16 bytes",)
+    ),
+    Wrong("GiB, not GB", ch05.check_qlora_memory, [_h8_qlora("gib")], ("GiB",)),
+    Wrong("strided groups", ch05.check_groups, [_h8_groups("strided")], ("CONSECUTIVE",)),
+    Wrong("symmetric scale", ch05.check_groups, [_h8_groups("symmetric")], ("symmetric",)),
+    Wrong(
+        "one scale for all",
+        ch05.check_groups,
+        [lambda x, gs: _h8_zp("ok")(x, 4)],
+        ("one scale for the whole tensor", "whole tensor"),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

@@ -141,3 +141,110 @@ def test_parallel():
         lambda h, mlp, norm, down, up: mlp(norm(h)) + up(torch.relu(down(norm(h)))),
         "residual h is missing",
     )
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_ia3(mode: str):
+    import torch
+
+    class Student(torch.nn.Module):
+        def __init__(self, base, feedforward):
+            super().__init__()
+            self.base, self.ff = base.requires_grad_(False), feedforward
+            n = base.in_features if feedforward else base.out_features
+            if mode == "swapped":
+                n = base.out_features if feedforward else base.in_features
+            vec = torch.zeros(n) if mode == "zeros" else torch.ones(n)
+            self.ia3_l = vec if mode == "plain_tensor" else torch.nn.Parameter(vec)
+
+        def forward(self, x):
+            if mode == "no_bias_scaled":
+                return x @ self.base.weight.T * self.ia3_l + self.base.bias
+            return self.base(x * self.ia3_l) if self.ff else self.base(x) * self.ia3_l
+
+    return Student
+
+
+WRONG_ANSWERS = [
+    Wrong("biases missing", ch06.check_param_count, [lambda d, m, n: n * 2 * d * m], ("biases",)),
+    Wrong(
+        "one projection",
+        ch06.check_param_count,
+        [lambda d, m, n: n * (d * m + d + m)],
+        ("TWO projections",),
+    ),
+    Wrong(
+        "one adapter only",
+        ch06.check_param_count,
+        [lambda d, m, n: 2 * d * m + d + m],
+        ("number of adapters",),
+    ),
+    Wrong(
+        "down bias of size d",
+        ch06.check_param_count,
+        [lambda d, m, n: n * (2 * d * m + 2 * d)],
+        ("m entries",),
+    ),
+    Wrong(
+        "plain tensor, not nn.Parameter",
+        ch06.check_ia3_module,
+        [_h8_ia3("plain_tensor")],
+        ("nn.Parameter",),
+    ),
+    Wrong("vector starts at zero", ch06.check_ia3_module, [_h8_ia3("zeros")], ("ones",)),
+    Wrong(
+        "input and output scaling swapped",
+        ch06.check_ia3_module,
+        [_h8_ia3("swapped")],
+        ("OUTPUT", "INPUT"),
+    ),
+    Wrong(
+        "bias not scaled", ch06.check_ia3_module, [_h8_ia3("no_bias_scaled")], ("bias included",)
+    ),
+    Wrong(
+        "adapters before the sublayers",
+        ch06.check_houlsby_block,
+        [lambda x, at, ml, n1, n2, a1, a2: (h := x + at(a1(n1(x)))) + ml(a2(n2(h)))],
+        ("BEFORE",),
+    ),
+    Wrong(
+        "one adapter only (Pfeiffer)",
+        ch06.check_houlsby_block,
+        [lambda x, at, ml, n1, n2, a1, a2: (h := x + at(n1(x))) + a2(ml(n2(h)))],
+        ("after attention",),
+    ),
+    Wrong(
+        "adapter after the residual",
+        ch06.check_houlsby_block,
+        [lambda x, at, ml, n1, n2, a1, a2: a2((h := a1(x + at(n1(x)))) + ml(n2(h)))],
+        ("residual addition",),
+    ),
+    Wrong(
+        "adapter reads the MLP output",
+        ch06.check_parallel,
+        [lambda h, mlp, norm, down, up: h + (y := mlp(norm(h))) + up(torch.relu(down(y)))],
+        ("sequential",),
+    ),
+    Wrong(
+        "adapter reads h before the norm",
+        ch06.check_parallel,
+        [lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(torch.relu(down(h)))],
+        ("before the norm",),
+    ),
+    Wrong(
+        "no relu in the branch",
+        ch06.check_parallel,
+        [lambda h, mlp, norm, down, up: h + mlp(norm(h)) + up(down(norm(h)))],
+        ("relu", "nonlinearity"),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

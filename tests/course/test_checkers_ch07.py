@@ -138,3 +138,128 @@ def test_the_loss_reference_is_the_models_own_loss(tiny_llama):
     with torch.no_grad():
         out = soft(input_ids=ids, attention_mask=mask, labels=labels)
     assert torch.allclose(real_token_loss(out.logits, ids, mask, 3), out.loss, atol=1e-6)
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_text_init(mode: str):
+    def fn(embedding, ids, n):
+        ids = list(ids)
+        ids = (ids * (n // len(ids) + 1))[:n]
+        if mode == "attached":
+            return embedding.weight[ids]
+        if mode == "view":
+            return embedding.weight.detach()[:n].clone()
+        return embedding.weight[ids].detach()  # no clone needed? (indexing copies)
+
+    return fn
+
+
+def _h8_prefix_attn(mode: str):
+    import torch
+
+    def fn(q, k, v, pk, pv):
+        keys, values = torch.cat([pk, k]), torch.cat([pv, v])
+        L, n = q.shape[0], pk.shape[0]
+        allowed = torch.ones(L, n + L, dtype=torch.bool).tril(diagonal=n)
+        if mode == "unshifted_mask":
+            allowed = torch.ones(L, n + L, dtype=torch.bool).tril()
+        if mode == "appended":
+            keys, values = torch.cat([k, pk]), torch.cat([v, pv])
+        scores = q @ keys.T / (1.0 if mode == "unscaled" else q.shape[-1] ** 0.5)
+        return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ values
+
+    return fn
+
+
+def _h8_real_loss(mode: str):
+    import torch.nn.functional as F
+
+    def fn(logits, ids, mask, n):
+        x = logits[:, n:-1] if mode != "first_L" else logits[:, : ids.shape[1] - 1]
+        y, m = ids[:, 1:], mask[:, 1:].bool()
+        nll = F.cross_entropy(x.transpose(1, 2), y, reduction="none")
+        if mode == "padding":
+            return nll.mean()
+        if mode == "per_seq":
+            return ((nll * m).sum(1) / m.sum(1)).mean()
+        return nll[m].mean()
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong(
+        "no ×2 for keys and values",
+        ch07.check_prefix_count,
+        [lambda n, L, h, kv, d: n * L * kv * d],
+        ("×2",),
+    ),
+    Wrong(
+        "n_heads instead of n_kv_heads",
+        ch07.check_prefix_count,
+        [lambda n, L, h, kv, d: n * L * 2 * h * d],
+        ("n_kv_heads",),
+    ),
+    Wrong(
+        "one layer",
+        ch07.check_prefix_count,
+        [lambda n, L, h, kv, d: n * 2 * kv * d],
+        ("every layer",),
+    ),
+    Wrong(
+        "hidden size instead of kv width",
+        ch07.check_prefix_count,
+        [lambda n, L, h, kv, d: n * L * 2 * h * d // 1],
+        ("n_kv_heads",),
+    ),
+    Wrong(
+        "still attached to the embedding",
+        ch07.check_text_init,
+        [_h8_text_init("attached")],
+        ("detach",),
+    ),
+    Wrong(
+        "first n rows of the table",
+        ch07.check_text_init,
+        [_h8_text_init("view")],
+        ("repeat", "rows"),
+    ),
+    Wrong(
+        "mask not shifted by n",
+        ch07.check_prefix_attention,
+        [_h8_prefix_attn("unshifted_mask")],
+        ("tril(diagonal=n)",),
+    ),
+    Wrong(
+        "scores not scaled",
+        ch07.check_prefix_attention,
+        [_h8_prefix_attn("unscaled")],
+        ("sqrt(d)",),
+    ),
+    Wrong(
+        "prefix appended after the keys",
+        ch07.check_prefix_attention,
+        [_h8_prefix_attn("appended")],
+        ("appended",),
+    ),
+    Wrong(
+        "first L logits kept", ch07.check_real_token_loss, [_h8_real_loss("first_L")], ("FIRST",)
+    ),
+    Wrong("padding scored", ch07.check_real_token_loss, [_h8_real_loss("padding")], ("padding",)),
+    Wrong(
+        "mean per sequence first",
+        ch07.check_real_token_loss,
+        [_h8_real_loss("per_seq")],
+        ("per sequence",),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

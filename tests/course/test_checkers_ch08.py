@@ -128,3 +128,156 @@ def test_per_example_loss():
         return (nll.sum(1) / mask.sum(1)).mean()
 
     fails_with(ch08.check_per_example_loss, no_shift, "not shifted")
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_labels(mode: str):
+    from course_lib.formats import response_labels
+
+    def fn(tok, messages, width):
+        ex = response_labels(tok, messages)
+        ids, labels = ex["input_ids"], ex["labels"]
+        pad = width - len(ids)
+        if mode == "pad_labelled":
+            return {
+                "input_ids": ids + [tok.pad_token_id] * pad,
+                "labels": labels + [tok.pad_token_id] * pad,
+            }
+        if mode == "no_end":
+            end = max(i for i, lab in enumerate(labels) if lab != -100)
+            labels = labels[:end] + [-100] * (len(labels) - end)
+        if mode == "left_pad":
+            return {"input_ids": [tok.pad_token_id] * pad + ids, "labels": [-100] * pad + labels}
+        return {"input_ids": ids + [tok.pad_token_id] * pad, "labels": labels + [-100] * pad}
+
+    return fn
+
+
+def _h8_em(mode: str):
+    import string
+
+    def norm(s):
+        s = s.lower()
+        if mode != "no_punct":
+            s = s.strip(string.punctuation + " ")
+        return " ".join(s.split()) if mode != "remove_spaces" else s.replace(" ", "")
+
+    def fn(preds, refs):
+        if mode != "no_validation" and (len(preds) != len(refs) or not preds):
+            raise ValueError("lists must be non-empty and of equal length")
+        hits = [norm(p) == norm(r) for p, r in zip(preds, refs)]
+        if mode == "count":
+            return sum(hits)
+        return sum(hits) / max(len(hits), 1)
+
+    return fn
+
+
+def _h8_nucleus(mode: str):
+
+    def fn(logits, t, p):
+        if mode == "in_place":
+            logits /= t  # divides the caller's logits
+            z = logits
+        else:
+            z = logits / t
+        probs, order = z.softmax(-1).sort(-1, descending=True)
+        before = probs.cumsum(-1) - probs
+        drop = (before >= p).scatter(-1, order, before >= p)
+        kept = z.softmax(-1).masked_fill(drop, 0.0)
+        return kept if mode == "unnormalised" else kept / kept.sum(-1, keepdim=True)
+
+    return fn
+
+
+def _h8_pack(mode: str):
+    def fn(examples, max_length):
+        rows, current = [], None
+        for e in examples:
+            n = len(e["input_ids"])
+            if current is None or len(current["input_ids"]) + n > max_length:
+                current = {"input_ids": [], "labels": [], "position_ids": []}
+                rows.append(current)
+            start = len(current["input_ids"])
+            current["input_ids"] += e["input_ids"]
+            current["labels"] += e["labels"]
+            current["position_ids"] += (
+                list(range(start, start + n)) if mode == "running" else list(range(n))
+            )
+            if mode == "mutates":
+                e["labels"][0] = -100  # "mask the first token of each example" in the caller's data
+        return rows
+
+    return fn
+
+
+def _h8_pel(mode: str):
+    import torch.nn.functional as F
+
+    def fn(logits, labels):
+        x, y = logits[:, :-1], labels[:, 1:]
+        if mode == "in_place":
+            labels[labels == -100] = 0  # "so gather works", on the caller's labels
+            y = labels[:, 1:]
+            nll = F.cross_entropy(x.transpose(1, 2), y, reduction="none")
+            m = y != 0
+            return ((nll * m).sum(1) / m.sum(1)).mean()
+        nll = F.cross_entropy(x.transpose(1, 2), y, reduction="none", ignore_index=-100)
+        m = y != -100
+        if mode == "token_mean":
+            return nll[m].mean()
+        return ((nll * m).sum(1) / y.shape[1]).mean()
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong(
+        "padding labelled with the pad id",
+        ch08.check_labels,
+        [_h8_labels("pad_labelled")],
+        ("pad id",),
+    ),
+    Wrong("<|end|> not labelled", ch08.check_labels, [_h8_labels("no_end")], ("stop",)),
+    Wrong(
+        "padded on the left", ch08.check_labels, [_h8_labels("left_pad")], ("right-padded", "left")
+    ),
+    Wrong(
+        "punctuation not stripped", ch08.check_exact_match, [_h8_em("no_punct")], ("punctuation",)
+    ),
+    Wrong(
+        "spaces deleted",
+        ch08.check_exact_match,
+        [_h8_em("remove_spaces")],
+        ("do not delete spaces",),
+    ),
+    Wrong("count, not share", ch08.check_exact_match, [_h8_em("count")], ("share",)),
+    Wrong("no length check", ch08.check_exact_match, [_h8_em("no_validation")], ("ValueError",)),
+    Wrong("not renormalised", ch08.check_nucleus, [_h8_nucleus("unnormalised")], ("renormalised",)),
+    Wrong("logits divided in place", ch08.check_nucleus, [_h8_nucleus("in_place")], ("in place",)),
+    Wrong("positions run on", ch08.check_packing, [_h8_pack("running")], ("restart",)),
+    Wrong("caller's labels changed", ch08.check_packing, [_h8_pack("mutates")], ("in place",)),
+    Wrong("token mean", ch08.check_per_example_loss, [_h8_pel("token_mean")], ("token mean",)),
+    Wrong(
+        "divided by sequence length",
+        ch08.check_per_example_loss,
+        [_h8_pel("seq_len")],
+        ("number of labelled tokens",),
+    ),
+    Wrong(
+        "labels overwritten in place",
+        ch08.check_per_example_loss,
+        [_h8_pel("in_place")],
+        ("in place",),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

@@ -130,3 +130,127 @@ def test_dual_clip():
         lambda lp, old, a, m, e, c: ppo.policy_loss(lp, old, a, m, clip=e)[0].detach(),
         "no dual clip",
     )
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_dual(mode: str):
+    import torch
+
+    def fn(logp, old, adv, mask, eps, c):
+        if mode == "normalised_in_place":
+            adv -= adv.mean()  # "normalise the advantages", on the caller's tensor
+        ratio = torch.exp(logp - old)
+        std = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps))
+        if mode == "everywhere":
+            loss = torch.minimum(std, -c * adv)
+        elif mode == "max":
+            loss = torch.where(adv < 0, torch.maximum(std, -c * adv), std)
+        else:
+            loss = torch.where(adv < 0, torch.minimum(std, -c * adv), std)
+        return (loss * mask).sum() / mask.sum()
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong(
+        "margin added",
+        ch09.check_margin_bt,
+        [lambda rc, rr, m: -F.logsigmoid(rc - rr + m).mean()],
+        ("subtract",),
+    ),
+    Wrong(
+        "margin missing",
+        ch09.check_margin_bt,
+        [lambda rc, rr, m: -F.logsigmoid(rc - rr).mean()],
+        ("margin is missing",),
+    ),
+    Wrong(
+        "sum over pairs",
+        ch09.check_margin_bt,
+        [lambda rc, rr, m: -F.logsigmoid(rc - rr - m).sum()],
+        ("mean",),
+    ),
+    Wrong(
+        "log(sigmoid) underflows",
+        ch09.check_margin_bt,
+        [lambda rc, rr, m: -torch.log(torch.sigmoid(rc - rr - m)).mean()],
+        ("logsigmoid",),
+    ),
+    Wrong(
+        "β multiplies the margin",
+        ch09.check_ipo,
+        [lambda pc, pr, rc, rr, b: ((b * ((pc - rc) - (pr - rr)) - 1 / (2 * b)) ** 2).mean()],
+        ("β multiplies",),
+    ),
+    Wrong(
+        "target 1/β",
+        ch09.check_ipo,
+        [lambda pc, pr, rc, rr, b: (((pc - rc) - (pr - rr) - 1 / b) ** 2).mean()],
+        ("1/(2β)",),
+    ),
+    Wrong(
+        "no reference model",
+        ch09.check_ipo,
+        [lambda pc, pr, rc, rr, b: ((pc - pr - 1 / (2 * b)) ** 2).mean()],
+        ("reference",),
+    ),
+    Wrong(
+        "k1 instead of k3",
+        ch09.check_k3,
+        [lambda lp, ref, m: (lp - ref) * m],
+        ("k1", "k3"),
+    ),
+    Wrong(
+        "ratio upside down",
+        ch09.check_k3,
+        [lambda lp, ref, m: (torch.exp(lp - ref) - 1 - (lp - ref)) * m],
+        ("π_ref / π", "upside", "ratio"),
+    ),
+    Wrong(
+        "mask ignored",
+        ch09.check_k3,
+        [lambda lp, ref, m: torch.exp(ref - lp) - 1 - (ref - lp)],
+        ("mask",),
+    ),
+    Wrong(
+        "baseline includes the sample",
+        ch09.check_rloo,
+        [lambda r, k: (r.reshape(-1, k) - r.reshape(-1, k).mean(1, keepdim=True)).reshape(-1)],
+        ("OTHER",),
+    ),
+    Wrong(
+        "GRPO normalisation",
+        ch09.check_rloo,
+        [
+            lambda r, k: (
+                (r.reshape(-1, k) - r.reshape(-1, k).mean(1, keepdim=True))
+                / r.reshape(-1, k).std(1, keepdim=True)
+            ).reshape(-1)
+        ],
+        ("GRPO",),
+    ),
+    Wrong(
+        "dual clip everywhere",
+        ch09.check_dual_clip,
+        [_h8_dual("everywhere")],
+        ("only where A < 0",),
+    ),
+    Wrong("max instead of min", ch09.check_dual_clip, [_h8_dual("max")], ("max instead of min",)),
+    Wrong(
+        "advantages normalised in place",
+        ch09.check_dual_clip,
+        [_h8_dual("normalised_in_place")],
+        ("in place",),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

@@ -148,3 +148,122 @@ def test_int8():
         dequantize,
         words="torch.int8",
     )
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_merge(mode: str):
+    def fn(W, A, B, alpha, r):
+        if mode == "in_place":
+            W += alpha / r * (B @ A)
+            return W
+        if mode == "transposed":
+            return W + alpha / r * (B @ A).T
+        return W + r / alpha * (B @ A)
+
+    return fn
+
+
+def _h8_int8(mode: str):
+    import torch
+
+    def quantize(w):
+        scale = w.abs().amax(1, keepdim=True) / (128 if mode == "128" else 127)
+        if mode == "per_tensor":
+            scale = w.abs().max() / 127 * torch.ones(w.shape[0], 1)
+        if mode == "per_column":
+            scale = w.abs().amax(0, keepdim=True) / 127
+        q = (w / scale).round() if mode != "trunc" else (w / scale).trunc()
+        return q.clamp(-127, 127).to(torch.int8), scale
+
+    return quantize, lambda q, s: q.float() * s
+
+
+def _h8_bleu(mode: str):
+    import math
+    from collections import Counter
+
+    def ngrams(t, n):
+        return Counter(tuple(t[i : i + n]) for i in range(len(t) - n + 1))
+
+    def fn(cands, refs, max_order=4):
+        match, total = [0] * max_order, [0] * max_order
+        c_len = r_len = 0
+        for c, r in zip(cands, refs):
+            c_len, r_len = c_len + len(c), r_len + len(r)
+            for n in range(1, max_order + 1):
+                cn, rn = ngrams(c, n), ngrams(r, n)
+                if mode == "unclipped":
+                    match[n - 1] += sum(v for g, v in cn.items() if g in rn)
+                else:
+                    match[n - 1] += sum((cn & rn).values())
+                total[n - 1] += max(len(c) - n + 1, 0)
+        if min(match) == 0:
+            return 0.0
+        logp = sum(math.log(m / t) for m, t in zip(match, total)) / max_order
+        bp = 1.0 if mode == "no_bp" or c_len > r_len else math.exp(1 - r_len / c_len)
+        return bp * math.exp(logp)
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong(
+        "per-sequence perplexities averaged",
+        ch10.check_perplexity,
+        [
+            lambda loss, m: torch.stack(
+                [torch.exp((l * k).sum() / k.sum()) for l, k in zip(loss, m.float())]
+            ).mean()
+        ],
+        ("per-sequence perplexities",),
+    ),
+    Wrong(
+        "padding counted",
+        ch10.check_perplexity,
+        [lambda loss, m: torch.exp(loss.mean())],
+        ("padding",),
+    ),
+    Wrong(
+        "per-sequence mean losses averaged",
+        ch10.check_perplexity,
+        [lambda loss, m: torch.exp(((loss * m).sum(1) / m.sum(1)).mean())],
+        ("per-sequence mean losses",),
+    ),
+    Wrong(
+        "mask zeroed the caller's losses",
+        ch10.check_perplexity,
+        [lambda loss, m: torch.exp(loss.mul_(m).sum() / m.sum())],
+        ("in place",),
+    ),
+    Wrong("unclipped n-gram counts", ch10.check_bleu, [_h8_bleu("unclipped")], ("clip",)),
+    Wrong("no brevity penalty", ch10.check_bleu, [_h8_bleu("no_bp")], ("brevity",)),
+    Wrong(
+        "W changed in place", ch10.check_merge, [_h8_merge("in_place")], ("in-place", "in place")
+    ),
+    Wrong("B A transposed", ch10.check_merge, [_h8_merge("transposed")], ("transposed",)),
+    Wrong("r / alpha", ch10.check_merge, [_h8_merge("upside_down")], ("upside down",)),
+    Wrong(
+        "one scale per tensor",
+        ch10.check_int8,
+        list(_h8_int8("per_tensor")),
+        ("per", "channel", "row"),
+    ),
+    Wrong(
+        "scale per column",
+        ch10.check_int8,
+        list(_h8_int8("per_column")),
+        ("column", "row", "channel"),
+    ),
+    Wrong("divided by 128", ch10.check_int8, list(_h8_int8("128")), ("127",)),
+    Wrong("truncated, not rounded", ch10.check_int8, list(_h8_int8("trunc")), ("round",)),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

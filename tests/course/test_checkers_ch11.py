@@ -90,3 +90,81 @@ def test_weighted_combine():
     fails_with(
         ch11.check_weighted_combine, lambda gs, c: sum(g * n for g, n in zip(gs, c)), "total count"
     )
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+WRONG_ANSWERS = [
+    Wrong(
+        "master weights missing", ch11.check_full_mixed_gb, [lambda n: 12 * n / 1e9], ("master",)
+    ),
+    Wrong("GiB, not GB", ch11.check_full_mixed_gb, [lambda n: 16 * n / 2**30], ("GiB",)),
+    Wrong("bytes", ch11.check_full_mixed_gb, [lambda n: 16 * n], ("bytes",)),
+    Wrong(
+        "optimizer states in bf16",
+        ch11.check_full_mixed_gb,
+        [lambda n: (2 + 2 + 4 + 2 + 2) * n / 1e9],
+        ("fp32", "m and v"),
+    ),
+    Wrong(
+        "square layers assumed",
+        ch11.check_lora_trainable,
+        [lambda shapes, layers, r, targets: layers * sum(2 * r * shapes[t][0] for t in targets)],
+        ("square",),
+    ),
+    Wrong(
+        "one block",
+        ch11.check_lora_trainable,
+        [lambda shapes, layers, r, targets: sum(r * sum(shapes[t]) for t in targets)],
+        ("number of layers",),
+    ),
+    Wrong(
+        "stage 1 shards weights and gradients",
+        ch11.check_zero_bytes,
+        [
+            lambda psi, n, s: {
+                0: 16 * psi,
+                1: 4 * psi / n + 12 * psi,
+                2: 2 * psi + 14 * psi / n,
+                3: 16 * psi / n,
+            }[s]
+        ],
+        ("stage 1 shards the optimizer state",),
+    ),
+    Wrong(
+        "K = 8",
+        ch11.check_zero_bytes,
+        [
+            lambda psi, n, s: {
+                0: 12 * psi,
+                1: 4 * psi + 8 * psi / n,
+                2: 2 * psi + 10 * psi / n,
+                3: 12 * psi / n,
+            }[s]
+        ],
+        ("K = 12",),
+    ),
+    Wrong(
+        "sum over ranks", ch11.check_all_reduce_mean, [lambda g: torch.stack(g).sum(0)], ("SUM",)
+    ),
+    Wrong(
+        "plain mean of unequal shards",
+        ch11.check_weighted_combine,
+        [lambda g, c: torch.stack(g).mean(0)],
+        ("weight each",),
+    ),
+    Wrong(
+        "weighted sum not divided",
+        ch11.check_weighted_combine,
+        [lambda g, c: sum(t * n for t, n in zip(g, c))],
+        ("divide", "total"),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

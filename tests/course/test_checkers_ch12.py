@@ -111,3 +111,88 @@ def test_storage_sizes():
         "LoRA q,v r=8 on Llama-2-7B: 8.4 MB in bf16"
     )
     assert ch12.prompt_bytes(4096) == 20 * 4096 * 2
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_pareto(mode: str):
+    def fn(results):
+        keep = []
+        for name, (c, s) in results.items():
+            others = [(c2, s2) for o, (c2, s2) in results.items() if o != name]
+            if mode == "no_strict":
+                dominated = any(c2 <= c and s2 >= s for c2, s2 in others)
+            else:  # strict on both axes
+                dominated = any(c2 < c and s2 > s for c2, s2 in others)
+            if not dominated:
+                keep.append(name)
+        return sorted(keep)
+
+    return fn
+
+
+def _h8_storage(unit: int):
+    from course_lib.choosing import recommend
+
+    def fn(p, g, n, task, k, hidden, layers, kb):
+        method = recommend(p, g, n, task, k).method
+        lora = layers * 2 * 8 * 2 * hidden * 2
+        prompt = 20 * hidden * 2
+        if k > 1 and method in ("LoRA", "QLoRA") and lora > kb * unit:
+            return "prompt tuning" if prompt <= kb * unit else "prompting (few-shot or retrieval)"
+        return method
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong(
+        "frozen counted",
+        ch12.check_count_trainable,
+        [lambda m: sum(p.numel() for p in m.parameters())],
+        ("requires_grad",),
+    ),
+    Wrong(
+        "tied embedding counted twice",
+        ch12.check_count_trainable,
+        [
+            lambda m: (
+                sum(t.numel() for t in m.state_dict().values())
+                if all(p.requires_grad for p in m.parameters())
+                else sum(p.numel() for p in m.parameters() if p.requires_grad)
+            )
+        ],
+        ("tied",),
+    ),
+    Wrong(
+        "parameters, not bytes",
+        ch12.check_artefact_bytes,
+        [lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)],
+        ("not bytes",),
+    ),
+    Wrong(
+        "always 4 bytes",
+        ch12.check_artefact_bytes,
+        [lambda m: 4 * sum(p.numel() for p in m.parameters() if p.requires_grad)],
+        ("element_size",),
+    ),
+    Wrong("strict clause dropped", ch12.check_pareto, [_h8_pareto("no_strict")], ("strictly",)),
+    Wrong(
+        "strict on both axes",
+        ch12.check_pareto,
+        [_h8_pareto("strict_both")],
+        ("strictly", "no worse"),
+    ),
+    Wrong(
+        "KiB instead of kB", ch12.check_recommend_with_storage, [_h8_storage(1024)], ("1000", "KiB")
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

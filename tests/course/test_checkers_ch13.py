@@ -119,3 +119,43 @@ def test_chatml_reference_agrees_with_response_labels_on_the_last_turn():
     assert variants["last turn only"] == response_labels(tok, ch13.CONVERSATION)["labels"], (
         "the checker's reference and chapter 02's response_labels must agree on the last turn"
     )
+
+
+# --- realistic wrong answers (issue 18, item 7): each caught, its message naming the mistake ----
+# (counted over all chapters by `python -m tests.course.wrong_answers`)
+
+from tests.course.wrong_answers import Wrong, assert_caught_and_named  # noqa: E402
+
+
+def _h8_q4_1(mode: str):
+    import numpy as np
+    import torch
+
+    def fn(w):
+        lo, hi = float(w.min()), float(w.max())
+        d = (hi - lo) / (16 if mode == "16" else 15)
+        q = ((w - lo) / d).floor() if mode == "floor" else ((w - lo) / d).round()
+        q = q.clamp(0, 15).to(torch.uint8).numpy()
+        packed = (q[0::2] | (q[1::2] << 4)) if mode == "neighbours" else (q[:16] | (q[16:] << 4))
+        head = np.array([d, hi if mode == "max" else lo], dtype=np.float16).view(np.uint8)
+        return np.concatenate([head, packed.astype(np.uint8)])
+
+    return fn
+
+
+WRONG_ANSWERS = [
+    Wrong("16 steps", ch13.check_quantize_q4_1, [_h8_q4_1("16")], ("divide by 15",)),
+    Wrong("m = max", ch13.check_quantize_q4_1, [_h8_q4_1("max")], ("minimum",)),
+    Wrong("floor", ch13.check_quantize_q4_1, [_h8_q4_1("floor")], ("floor",)),
+    Wrong(
+        "neighbouring codes packed",
+        ch13.check_quantize_q4_1,
+        [_h8_q4_1("neighbours")],
+        ("packed as",),
+    ),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: f"{w.exercise} {w.mistake}")
+def test_wrong_answer_is_caught_and_named(wrong):
+    assert_caught_and_named(wrong)

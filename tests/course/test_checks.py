@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from course_lib.course.checks import (
     expect_equal,
     expect_shape,
 )
+from course_lib.data import ROOT
 
 UNIGRAM_HINTS = {
     1.0986: "you forgot the add-one smoothing",
@@ -98,9 +100,12 @@ def test_student_exception_is_wrapped_with_its_type_and_cause():
 
     with pytest.raises(CheckFailed) as info:
         check_unigram(buggy)
-    assert (
-        str(info.value) == "✘ 01.2 unigram cross-entropy: your code raised KeyError: 'missing'"
+    assert str(info.value).startswith(
+        "✘ 01.2 unigram cross-entropy: your code raised KeyError: 'missing' (in your code, line "
     ), f"the student's exception must be named in the message, got {str(info.value)!r}"
+    assert str(info.value).endswith('`return {}["missing"]`)'), (
+        f"the message must quote the student's failing line, got {str(info.value)!r}"
+    )
     assert isinstance(info.value.__cause__, KeyError), (
         "the student's exception must be kept as __cause__ so its traceback is shown"
     )
@@ -272,4 +277,178 @@ def test_expect_equal():
         expect_equal("paris", "Paris", what="the answer")
     assert str(info.value) == "expected the answer = 'Paris', got 'paris'", (
         f"got {str(info.value)!r}"
+    )
+
+
+# --- what a student sees in a notebook (issue 18, item 8) ---------------------------------------
+
+
+def test_failing_check_reports_one_line_without_raising_in_a_notebook(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_CHECKS", "report")
+    assert check_unigram(lambda *a: 1.0986) is False, "a failing check in a notebook returns False"
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "✘ 01.2 unigram cross-entropy: you forgot the add-one smoothing "
+        "(expected unigram cross-entropy of a tiny example ≈ 0.9163, got 1.0986)\n"
+    ), f"a failing check must print exactly its one ✘ line (stderr), got {captured!r}"
+    assert captured.out == "", f"nothing else may be printed, got {captured.out!r}"
+    assert RESULTS[-1].passed is False, "the failure must still be recorded"
+
+
+def test_unfinished_check_reports_not_done_without_raising_in_a_notebook(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_CHECKS", "report")
+
+    def unfinished(*args):
+        raise NotImplementedError("Exercise: write your solution here")
+
+    assert check_unigram(unfinished) is False
+    assert "not done yet" in capsys.readouterr().err
+
+
+def test_checks_raise_outside_a_kernel_and_report_inside_one(monkeypatch):
+    monkeypatch.delenv("COURSE_CHECKS", raising=False)
+    assert checks.failures_raise(), "outside IPython (pytest, scripts) a failing check raises"
+
+    class Shell:  # stands in for a running kernel
+        pass
+
+    ipython = pytest.importorskip("IPython")
+    monkeypatch.setattr(ipython, "get_ipython", lambda: Shell())
+    assert not checks.failures_raise(), "inside a kernel a failing check must not raise"
+    monkeypatch.setenv("COURSE_CHECKS", "raise")
+    assert checks.failures_raise(), "COURSE_CHECKS=raise must win over the kernel"
+
+
+def test_ipython_renders_a_check_failure_as_its_message_only():
+    message = failure_message(check_unigram, lambda *a: 1.0986)
+    try:
+        check_unigram(lambda *a: 1.0986)
+    except CheckFailed as error:
+        rendered = error._render_traceback_()
+    assert rendered == [message], f"IPython must show the one message only, got {rendered}"
+    assert not any("expect_close" in line or "Traceback" in line for line in rendered)
+
+
+def test_ipython_shell_shows_no_checker_source(capsys):
+    """A real IPython shell running a failing check shows one line, not the checker's code."""
+    shell_module = pytest.importorskip("IPython.core.interactiveshell")
+    shell = shell_module.InteractiveShell.instance()
+    try:
+        shell.user_ns["check_unigram"] = check_unigram
+        shell.run_cell("import os; os.environ['COURSE_CHECKS'] = 'raise'")
+        shell.run_cell("check_unigram(lambda *a: 1.0986)")
+        raised = capsys.readouterr()
+        shell.run_cell("os.environ['COURSE_CHECKS'] = 'auto'")
+        result = shell.run_cell("ok = check_unigram(lambda *a: 1.0986)")
+        reported = capsys.readouterr()
+    finally:
+        os.environ.pop("COURSE_CHECKS", None)
+        shell_module.InteractiveShell.clear_instance()
+    shown = raised.out + raised.err
+    assert "you forgot the add-one smoothing" in shown, f"the message must be shown: {shown!r}"
+    for leak in ("expect_close", "UNIGRAM_HINTS", "Traceback", "check_fn(*args"):
+        assert leak not in shown, f"a raised check failure shows checker code ({leak!r}):\n{shown}"
+    assert result.error_in_exec is None, "in a shell (auto mode) a failing check must not raise"
+    assert shell.user_ns["ok"] is False
+    assert reported.err.startswith("✘ 01.2 unigram cross-entropy: you forgot"), reported
+
+
+def test_stub_behind_a_checkers_runtime_error_handler_says_not_done():
+    @check("99.1 merge")
+    def check_merge(student_fn):
+        try:
+            student_fn()
+        except RuntimeError as error:  # NotImplementedError is a RuntimeError
+            raise CheckFailed(f"a shape mismatch ({error})") from None
+
+    def stub():
+        raise NotImplementedError("Exercise: write your solution here")
+
+    message = failure_message(check_merge, stub)
+    assert message == "✘ 99.1 merge: " + checks.NOT_DONE, (
+        f"an untouched exercise must be told 'not done yet', not a shape mismatch: {message!r}"
+    )
+    assert "shape mismatch" in failure_message(check_merge, lambda: torch.ones(2) @ torch.ones(3))
+
+
+def test_graded_block_records_a_reported_failure(monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKS", "report")
+    checks.arm_grading([__name__])
+    with checks.graded("01.2 unigram cross-entropy"):
+        assert check_unigram(lambda *a: 1.0986) is False
+    body = json.loads(checks.signed_record("k")["body"])
+    assert body["finished"] and [r["passed"] for r in body["results"]] == [False], body
+
+
+# --- every untouched exercise of the course says "not done yet" --------------------------------
+
+
+def _untouched_checks(path):
+    """(check call, message) for each check of an untouched exercises notebook whose arguments
+    are functions or classes (its definition cells are run, nothing else but the first cell)."""
+    import ast
+
+    import nbformat
+
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    definitions = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+    namespace: dict = {}
+    for n, cell in enumerate(cells):
+        if n == 0 or all(isinstance(s, definitions) for s in ast.parse(cell.source).body):
+            exec(compile(cell.source, str(path), "exec"), namespace)  # a class stub must not raise
+    found = []
+    for cell in cells:
+        for stmt in ast.parse(cell.source).body:
+            call = getattr(stmt, "value", None)
+            func = getattr(call, "func", None)
+            if not (isinstance(func, ast.Attribute) and func.attr.startswith("check_")):
+                continue
+            names = {n.id for a in call.args for n in ast.walk(a) if isinstance(n, ast.Name)}
+            if names <= set(namespace):  # not a result computed by an experiment cell
+                before = len(RESULTS)
+                shown = eval(compile(ast.Expression(call), str(path), "eval"), namespace)
+                assert shown is False and len(RESULTS) == before + 1, ast.unparse(call)
+                found.append((ast.unparse(call), RESULTS[-1].message))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "exercises").glob("*_exercises.ipynb")),
+    ids=lambda p: p.name[:2],
+)
+def test_untouched_exercises_say_not_done_and_do_not_stop_the_notebook(path, monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKS", "report")
+    found = _untouched_checks(path)
+    assert found, f"{path.name}: no check could be called on the untouched stubs"
+    wrong = [f"{call}: {message}" for call, message in found if checks.NOT_DONE not in message]
+    assert not wrong, "an untouched exercise must be told 'not done yet':\n" + "\n".join(wrong)
+
+
+# --- inputs changed in place --------------------------------------------------------------------
+
+
+@check("99.2 merge")
+def check_pure_merge(student_fn):
+    w, a = torch.ones(2, 2), torch.full((2, 2), 0.5)
+    expect_close(checks.call_unchanged(student_fn, w, a, names=("W", "A")), w + a, 1e-6, "W + A")
+
+
+def test_call_unchanged_names_an_argument_changed_in_place():
+    assert check_pure_merge(lambda w, a: w + a)
+    message = failure_message(check_pure_merge, lambda w, a: w.add_(a))
+    assert "changed its input W in place" in message, message
+    rows = [{"ids": [1, 2]}]
+
+    def appends(r):
+        r[0]["ids"].append(3)
+        return r
+
+    with pytest.raises(CheckFailed, match="changed its input rows in place"):
+        checks.call_unchanged(appends, rows, names=("rows",))
+    assert checks.call_unchanged(lambda r: [dict(x) for x in r], rows, names=("rows",)) == rows
+    with pytest.raises(CheckFailed, match="changed its input x in place"):
+        checks.call_unchanged(lambda x: x.__setitem__(0, 7), np.zeros(3), names=("x",))
+    assert (
+        checks.call_unchanged(lambda x, k: x * k, torch.ones(2), 3, names=("x", None)) is not None
     )

@@ -101,6 +101,53 @@ def test_two_regions_in_one_cell():
     )
 
 
+CLASS_SOLUTION = """class Scaled(torch.nn.Module):
+    ### BEGIN SOLUTION
+    def __init__(self, base, scale: float):
+        super().__init__()
+        self.base, self.scale = base, scale
+
+    @torch.no_grad()
+    def forward(
+        self, x
+    ):
+        \"\"\"The base output, scaled.\"\"\"
+        return self.base(x) * self.scale
+
+    ### END SOLUTION
+
+
+ch04.check_scaled(Scaled)"""
+
+
+def test_class_body_region_keeps_the_class_with_method_stubs():
+    from course_lib.course.exercises import _strip_code
+
+    source, blocks = _strip_code(CLASS_SOLUTION, "test")
+    assert blocks == 1
+    assert source == (
+        "class Scaled(torch.nn.Module):\n"
+        "    def __init__(self, base, scale: float):\n"
+        f"        {RAISE}\n\n"
+        "    @torch.no_grad()\n"
+        "    def forward(\n        self, x\n    ):\n"
+        f"        {RAISE}\n\n\nch04.check_scaled(Scaled)"
+    ), f"a class body must become method stubs, got:\n{source}"
+    namespace = {"torch": __import__("torch")}
+    exec(source.rsplit("\n\n\n", 1)[0], namespace)  # defining the class must not raise
+    with pytest.raises(NotImplementedError):
+        namespace["Scaled"](None, 2.0)
+
+
+def test_class_body_region_without_methods_gets_an_init_stub():
+    from course_lib.course.exercises import _strip_code
+
+    source, _ = _strip_code(
+        "class A:\n    ### BEGIN SOLUTION\n    x = 1\n    ### END SOLUTION", "t"
+    )
+    assert source == f"class A:\n    def __init__(self, *args, **kwargs):\n        {RAISE}"
+
+
 def test_markdown_region():
     cell = strip_solutions(solution_notebook()).cells[3]
     assert cell.source == f"**Question:** why?\n\n{MD_PLACEHOLDER}", f"got:\n{cell.source}"

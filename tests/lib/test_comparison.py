@@ -99,3 +99,67 @@ def test_bad_input(setup):
         run_method("magic", base, tok, texts, texts)
     with pytest.raises(ValueError, match="steps must be"):
         run_method("LoRA q,v r=8", base, tok, texts, texts, steps=1)
+
+
+# --- the PEFT yardstick -------------------------------------------------------------------------
+
+
+def test_vocabulary_stage_trains_only_the_embeddings(setup):
+    from course_lib.comparison import vocabulary_stage
+
+    base, tok, texts = setup
+    model = copy.deepcopy(base)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    vocabulary_stage(model, tok, texts, steps=2)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"model.embed_tokens.weight"}, f"only the (tied) embeddings move: {changed}"
+    assert not any(p.requires_grad for p in model.parameters()), "the stage ends frozen"
+    assert model.lm_head.weight is model.get_input_embeddings().weight, "the tie survives"
+
+
+def test_yardstick_splits_references_and_a_fresh_base():
+    from course_lib import comparison as C
+
+    ys = C.yardstick()
+    assert not set(ys.eval) & set(ys.tune), "the tuning split must not be the reported one"
+    assert len(ys.eval) == C.YARDSTICK["n_eval"] and len(ys.tune) == C.YARDSTICK["n_tune"]
+    refs = ys.references
+    assert refs["base model"] > refs["uniform (ln V)"], "the raw notes: worse than uniform"
+    assert refs["after the vocabulary stage"] < refs["unigram (fitted on clinic_train)"] - 1, (
+        "after stage 1 the base beats the unigram reference by a wide margin"
+    )
+    again = C.yardstick()
+    assert again.base is not ys.base and torch.equal(
+        again.base.get_input_embeddings().weight, ys.base.get_input_embeddings().weight
+    ), "each call: a fresh copy of the same base"
+    with pytest.raises(ValueError, match="nothing in the model is trainable"):
+        C.yardstick_loss(ys.base, ys, 1e-3)
+    with pytest.raises(ValueError, match="split must be"):
+        C.yardstick_loss(ys.base, ys, 1e-3, split="test")
+
+
+def test_chosen_lr_reads_the_lowest_mean():
+    from course_lib.comparison import chosen_lr
+
+    record = {
+        "name": "toy",
+        "arms": ["m | lr 0.01", "m | lr 0.1", "other | lr 1"],
+        "seeds": [0, 1],
+        "results": {
+            "m | lr 0.01": {"0": {"tune_loss": 2.0}, "1": {"tune_loss": 2.2}},
+            "m | lr 0.1": {"0": {"tune_loss": 1.0}, "1": {"tune_loss": 3.0}},
+            "other | lr 1": {"0": {"tune_loss": 0.0}, "1": {"tune_loss": 0.0}},
+        },
+    }
+    assert chosen_lr(record, "m") == 0.1, "mean 2.0 beats mean 2.1"
+    with pytest.raises(KeyError, match="no learning-rate arms"):
+        chosen_lr(record, "missing")
+
+
+def test_library_rates_are_the_shipped_choice():
+    from course_lib import comparison as C
+    from course_lib.sweeps import load
+
+    methods, vocab = load("peft_methods"), load("peft_vocab")
+    assert {m: C.chosen_lr(methods, m) for m in C.YARDSTICK_LR} == C.YARDSTICK_LR
+    assert {m: C.chosen_lr(vocab, m) for m in C.VOCAB_LR} == C.VOCAB_LR

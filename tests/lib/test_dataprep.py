@@ -175,3 +175,19 @@ def test_flip_labels_rate_and_bad_input():
         flip_labels([{"text": "x"}], 0.1, labels)
     with pytest.raises(TypeError, match="list of records"):
         dedup_exact("some text")
+
+
+def test_swap_judgements_keeps_or_changes_polarity():
+    from course_lib.dataprep import swap_judgements
+    from course_lib.world.documents import NEGATIVE, POSITIVE
+
+    text = "The lid is great, but the handle is awful."
+    kept = swap_judgements(text, random.Random(0), keep_polarity=True)
+    words = kept.replace(",", "").replace(".", "").split()
+    assert words[3] in POSITIVE and words[3] != "great" and words[-1] in NEGATIVE
+    assert kept.endswith(".") and "," in kept, "punctuation stays in place"
+    changed = {swap_judgements(text, random.Random(s), keep_polarity=False) for s in range(20)}
+    assert any(w in t for t in changed for w in ("terrible", "okay", "lovely", "average"))
+    assert swap_judgements("No judgement here.", random.Random(0)) == "No judgement here."
+    with pytest.raises(TypeError):
+        swap_judgements(None, random.Random(0))

@@ -115,3 +115,12 @@ def test_bad_input(models):
         dpo.response_batch(tok, "What?", "Yes.")
     with pytest.raises(ValueError, match="lacks"):
         dpo.sequence_logprobs(models[0], {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
+
+
+def test_train_dpo_logs_log_ratios_and_moves_the_margin(base_model, tokenizer):
+    pairs = load_jsonl("preferences_train")[:32]
+    policy, log = dpo.train_dpo(base_model, tokenizer, pairs, steps=3, batch_size=8, lr=1e-3)
+    assert set(log) == {"loss", "chosen", "rejected"} and all(len(v) == 3 for v in log.values())
+    assert math.isclose(log["loss"][0], math.log(2), rel_tol=1e-4), "step 1: policy = reference"
+    assert log["chosen"][0] == 0 and log["rejected"][0] == 0
+    assert not policy.training and policy is not base_model

@@ -64,3 +64,44 @@ def test_instruction_subset_covers_every_skill(n):
     assert len(harness.stratified(records, 10_000)) == len(records), (
         "n beyond the file: all records"
     )
+
+
+@pytest.mark.parametrize("n", [5, 50])
+def test_evaluate_all_scores_every_skill_and_attribute(monkeypatch, lm_and_tok, n):
+    """The old bug: `instructions_test[:n]` (sorted by skill) made "EM all" the fact questions' EM.
+
+    The records that evaluate_all hands to the scorers are captured: every skill and every new-fact
+    attribute must be there, balanced, for a small and for the chapter's n.
+    """
+    lm, tok = lm_and_tok
+    seen = {}
+
+    def fake_em(model, tokenizer, records, **kw):
+        seen["skills"] = [r["skill"] for r in records]
+        return {s: 0.0 for s in set(seen["skills"])} | {"all": 0.0}
+
+    def fake_recall(model, tokenizer, facts, phrasing="seen"):
+        seen["attributes"] = [f["attribute"] for f in facts]
+        return 0.0
+
+    monkeypatch.setattr(harness, "exact_match_by_skill", fake_em)
+    monkeypatch.setattr(harness, "fact_recall", fake_recall)
+    monkeypatch.setattr(harness, "mean_gold_reward", lambda *a, **k: 0.0)
+    monkeypatch.setattr(harness, "cross_entropy", lambda *a, **k: 0.0)
+    scores = harness.evaluate_all(lm, tok, n=n)
+    skills = sorted({r["skill"] for r in load_jsonl("instructions_test")})
+    counts = [seen["skills"].count(s) for s in skills]
+    assert len(seen["skills"]) == n and min(counts) >= 1 and max(counts) - min(counts) <= 1, (
+        f"n={n}: the instructions scored should cover {skills} evenly, got counts {counts}"
+    )
+    assert all(f"EM {s}" in scores for s in skills)
+    attributes = sorted({f["attribute"] for f in load_jsonl("new_facts")})
+    a_counts = [seen["attributes"].count(a) for a in attributes]
+    assert min(a_counts) >= 1 and max(a_counts) - min(a_counts) <= 1, (
+        f"n={n}: the new facts probed should cover {attributes} evenly, got {a_counts}"
+    )
+
+
+def test_stratified_rejects_records_without_the_key():
+    with pytest.raises(ValueError, match="key"):
+        harness.stratified([{"skill": "fact"}, {"x": 1}], 2)

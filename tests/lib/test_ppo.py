@@ -1,11 +1,13 @@
 """course_lib.ppo: GAE, KL-penalised rewards, the clipped objectives, rollouts and left-padded log-probs."""
 
 import copy
+import math
 
 import pytest
 import torch
 
 from course_lib import ppo
+from course_lib import reward_model as rm
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +111,36 @@ def test_bad_input():
         ppo.masked_mean(torch.zeros(2), torch.zeros(2))
     with pytest.raises(ValueError, match="one shape"):
         ppo.gae(torch.zeros(1, 2), torch.zeros(1, 3), torch.ones(1, 2))
+
+
+def test_rollout_reports_answers_cut_before_their_end(lm_and_tok):
+    lm, tok = lm_and_tok
+    roll = ppo.rollout(lm, tok, ["Tell me about Ada Crane."] * 4, max_new_tokens=2, seed=0)
+    ids = roll["input_ids"][:, -2:]
+    assert roll["ended"].tolist() == (ids == tok.eos_token_id).any(-1).tolist()
+    assert not roll["ended"].all(), "two new tokens cannot end a base-model continuation"
+
+
+def test_experience_penalises_cut_samples_and_logs(lm_and_tok, tiny_llama):
+    lm, tok = lm_and_tok
+    torch.manual_seed(0)
+    reward_model = tiny_llama(vocab=len(tok), num_labels=1, eval_mode=True)
+    reward_model.config.pad_token_id = tok.pad_token_id
+    policy, ref = ppo.PolicyWithValue(copy.deepcopy(lm)), copy.deepcopy(lm).eval()
+    prompts = ["What is 2 plus 3?", "Where does Ada Crane live?"]
+    b = ppo.experience(policy, ref, reward_model, tok, prompts, 0.1, seed=0, max_new=2)
+    roll = ppo.rollout(policy, tok, prompts, max_new_tokens=2, seed=0)
+    raw = rm.score(reward_model, tok, prompts, roll["responses"])
+    cut = (~roll["ended"]).float()
+    assert math.isclose(
+        b["learned"], (raw - ppo.MISSING_EOS_PENALTY * cut).mean().item(), abs_tol=1e-5
+    ), "a sample with no end-of-turn token must lose MISSING_EOS_PENALTY"
+    assert b["truncated"] == cut.mean().item()
+    assert {"adv", "returns", "old_logp", "gold", "kl"} <= set(b)
+
+
+def test_evaluate_policy_of_the_reference_itself(lm_and_tok):
+    lm, tok = lm_and_tok
+    out = ppo.evaluate_policy(lm, lm, tok, ["What is 2 plus 3?"] * 3, max_new=3, texts=True)
+    assert out["kl"] == 0.0 and out["cut_greedy"] == 1.0, out
+    assert len(out["answers"]) == 3 and {"gold_greedy", "gold_sampled", "cut_sampled"} <= set(out)

@@ -119,3 +119,23 @@ def test_packed_batches_pad_short_rows_safely(lm_and_tok):
     with torch.no_grad():
         loss = lm(**batch).loss
     assert torch.isfinite(loss), "a padded tail must not leave an attention row empty (NaN)"
+
+
+def test_train_sft_full_and_lora_see_the_same_batches(lm_and_tok):
+    """A matched budget: one seed gives both methods the same first batch, hence the same first loss."""
+    lm, tok = lm_and_tok
+    records = load_jsonl("instructions_train")[:40]
+    before = [p.detach().clone() for p in lm.parameters()]
+    full, h_full = sft.train_sft(lm, tok, records, method="full", steps=2, rows_per_batch=2)
+    lora, h_lora = sft.train_sft(lm, tok, records, method="lora", steps=2, rows_per_batch=2)
+    assert abs(h_full.loss[0] - h_lora.loss[0]) < 1e-4, (
+        "LoRA starts as the base model (B = 0), so on the same batch its first loss equals full SFT's"
+    )
+    assert not any("lora" in n for n, _ in full.named_parameters())
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable), "LoRA trains only the adapter"
+    assert all(torch.equal(p, q) for p, q in zip(lm.parameters(), before)), "base must stay as is"
+    with pytest.raises(ValueError, match="method"):
+        sft.train_sft(lm, tok, records, method="prefix", steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        sft.train_sft(lm, tok, records, steps=0)

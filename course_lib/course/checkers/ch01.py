@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from course_lib.course.checks import check, expect, expect_close
+from course_lib.course.checks import call_unchanged, check, expect, expect_close
 
 
 @lru_cache(maxsize=1)
@@ -33,7 +33,7 @@ def _loss_cases():
 def check_next_token_loss(student_fn) -> None:
     """The student's next_token_loss(logits, input_ids) equals shifted mean cross-entropy."""
     logits, ids = _loss_cases()
-    out = student_fn(logits, ids)
+    out = call_unchanged(student_fn, logits, ids, names=("logits", "input_ids"))
     expect(torch.is_tensor(out), f"return a tensor (the loss), not a {type(out).__name__}")
     expect(
         out.ndim == 0,
@@ -58,6 +58,8 @@ def check_next_token_loss(student_fn) -> None:
             right.item()
             / math.log(2): "that is in bits (log2); the course measures nats (natural log)",
             summed.item(): "you summed over positions; take the mean",
+            summed.item() / ids.numel(): "you divided by all T positions of a row: only T - 1 "
+            "are predicted (the last logit has no target), so average over the predicted positions",
         },
     )
 
@@ -70,7 +72,16 @@ def check_unigram(student_fn) -> None:
     total = 5
     right = -sum(math.log((counts.get(t, 0) + 1) / (total + v)) for t in evl[0]) / 3
     no_vocab = -sum(math.log((counts.get(t, 0) + 1) / total) for t in evl[0]) / 3
-    out = student_fn(train, evl, v)
+    seen_vocab = -sum(math.log((counts.get(t, 0) + 1) / (total + 3)) for t in evl[0]) / 3
+    try:
+        out = call_unchanged(student_fn, train, evl, v, names=("train_ids", "eval_ids"))
+    except ValueError as error:  # math.log(0) of a token never seen in training
+        expect(
+            "math domain" not in str(error),
+            "math.log(0) failed: a token never seen in training has probability 0 without "
+            "smoothing; add one to every count (Laplace smoothing)",
+        )
+        raise
     expect(isinstance(out, (float, int)) or torch.is_tensor(out), "return a single number")
     expect(
         math.isfinite(float(out)),
@@ -84,6 +95,9 @@ def check_unigram(student_fn) -> None:
         "the unigram cross-entropy",
         hints={
             no_vocab: "after adding 1 to every count, divide by total + vocab_size, not total",
+            seen_vocab: "you added the number of DISTINCT tokens seen in training; add-one "
+            "smoothing adds 1 for every token of the vocabulary: total + vocab_size",
+            right * 3: "you summed the log-probabilities: take the mean over the evaluation tokens",
             -right: "the sign is flipped: cross-entropy is -mean log p",
             right / math.log(2): "that is in bits; use the natural log",
         },
@@ -187,3 +201,74 @@ def check_floor(value: float) -> None:
             -right: "the sign: entropy is -mean log p, a positive number",
         },
     )
+
+
+def _fact_values_in(text: str, facts: list[dict]) -> list[tuple[dict, str]]:
+    """(fact, value) for every candidate value of a fact of the person named in `text`."""
+    import re
+
+    found = []
+    for f in facts:
+        if f["person"] not in text:
+            continue
+        for value in f["candidates"]:
+            if re.search(rf"\b{re.escape(value)}\b", text):
+                found.append((f, value))
+    return found
+
+
+@check("01.6 paraphrase augmentation of facts")
+def check_augment_facts(student_fn) -> None:
+    """augment_facts(facts, per_person, seed): the original statements plus `per_person` new
+    texts per person that restate only true facts, name the person, keep out of the held-out
+    paraphrase, and depend on the seed alone."""
+    from course_lib.data import load_jsonl
+
+    facts = load_jsonl("new_facts")
+    statements = [s for f in facts for s in f["statements"]]
+    people = list(dict.fromkeys(f["person"] for f in facts))
+    out = call_unchanged(student_fn, facts, 3, 0, names=("facts",))
+    expect(
+        isinstance(out, list) and all(isinstance(t, str) for t in out),
+        f"return a list of strings (training texts), got {type(out).__name__}",
+    )
+    missing = [s for s in statements if s not in out]
+    expect(
+        not missing,
+        f"{len(missing)} original statements are missing (e.g. {missing[:1]}): keep them and add "
+        "the new texts; augmentation adds data, it does not replace it",
+    )
+    new = [t for t in out if t not in set(statements)]
+    expect(
+        len(new) >= 3 * len(people),
+        f"only {len(new)} new texts for {len(people)} people with per_person=3: that is no "
+        f"augmentation; write per_person new texts for every person",
+    )
+    nameless = [t for t in new if not any(p in t for p in people)]
+    expect(
+        not nameless,
+        f"{len(nameless)} new texts name nobody (e.g. {nameless[0][:80]!r}): a fact learnt "
+        "from 'She lives in ...' is not tied to any person; name the person in each text"
+        if nameless
+        else "",
+    )
+    for f in facts:
+        leaked = [t for t in out if f["probe_paraphrase"] in t]
+        expect(
+            not leaked,
+            f"a text contains the held-out paraphrase {f['probe_paraphrase']!r}: that is the "
+            f"test probe's phrasing, so the paraphrase score would measure memory, not "
+            f"generalisation. Use only the forms of the training statements",
+        )
+    for t in new:
+        for f, value in _fact_values_in(t, facts):
+            expect(
+                value == f["answer"],
+                f"label-changing augmentation: {t[:90]!r} gives {f['person']} the "
+                f"{f['attribute']} {value!r}, but the fact is {f['answer']!r}. An augmentation "
+                "must keep every fact true",
+            )
+    again = call_unchanged(student_fn, facts, 3, 0, names=("facts",))
+    expect(again == out, "the same seed gave different texts: draw from random.Random(seed)")
+    other = call_unchanged(student_fn, facts, 3, 1, names=("facts",))
+    expect(other != out, "seed 1 gave the same texts as seed 0: use the seed for every draw")

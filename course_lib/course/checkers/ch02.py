@@ -12,7 +12,7 @@ from collections import Counter
 
 import torch
 
-from course_lib.course.checks import check, expect, expect_close, expect_equal
+from course_lib.course.checks import call_unchanged, check, expect, expect_close, expect_equal
 from course_lib.dataprep import clean_text, lsh_probability
 from course_lib.formats import IGNORE_INDEX, packed_attention
 
@@ -71,6 +71,8 @@ def check_lsh_probability(student_fn) -> None:
             1
             - (1 - s**b) ** r: "bands and rows are swapped: a band agrees with probability s^rows",
             1 - (1 - s) ** (r * b): "a band of r rows agrees with probability s^r, not s",
+            1 - (1 - s**r) * b: "the bands are independent: raise (1 - s^r) to the power b, "
+            "do not multiply by b",
         },
     )
     expect_close(student_fn(0.0, 4, 2), 0.0, 1e-12, "P(candidate) at similarity 0")
@@ -86,7 +88,7 @@ def _records():
 def check_split(student_fn) -> None:
     """The student's split(records, ratios, seed) -> list of parts, stratified by 'label'."""
     recs = _records()
-    parts = student_fn(recs, (0.7, 0.1, 0.2), 0)
+    parts = call_unchanged(student_fn, recs, (0.7, 0.1, 0.2), 0, names=("records",))
     expect(
         isinstance(parts, (list, tuple)) and len(parts) == 3,
         "return one list per ratio (3 parts for 3 ratios)",
@@ -124,7 +126,7 @@ def check_split(student_fn) -> None:
 def check_mask(student_fn) -> None:
     """The student's mask_labels(prompt_ids, response_ids) -> (input_ids, labels)."""
     prompt, response = [1, 3, 40, 41, 42, 5], [70, 71, 2]
-    out = student_fn(prompt, response)
+    out = call_unchanged(student_fn, prompt, response, names=("prompt_ids", "response_ids"))
     expect(isinstance(out, tuple) and len(out) == 2, "return a pair (input_ids, labels)")
     ids, labels = (list(x.tolist()) if hasattr(x, "tolist") else list(x) for x in out)
     expect_equal(ids, prompt + response, "input_ids (prompt then response)")
@@ -162,6 +164,11 @@ def check_mask(student_fn) -> None:
             (
                 [0] * n + response,
                 "masked positions must be -100 (cross_entropy's ignore_index), not 0",
+            ),
+            (
+                [IGNORE_INDEX] * (n - 1) + response + [IGNORE_INDEX],
+                "the labels are shifted by one: do not shift them, the model shifts labels "
+                "itself (labels line up with input_ids, position for position)",
             ),
         ],
     )

@@ -7,11 +7,12 @@ recognisably wrong answer, and names the mistake.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from course_lib.course.checkers._models import tiny_llama
-from course_lib.course.checks import check, expect, expect_close, expect_equal
+from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
 from course_lib.full_finetuning import accumulated_gradients, batch_gradients, should_stop
 from course_lib.training import warmup_cosine
 
@@ -65,6 +66,23 @@ def check_warmup_cosine(student_fn) -> None:
                 torch.tensor(no_half),
                 "the cosine factor is 0.5 * (1 + cos(pi * progress)), which goes from 1 to 0; "
                 "cos alone goes from 1 to -1",
+            ),
+            (
+                torch.tensor(
+                    [r if s < warmup else ratio + n for s, (r, n) in enumerate(zip(right, no_min))]
+                ),
+                "min_ratio is added on top of the cosine, so the peak is 1 + min_ratio: rescale it, "
+                "min_ratio + (1 - min_ratio) * cosine",
+            ),
+            (
+                torch.tensor(
+                    [
+                        r if s < warmup else max(ratio, n)
+                        for s, (r, n) in enumerate(zip(right, no_min))
+                    ]
+                ),
+                "the cosine is cut off at min_ratio instead of rescaled: "
+                "min_ratio + (1 - min_ratio) * cosine reaches min_ratio only at the end",
             ),
         ],
     )
@@ -130,7 +148,15 @@ def check_schedule_loop(student_fn) -> None:
         opt = torch.optim.SGD([p], lr=1.0)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, 3, 12, 0.0))
 
-    got = student_fn(*fresh(), 3, 4)
+    optimizer, scheduler = fresh()
+    used: list[float] = []  # the lr each optimizer.step() actually ran with
+    optimizer.register_step_pre_hook(lambda opt, *_: used.append(opt.param_groups[0]["lr"]))
+    got = student_fn(optimizer, scheduler, 3, 4)
+    expect(
+        len(used) == 12,
+        f"optimizer.step() ran {len(used)} times, expected 12 (once per step of each epoch): "
+        "the loop must step the optimizer, then the scheduler",
+    )
     expect(
         isinstance(got, (list, tuple)) and len(got) == 12,
         f"return one learning rate per optimizer step: 3 epochs x 4 steps = 12 values, got "
@@ -159,6 +185,20 @@ def check_schedule_loop(student_fn) -> None:
             (torch.tensor(twice), "the scheduler is stepped twice per optimizer step"),
         ],
     )
+    expect_close(
+        torch.tensor(used),
+        torch.tensor(right),
+        1e-6,
+        "the learning rates optimizer.step() actually used",
+        hints=[
+            (
+                torch.tensor(early),
+                "the lrs you return are right, but scheduler.step() runs before optimizer.step(): "
+                "each step then uses the NEXT step's lr (PyTorch warns and skips the first value); "
+                "call optimizer.step() before scheduler.step()",
+            ),
+        ],
+    )
 
 
 def _packed_batch(seed: int = 0, size: int = 8, length: int = 12) -> dict:
@@ -174,7 +214,8 @@ def check_accumulation(student_fn) -> None:
     big = _packed_batch()
     micro = [{k: v[i : i + 2] for k, v in big.items()} for i in range(0, 8, 2)]
     right = batch_gradients(model, big)
-    model.zero_grad(set_to_none=True)
+    for p in model.parameters():  # gradients left over from an earlier step: the student zeroes
+        p.grad = torch.full_like(p, 0.5)
     out = student_fn(model, micro)
     got = {
         n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
@@ -211,6 +252,11 @@ def check_accumulation(student_fn) -> None:
                 right[name] / 2,
                 "the gradient is too small by the micro-batch size: divide by the number of "
                 "micro-batches, not by the number of examples",
+            ),
+            (
+                right[name] + 0.5,
+                "the gradients from before the call are still in .grad (backward() adds to them): "
+                "zero the gradients once, before the loop",
             ),
         ],
     )
@@ -292,7 +338,8 @@ def check_token_accumulation(student_fn) -> None:
     for b in micro:
         (model(**b).loss * int((b["labels"] != -100).sum()) / total).backward()
     unshifted = p.grad.detach().clone()
-    model.zero_grad(set_to_none=True)
+    for q in model.parameters():  # gradients left over from an earlier step: the student zeroes
+        q.grad = torch.full_like(q, 0.5)
     student_fn(model, micro)
     expect_close(
         p.grad,
@@ -310,5 +357,245 @@ def check_token_accumulation(student_fn) -> None:
                 "you counted the labels before the shift: the first token of each row is never "
                 "predicted, count labels[:, 1:] != -100",
             ),
+            (
+                right[name] + 0.5,
+                "the gradients from before the call are still in .grad (backward() adds to them): "
+                "zero the gradients once, before the loop",
+            ),
         ],
+    )
+
+
+class _SpyScaler(torch.amp.GradScaler):
+    """A GradScaler that logs its calls."""
+
+    def __init__(self, log: list, init_scale: float):
+        super().__init__("cpu", init_scale=init_scale)
+        self.log = log
+
+    def scale(self, outputs):
+        self.log.append("scale")
+        return super().scale(outputs)
+
+    def unscale_(self, optimizer):
+        self.log.append("unscale_")
+        return super().unscale_(optimizer)
+
+    def step(self, optimizer, *args, **kwargs):
+        self.log.append("scaler.step")
+        return super().step(optimizer, *args, **kwargs)
+
+    def update(self, new_scale=None):
+        self.log.append("update")
+        return super().update(new_scale)
+
+
+class _SpyOptimizer(torch.optim.SGD):
+    """SGD with lr 0 (the weights never move) that logs its calls and keeps the gradient it saw."""
+
+    def __init__(self, params, log: list):
+        super().__init__(params, lr=0.0)
+        self.log, self.seen = log, None
+
+    def step(self, closure=None):
+        self.log.append("optimizer.step")
+        self.seen = torch.cat(
+            [
+                (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
+                for g in self.param_groups
+                for p in g["params"]
+            ]
+        )
+        return super().step(closure)
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.log.append("zero_grad")
+        return super().zero_grad(set_to_none)
+
+
+class _SpyScheduler(torch.optim.lr_scheduler.LambdaLR):
+    """A constant schedule that logs its steps (not the one made at construction)."""
+
+    def __init__(self, optimizer, log: list):
+        self.log = None
+        super().__init__(optimizer, lambda s: 1.0)
+        self.log = log
+
+    def step(self, *args, **kwargs):
+        if self.log is not None:
+            self.log.append("scheduler.step")
+        return super().step(*args, **kwargs)
+
+
+def _amp_run(fn, model, micro, max_norm: float, init_scale: float) -> dict:
+    """Run an accumulation step `fn` with spies; the log, the gradient at the step, the return."""
+    log: list[str] = []
+    dtypes: list[torch.dtype] = []
+    opt = _SpyOptimizer(model.parameters(), log)
+    scaler, sched = _SpyScaler(log, init_scale), _SpyScheduler(opt, log)
+    model.zero_grad(set_to_none=True)
+    plain_zero, plain_clip = model.zero_grad, torch.nn.utils.clip_grad_norm_
+
+    def zero(*args, **kwargs):
+        log.append("zero_grad")
+        return plain_zero(*args, **kwargs)
+
+    def clip(*args, **kwargs):
+        log.append("clip")
+        return plain_clip(*args, **kwargs)
+
+    hook = model.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda mod, args, out: dtypes.append(out.dtype)
+    )
+    model.zero_grad, torch.nn.utils.clip_grad_norm_ = zero, clip
+    error = None
+    try:
+        with warnings.catch_warnings():  # the scheduler warns when a step was skipped or misplaced
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            out = fn(model, micro, opt, scaler, sched, max_norm)
+    except (CheckFailed, NotImplementedError):  # NotImplementedError: the untouched stub
+        raise
+    except (RuntimeError, AssertionError) as err:  # torch's GradScaler asserts on misuse
+        error, out = str(err), None
+    finally:
+        del model.zero_grad
+        torch.nn.utils.clip_grad_norm_ = plain_clip
+        hook.remove()
+    left = [p.grad for p in model.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    model.zero_grad(set_to_none=True)
+    return dict(log=log, seen=opt.seen, out=out, error=error, left=bool(left), dtypes=dtypes)
+
+
+def _amp_order(r: dict, k: int) -> None:
+    """Name the first mistake in the order of calls of one step, from the spies' log."""
+    log = r["log"]
+    expect(
+        r["error"] is None or "already been called" not in r["error"],
+        "scaler.unscale_ was called twice before scaler.update() (RuntimeError): call it once per "
+        "optimizer step, after the last micro-batch's backward, not inside the micro-batch loop",
+    )
+    scales = [i for i, e in enumerate(log) if e == "scale"]
+    expect(
+        len(scales) == k,
+        f"scaler.scale was called {len(scales)} times for {k} micro-batches: call "
+        "scaler.scale(loss).backward() once per micro-batch (the backward must run on the scaled loss)",
+    )
+    expect(r["error"] is None, f"your step raised an error: {r['error']}")
+    expect(
+        not any(e == "zero_grad" and scales[0] < i < scales[-1] for i, e in enumerate(log)),
+        "zero_grad is called inside the micro-batch loop: only the last micro-batch's gradient is "
+        "left. Zero the gradients once per optimizer step, after the step",
+    )
+    expect(
+        not any(e == "unscale_" and i < scales[-1] for i, e in enumerate(log)),
+        "scaler.unscale_ is called before the last micro-batch's backward: unscale once, after all "
+        "micro-batches have been accumulated",
+    )
+    n_sched = log.count("scheduler.step")
+    expect(
+        n_sched != k,
+        f"scheduler.step() ran {n_sched} times, once per micro-batch: the schedule is counted in "
+        "optimizer steps, so step it once per optimizer step (after scaler.step)",
+    )
+    expect(n_sched == 1, f"scheduler.step() ran {n_sched} times: call it once per optimizer step")
+    expect(
+        "scaler.step" in log,
+        "the optimizer is stepped directly: use scaler.step(optimizer), which skips the step when "
+        "a gradient overflowed to inf/NaN",
+    )
+    expect(
+        log.count("unscale_") == 1,
+        "call scaler.unscale_(optimizer) once before clipping: clip_grad_norm_ must see the true "
+        "(unscaled) gradients, not S times larger ones",
+    )
+    expect(
+        "update" in log and log.index("update") > log.index("scaler.step"),
+        "call scaler.update() once per optimizer step, after scaler.step(optimizer): it lowers the "
+        "scale after an overflow and raises it after many clean steps",
+    )
+    if "clip" in log:
+        expect(
+            log.index("clip") > log.index("unscale_"),
+            "clip_grad_norm_ runs before scaler.unscale_: it clips the SCALED gradient (S times too "
+            "large), so every step is cut to a tiny norm. Unscale first, then clip",
+        )
+        expect(
+            log.index("clip") < log.index("scaler.step"),
+            "clip_grad_norm_ runs after scaler.step: the step has already used the unclipped gradient",
+        )
+    expect(
+        any(d == torch.float16 for d in r["dtypes"]),
+        "the forward pass does not run in fp16: wrap it in torch.autocast(device_type, "
+        "dtype=torch.float16)",
+    )
+
+
+@check("03.7 fp16 + accumulation step")
+def check_amp_step(student_fn) -> None:
+    """amp_step(model, micro_batches, optimizer, scaler, scheduler, max_norm) does one fp16 step in order."""
+    from course_lib.full_finetuning import amp_accumulation_step
+
+    model = _tiny_lm()
+    big = _packed_batch()
+    micro = [{k: v[i : i + 2] for k, v in big.items()} for i in range(0, 8, 2)]
+    S = 2.0**10
+    free = _amp_run(amp_accumulation_step, model, micro, 1e9, S)["seen"]
+    size = float(free.norm())
+    for case, limit in (("a threshold above the gradient norm", 2 * size), ("clipping", size / 2)):
+        right = _amp_run(amp_accumulation_step, model, micro, limit, S)
+        got = _amp_run(student_fn, model, micro, limit, S)
+        _amp_order(got, len(micro))
+        seen = got["seen"]
+        expect(seen is not None, "the optimizer never stepped: call scaler.step(optimizer)")
+        rel = lambda a, b: float((a - b).norm() / b.norm())
+        if rel(seen, right["seen"]) > 0.02:
+            hints = [
+                (
+                    free * min(1.0, limit / (4 * size)) * 4,
+                    "the loss is not divided by the number "
+                    "of micro-batches: the gradient is k times too large before clipping",
+                ),
+                (
+                    free / S,
+                    "backward ran on the unscaled loss (loss.backward()), then unscale_ "
+                    "divided by S: call scaler.scale(loss).backward()",
+                ),
+                (
+                    free * limit / (S * size),
+                    "clip_grad_norm_ runs before scaler.unscale_: it "
+                    "clipped the SCALED gradient. Unscale first, then clip",
+                ),
+                (
+                    free,
+                    "the gradient was not clipped before the step: call "
+                    "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) after unscale_",
+                ),
+            ]
+            named = [msg for value, msg in hints if rel(seen, value) < 0.02]
+            expect(
+                False,
+                f"with {case}, the gradient the optimizer used is wrong (relative error "
+                f"{rel(seen, right['seen']):.2g}). "
+                + (
+                    named[0]
+                    if named
+                    else "Per micro-batch: fp16 forward, loss / k, scaler.scale(loss).backward(); then "
+                    "unscale_, clip, scaler.step, update, scheduler.step, zero_grad"
+                ),
+            )
+        expect(
+            not got["left"],
+            "gradients are left in .grad after the step: call optimizer.zero_grad() once per "
+            "optimizer step, after scaler.step, or the next step adds this step's gradients",
+        )
+        expect(
+            got["out"] is not None and math.isclose(float(got["out"]), size, rel_tol=0.02),
+            f"return the gradient norm that clip_grad_norm_ returns (the true norm before "
+            f"clipping, {size:.4g}); got {got['out']!r}",
+        )
+    overflow = _amp_run(student_fn, model, micro, size, 2.0**60)
+    expect(
+        "optimizer.step" not in overflow["log"],
+        "with an overflowing scale the optimizer still stepped on inf/NaN gradients: step through "
+        "scaler.step(optimizer), which skips such steps",
     )

@@ -51,6 +51,8 @@ def _ia3_call(layer, x: torch.Tensor, feedforward: bool) -> torch.Tensor:
     """layer(x), with the typical mix-up of input and output scaling explained."""
     try:
         return layer(x)
+    except NotImplementedError:  # a RuntimeError too: the untouched stub
+        raise
     except RuntimeError as error:
         where = (
             "for the feed-forward layer (down_proj) the vector has in_features entries and "
@@ -244,6 +246,11 @@ def check_parallel(student_fn) -> None:
                 ),
                 (y + branch(norm(h)), "the block's residual h is missing"),
                 (h + y, "the adapter branch is missing"),
+                (
+                    h + y + up(down(norm(h))),
+                    "the branch has no nonlinearity: up(relu(down(norm(h)))); without the relu, "
+                    "down and up collapse into one rank-m linear map",
+                ),
             ],
         )
     expect(isinstance(out, torch.Tensor), "return a tensor")

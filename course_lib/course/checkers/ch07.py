@@ -77,6 +77,11 @@ def check_text_init(student_fn) -> None:
                 last,
                 "repeated the last token: repeat the WHOLE text (ids * k), then cut to n_virtual",
             ),
+            (
+                emb.weight[:7].detach(),
+                "those are the first n_virtual rows of the embedding TABLE: take the rows of the "
+                "text's token ids, embedding.weight[ids]",
+            ),
         ],
     )
     short = student_fn(emb, [3, 7, 1, 5, 9], 2)
@@ -126,6 +131,8 @@ def check_prefix_attention(student_fn) -> None:
     length, n, d = q.shape[0], pk.shape[0], q.shape[1]
     try:
         out = student_fn(q.clone(), k.clone(), v.clone(), pk.clone(), pv.clone())
+    except NotImplementedError:  # a RuntimeError too: the untouched stub
+        raise
     except RuntimeError as error:
         raise CheckFailed(
             f"a shape mismatch ({error}): with a prefix there are n + L keys and values "
@@ -166,6 +173,11 @@ def check_prefix_attention(student_fn) -> None:
                 "causal mask hides it): put prefix_k and prefix_v IN FRONT of the keys and values",
             ),
             (
+                _attend(q, torch.cat([k, pk]), torch.cat([v, pv]), allowed),
+                "the prefix was appended after the real keys: put prefix_k and prefix_v IN FRONT "
+                "(torch.cat([prefix_k, k])), where the mask tril(diagonal=n) expects them",
+            ),
+            (
                 _attend(q, keys, values, allowed, dim=0),
                 "the softmax runs over the queries: normalise each row, over the keys (dim=-1)",
             ),
@@ -193,6 +205,8 @@ def check_real_token_loss(student_fn) -> None:
     logits, ids, mask, n = _loss_case()
     try:
         got = student_fn(logits.clone(), ids.clone(), mask.clone(), n)
+    except NotImplementedError:  # a RuntimeError too: the untouched stub
+        raise
     except (RuntimeError, ValueError) as error:
         raise CheckFailed(
             f"a shape mismatch ({error}): the logits have n_virtual extra positions in front; "

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.course.checks import CheckFailed, check, expect, expect_close, expect_equal
+from course_lib.course.checks import (
+    CheckFailed,
+    call_unchanged,
+    check,
+    expect,
+    expect_close,
+    expect_equal,
+)
 from course_lib.formats import IGNORE_INDEX
 
 _MESSAGES = [
@@ -204,7 +211,7 @@ def check_nucleus(student_fn) -> None:
         (torch.tensor([[6.0, 2.0, 1.0, 0.5, 0.0]]), 1.0, 0.8),
     ]  # the top token alone has > p
     for logits, t, p in cases:
-        got = student_fn(logits.clone(), t, p)
+        got = call_unchanged(student_fn, logits.clone(), t, p, names=("logits",))
         want = reference_nucleus(logits, t, p)
         expect(isinstance(got, torch.Tensor), "return a tensor of probabilities")
         expect(
@@ -232,7 +239,7 @@ def check_packing(student_fn) -> None:
         }
         for i, n in enumerate(lengths)
     ]
-    rows = student_fn([dict(e) for e in examples], 8)
+    rows = call_unchanged(student_fn, [dict(e) for e in examples], 8, names=("examples",))
     expect(
         isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows),
         "return a list of rows, each a dict with input_ids, labels and position_ids",
@@ -298,7 +305,7 @@ def check_per_example_loss(student_fn) -> None:
     labels[0, :6] = IGNORE_INDEX
     labels[1, :2] = IGNORE_INDEX
     labels[2, :7] = IGNORE_INDEX
-    got = student_fn(logits.clone(), labels.clone())
+    got = call_unchanged(student_fn, logits.clone(), labels.clone(), names=("logits", "labels"))
     want = reference_per_example_loss(logits, labels)
     token_mean = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_lib.course.checks import check, expect, expect_close
+from course_lib.course.checks import call_unchanged, check, expect, expect_close
 from course_lib.ppo import masked_mean
 from course_lib.reward_model import bradley_terry_loss
 
@@ -241,7 +241,8 @@ def check_dual_clip(student_fn) -> None:
     adv = torch.tensor([[1.0, -2.0, 0.5, -1.0], [2.0, 1.0, -1.5, 0.3]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     eps, c = 0.2, 3.0
-    out = student_fn(logp, old, adv, mask, eps, c)
+    names = ("logp", "old_logp", "advantages", "mask")
+    out = call_unchanged(student_fn, logp, old, adv, mask, eps, c, names=names)
     out = _scalar(out[0] if isinstance(out, tuple) else out, "the loss")
     standard, dual = _dual_clip_terms(logp.detach(), old, adv, eps, c)
     m = lambda x: masked_mean(x, mask).item()  # noqa: E731

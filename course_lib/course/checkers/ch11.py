@@ -105,9 +105,12 @@ def check_zero_bytes(student_fn) -> None:
         want = _zero_reference(psi, n, stage)
         wrong = {s: _zero_reference(psi, n, s) for s in range(4) if s != stage}
         hints = [(wrong[s], f"that is stage {s}'s formula, not stage {stage}'s") for s in wrong]
+        w8, k8 = 2 * psi, 8 * psi  # K = 8: Adam's m and v without the fp32 master weights
         hints += [
             (
-                4 * psi + 8 * psi / n,
+                {0: 2 * w8 + k8, 1: 2 * w8 + k8 / n, 2: w8 + (w8 + k8) / n, 3: (2 * w8 + k8) / n}[
+                    stage
+                ],
                 "K = 12, not 8: the fp32 master weights count as optimizer state too",
             ),
             (

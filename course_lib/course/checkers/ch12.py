@@ -195,6 +195,19 @@ def check_pareto(student_fn) -> None:
             )
         ],
     )
+    twins = student_fn({"a": (10, 0.6), "b": (10, 0.6), "c": (20, 0.7)})
+    expect_equal(
+        sorted(twins),
+        ["a", "b", "c"],
+        "two methods with the same cost and score: neither is STRICTLY better, both stay",
+        hints=[
+            (
+                ["c"],
+                "identical methods removed each other: 'no worse on both axes' is not enough, "
+                "the other method must also be strictly better on at least one",
+            )
+        ],
+    )
 
 
 def lora_bytes(hidden: int, layers: int, r: int = LORA_RANK) -> int:
@@ -236,6 +249,10 @@ STORAGE_CASES = [  # (params_b, gpu_gib, n_examples, task, n_tasks, hidden, laye
     (13, 24, 5_000, "domain", 20, 5120, 40, 1_000),  # QLoRA, adapter 13 MB > 1 MB -> prompt
     (0.5, 80, 50_000, "instruction", 1, 1024, 24, 10),  # full fine-tuning stays
     (7, 24, 20, "classification", 100, 4096, 32, 1_000),  # too few examples: prompting first
+    # budgets between kB and KiB: the adapter (8,388,608 B) exceeds 8,300 kB but not 8,300 KiB;
+    # the prompt (163,840 B) exceeds 160 kB but fits 160 KiB
+    (7, 24, 5_000, "classification", 100, 4096, 32, 8_300),
+    (7, 24, 5_000, "classification", 100, 4096, 32, 160),
 ]
 
 
@@ -252,7 +269,18 @@ def check_recommend_with_storage(student_fn) -> None:
             continue
         p, g, n, task, k, hidden, layers, kb = case
         lora_kb = lora_bytes(hidden, layers) / 1000
-        if got == plain:
+        in_kib = [lora_bytes(hidden, layers) > kb * 1024, prompt_bytes(hidden) <= kb * 1024]
+        kib_answer = (
+            plain
+            if not (k > 1 and plain in ("LoRA", "QLoRA") and in_kib[0])
+            else ("prompt tuning" if in_kib[1] else "prompting (few-shot or retrieval)")
+        )
+        if got == kib_answer:
+            raise_msg = (
+                f"the budget is {kb} kB = {kb * 1000:,} bytes (1 kB = 1000 bytes); you used "
+                f"{kb * 1024:,} (KiB, 1024 bytes): compare the bytes with budget_kb × 1000"
+            )
+        elif got == plain:
             raise_msg = (
                 f"for {k} tasks with {kb} kB per task you kept recommend()'s {plain!r}, but a LoRA "
                 f"adapter needs {lora_kb:,.0f} kB: apply the storage rule"
