@@ -11,6 +11,9 @@ import pytest
 os.environ["COURSE_BLOCK_NETWORK"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["COURSE_PLAIN_PROGRESS"] = "1"
+# In a notebook a failing check prints its ✘ line and lets "Run All" go on (course_lib.course.checks);
+# under pytest (nbval runs the solutions) it must raise, so that a failing solution fails the suite.
+os.environ["COURSE_CHECKS"] = "raise"
 
 from course_lib.course.netguard import block_network  # noqa: E402
 from course_lib.environment import set_offline  # noqa: E402

@@ -247,35 +247,41 @@ def yardstick_loss(
 YARDSTICK_LR = {
     "full fine-tuning": 1e-3,
     "LoRA q,v r=8": 3e-3,
-    "(IA)³": 0.3,
-    "Houlsby m=8": 1e-2,
-    "prompt tuning (text init)": 0.1,
+    "(IA)³": 0.1,
+    "Houlsby m=8": 3e-3,
+    "prompt tuning (text init)": 0.03,
     "prefix tuning": 0.3,
-    "P-tuning": 1e-2,
+    "P-tuning": 3e-3,
 }
 # the same for the cold clinic notes of chapter 04 (no vocabulary stage), sweep `peft_vocab`
 VOCAB_LR = {
-    "LoRA q,v r=8": 3e-3,
-    "embedding only": 1e-2,
+    "LoRA q,v r=8": 3e-2,
+    "embedding only": 3e-2,
     "LoRA q,v r=8 + embeddings": 1e-2,
     "full fine-tuning": 3e-3,
 }
 
 
-def chosen_lr(record: dict, method: str, metric: str = "tune_loss") -> float:
-    """The learning rate with the lowest mean `metric` over seeds for `method` in an lr sweep record.
+def chosen_lr(record: dict | list[dict], method: str, metric: str = "tune_loss") -> float:
+    """The learning rate with the lowest mean `metric` over seeds for `method` in lr sweep record(s).
 
-    Arms are named "<method> | lr <rate>" (`build.sweeps_peft.lr_arm`)."""
+    Arms are named "<method> | lr <rate>" (`build.sweeps_peft.lr_arm`); a list of records pools
+    their arms (e.g. the main grid and the rates added where the grid's best was at its edge)."""
+    records = [record] if isinstance(record, dict) else list(record)
     prefix = f"{method} | lr "
-    rates = {a: float(a[len(prefix) :]) for a in record["arms"] if a.startswith(prefix)}
-    if not rates:
-        methods = sorted({a.split(" | ")[0] for a in record["arms"]})
-        raise KeyError(f"no learning-rate arms for {method!r} in {record['name']!r}; {methods}")
-    mean = {
-        a: statistics.fmean(record["results"][a][str(s)][metric] for s in record["seeds"])
-        for a in rates
-    }
-    return rates[min(mean, key=mean.get)]
+    mean: dict[float, float] = {}
+    for rec in records:
+        for arm in rec["arms"]:
+            if arm.startswith(prefix):
+                per_seed = rec["results"][arm]
+                mean[float(arm[len(prefix) :])] = statistics.fmean(
+                    per_seed[str(s)][metric] for s in rec["seeds"]
+                )
+    if not mean:
+        methods = sorted({a.split(" | ")[0] for rec in records for a in rec["arms"]})
+        names = [rec["name"] for rec in records]
+        raise KeyError(f"no learning-rate arms for {method!r} in {names}; methods: {methods}")
+    return min(mean, key=mean.get)
 
 
 @dataclass
@@ -374,15 +380,21 @@ def _prefix(base):
     )
 
 
+# Default rates: the yardstick's choices (YARDSTICK_LR); freeze-tuning takes full fine-tuning's
+# and QLoRA LoRA's (not swept separately). Pass `lr=` to run_method to override.
 METHODS: dict[str, MethodSpec] = {
-    "full fine-tuning": MethodSpec(_full, 3e-3, "full"),
-    "freeze-tuning (top block + head)": MethodSpec(_freeze, 3e-3, "trainable"),
-    "LoRA q,v r=8": MethodSpec(_lora, 3e-2, "peft"),
-    "QLoRA q,v r=8 (NF4 base)": MethodSpec(_qlora, 3e-2, "peft"),
-    "adapters (Houlsby m=8)": MethodSpec(_adapters, 3e-2, "trainable"),
-    "(IA)³": MethodSpec(_ia3, 0.3, "peft"),
-    "prompt tuning (20 tokens)": MethodSpec(_prompt, 3e-2, "peft"),
-    "prefix tuning (20 tokens)": MethodSpec(_prefix, 1.0, "peft"),
+    "full fine-tuning": MethodSpec(_full, YARDSTICK_LR["full fine-tuning"], "full"),
+    "freeze-tuning (top block + head)": MethodSpec(
+        _freeze, YARDSTICK_LR["full fine-tuning"], "trainable"
+    ),
+    "LoRA q,v r=8": MethodSpec(_lora, YARDSTICK_LR["LoRA q,v r=8"], "peft"),
+    "QLoRA q,v r=8 (NF4 base)": MethodSpec(_qlora, YARDSTICK_LR["LoRA q,v r=8"], "peft"),
+    "adapters (Houlsby m=8)": MethodSpec(_adapters, YARDSTICK_LR["Houlsby m=8"], "trainable"),
+    "(IA)³": MethodSpec(_ia3, YARDSTICK_LR["(IA)³"], "peft"),
+    "prompt tuning (20 tokens)": MethodSpec(
+        _prompt, YARDSTICK_LR["prompt tuning (text init)"], "peft"
+    ),
+    "prefix tuning (20 tokens)": MethodSpec(_prefix, YARDSTICK_LR["prefix tuning"], "peft"),
 }
 
 
@@ -465,3 +477,27 @@ def sweep_table(
     for label, value in (references or {}).items():
         lines.append(f"{label:>{width}}  {value:>15.3f}  {'(reference)':>17}")
     return "\n".join(lines)
+
+
+def lr_line(records: dict | list[dict], method: str, metric: str = "tune_loss") -> str:
+    """One line: each learning rate tried for `method` with its mean ± sd `metric`, and the choice."""
+    from course_lib.sweeps import summary
+
+    records = [records] if isinstance(records, dict) else list(records)
+    prefix = f"{method} | lr "
+    cells = sorted(
+        (float(a[len(prefix) :]), summary(rec, a, metric).fmt())
+        for rec in records
+        for a in rec["arms"]
+        if a.startswith(prefix)
+    )
+    chosen = chosen_lr(records, method, metric)
+    edge = " (an edge of the grid)" if chosen in (cells[0][0], cells[-1][0]) else ""
+    return "   ".join(f"{lr:g}: {v}" for lr, v in cells) + f"   → {chosen:g}{edge}"
+
+
+def at_chosen_lr(records: dict | list[dict], method: str) -> tuple[dict, str]:
+    """(record, arm) of `method` at its chosen learning rate, for `sweeps.summary` / `values`."""
+    records = [records] if isinstance(records, dict) else list(records)
+    arm = f"{method} | lr {chosen_lr(records, method):g}"
+    return next(rec for rec in records if arm in rec["arms"]), arm

@@ -2,7 +2,7 @@
 
 Chapter 08 teaches SFT live on a budget that fits its 120 s; a model worth *evaluating* needs more
 steps than that. `python -m course_lib.build.chat_model` (`make chat-model`) runs the chapter's own
-recipe (`training.train` on `sft.packed_batches`: response-only loss, packed rows, warm-up + cosine)
+recipe (`sft.train_sft`: response-only loss, packed rows, the course loop with warm-up + cosine)
 for longer, on the 944 training instructions plus the 400 reading exercises (listed twice, as in
 chapter 08), saves the model and its tokenizer into data/chat_model/, scores it on the 250 held-out
 test instructions (exact match per skill, Wilson 95 % intervals) and writes build_info.json and the
@@ -12,7 +12,6 @@ model card README.md. Chapters 08 (later sections) and 10 load it with `load_mod
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import time
@@ -25,7 +24,6 @@ from course_lib.data import load_jsonl
 from course_lib.evaluation import cross_entropy, exact_match, wilson_interval
 from course_lib.generation import generate
 from course_lib.models import CHAT_MODEL_DIR, load_model
-from course_lib.training import TrainConfig, train
 from course_lib.world.datasets import seed_for
 from course_lib.world.entities import Chooser, make_world
 from course_lib.world.instructions import SKILLS, instruction_example
@@ -105,14 +103,17 @@ def reading_em(model, tokenizer) -> float:
 def build(out: str | Path = CHAT_MODEL_DIR, steps: int = STEPS, seed: int = SEED) -> dict:
     """Train, save (model, tokenizer), evaluate, and write build_info.json and README.md."""
     out = Path(out)
-    torch.manual_seed(seed)
     base, tok = load_model("causal")
-    model = copy.deepcopy(base)
     t0 = time.perf_counter()
-    hist = train(
-        model,
-        sft.packed_batches(tok, training_records(), rows_per_batch=ROWS, seed=seed),
-        TrainConfig(lr=LR, max_steps=steps, progress=False),
+    model, hist = sft.train_sft(
+        base,
+        tok,
+        training_records(),
+        method="full",
+        lr=LR,
+        steps=steps,
+        rows_per_batch=ROWS,
+        seed=seed,
     )
     seconds = time.perf_counter() - t0
     model.eval()

@@ -16,8 +16,6 @@ the initialisation of the new parameters and the order of the batches.
   AdaLoRA, at the LoRA rate chosen in `peft_methods` (chapter 04 §8, §10).
 * `peft_rank`: rank 2, 8, 32, 128 on q, v at a fixed α = 16, scaled α/r (LoRA) and α/√r (rsLoRA).
 * `peft_adapters`: Houlsby, Pfeiffer and parallel adapters at the adapter rate (chapter 06).
-* `peft_prompts`: a random-init soft prompt at the text-init prompt's rate, prefix + MLP at the
-  P-tuning rate (chapter 07).
 
 Build: `make sweep NAME=peft_methods` (etc.); each file states its build time.
 """
@@ -314,7 +312,6 @@ _rank_run, _rank_arms = _fixed_runner(
     [f"LoRA α/r r={r}" for r in RANKS] + [f"rsLoRA α/√r r={r}" for r in RANKS]
 )
 _adapters_run, _adapters_arms = _fixed_runner(["Houlsby m=8", "Pfeiffer m=16", "parallel m=16"])
-_prompts_run, _prompts_arms = _fixed_runner(["prompt tuning (random init)", "prefix tuning + MLP"])
 
 
 def _config(**extra):
@@ -397,16 +394,5 @@ SWEEPS = [
         code_files=CODE,
         chapter="06",
         check_arms=("Pfeiffer m=16",),
-    ),
-    SweepSpec(
-        name="peft_prompts",
-        what="random-init soft prompt (at the text-init rate) and prefix + MLP (yardstick)",
-        run=_prompts_run,
-        arms=_prompts_arms,
-        seeds=SEEDS,
-        config=_config(),
-        code_files=CODE,
-        chapter="07",
-        check_arms=("prompt tuning (random init)",),
     ),
 ]

@@ -216,13 +216,15 @@ print(
 # %%
 clinic_rec = sweeps.load("ch01_clinic")
 print(sweeps.table(clinic_rec, ["clinic_loss", "general_loss"]).to_string())
-print(sweeps.place(general_after, clinic_rec, "lr=1e-3", "general_loss"))
+general_100 = cross_entropy(clinic_model, tok, val_texts[:100])  # the sweep's 100 documents
+print(sweeps.place(general_100, clinic_rec, "lr=1e-3", "general_loss"))
 
 # %% [markdown]
 # The two effects this section claims, as checks that fail if the experiment stops working:
 
 # %%
-general_rise = sweeps.summary(clinic_rec, "lr=1e-3", "general_loss").mean - general_before
+base_100 = cross_entropy(model, tok, val_texts[:100])
+general_rise = sweeps.summary(clinic_rec, "lr=1e-3", "general_loss").mean - base_100
 print(f"general loss rise: {general_rise:.2f} nats/token (mean of the sweep); "
       f"the 60-step model of section 2: {after:.2f}")
 assert clinic_after < clinic_before - 5, "domain fine-tuning should cut the clinic loss by > 5 nats"
@@ -301,8 +303,8 @@ for name, accs in fair.items():
 # %% [markdown]
 # With fair scoring the base model is still near chance: the failure is not the scoring's, and
 # the negative result is now a strong one. A 2 M-parameter model trained on 10 M tokens of a
-# synthetic world has not learnt to learn from examples in its context; section 7 shows a
-# 135 M-parameter real model doing it with the same prompts. Large models do far better at
+# synthetic world has not learnt to learn from examples in its context; section 7 runs the same
+# prompts on a 135 M-parameter real model. Large models do far better at
 # few-shot learning (Brown et al., 2020, *Language Models are Few-Shot Learners*), but the gap
 # to fine-tuning on enough labelled data remains on most tasks.
 #
@@ -310,8 +312,9 @@ for name, accs in fair.items():
 # classification head: `AutoModelForSequenceClassification` loads the same pretrained body and
 # adds a fresh linear layer that maps the last token's hidden state to 3 scores; everything is
 # then trained with cross-entropy on the labels. Its learning rate is a hyper-parameter, chosen
-# on `reviews_val`, never on the test set. The shipped sweep `ch01_classifier_lr` ran 100 steps at
-# three learning rates with three seeds each (head initialisation and data order):
+# on `reviews_val`, never on the test set, here with short runs: the shipped sweep
+# `ch01_classifier_lr` trained 100 steps at three learning rates, three seeds each (head
+# initialisation and data order):
 
 # %%
 clf_rec = sweeps.load("ch01_classifier_lr")
@@ -327,7 +330,20 @@ ax.set(xscale="log", xlabel="learning rate", ylabel="test accuracy (mean ± sd, 
        title="Classifier fine-tune, 100 steps");
 
 # %% [markdown]
-# One live run at the chosen learning rate, placed in the shipped spread:
+# After 100 steps no learning rate has converged, and the seeds spread by several points. Which
+# differences exceed that noise, on validation:
+
+# %%
+val = {a: sweeps.values(clf_rec, a, "val_accuracy") for a in clf_rec["arms"]}
+for arm in clf_rec["arms"]:
+    if arm != chosen:
+        print(verdict(val[chosen], val[arm], (chosen, arm)))
+
+# %% [markdown]
+# The smallest rate is clearly too slow; whether 2e-3, the order of pretraining's peak, is worse
+# than the chosen rate is within the noise of three seeds at this budget (fine-tuning usually
+# wants a smaller rate than pretraining; chapter 03 measures it). The final model trains 200 steps
+# at the chosen rate (one live run):
 
 # %%
 from course_lib.classification import label_batches, predict_labels
@@ -336,13 +352,12 @@ clf, _ = load_model("classifier", device=device)  # the base model + a fresh 3-w
 hist_rev = train(
     clf,
     label_batches(tok, rev_train, batch_size=32, seed=0),
-    TrainConfig(lr=lr_clf, max_steps=100, warmup_steps=10),
+    TrainConfig(lr=lr_clf, max_steps=200, warmup_steps=20),
 )
 test_all = load_jsonl("reviews_test")
 pred = predict_labels(clf, tok, [r["text"] for r in test_all])
 acc_tuned = accuracy(pred, [r["label"] for r in test_all])
-print(f"fine-tuned accuracy: {acc_tuned:.1%} ({hist_rev.seconds:.0f} s of training)")
-print(sweeps.place(acc_tuned, clf_rec, chosen, "test_accuracy"))
+print(f"fine-tuned, 200 steps: {acc_tuned:.1%} ({hist_rev.seconds:.0f} s of training)")
 
 # %% [markdown]
 # For reference, a bag-of-words logistic regression on the same training reviews. It cannot see
@@ -353,14 +368,12 @@ print(sweeps.place(acc_tuned, clf_rec, chosen, "test_accuracy"))
 from course_lib.baselines import bag_of_words_accuracy
 
 acc_bow = bag_of_words_accuracy(rev_train, test_all)
-tuned = sweeps.values(clf_rec, chosen, "test_accuracy")
 best_fs = max(fair, key=lambda k: spread(fair[k]).mean)
 print(f"bag of words {acc_bow:.1%} | best few-shot {spread(fair[best_fs]).fmt(3)} | "
-      f"fine-tuned {spread(tuned).fmt(3)}")
-print(verdict(tuned, fair[best_fs], ("fine-tuned", "few-shot")))
+      f"fine-tuned (200 steps, one seed) {acc_tuned:.1%}")
 assert max(spread(v).mean for v in fair.values()) < 0.5, "few-shot should stay near chance here"
-assert spread(tuned).mean > 0.9 and spread(tuned).mean > acc_bow + 0.2, "fine-tuning should win"
-assert differs(tuned, fair[best_fs]), "the gap to few-shot must exceed the seed noise"
+assert acc_tuned > 0.9 and acc_tuned > acc_bow + 0.2, "fine-tuning should clearly win"
+assert acc_tuned > max(max(v) for v in fair.values()) + 0.3, "far outside the few-shot seeds"
 
 # %% [markdown]
 # ## 6 · Facts in the prompt vs facts in the weights
@@ -448,19 +461,20 @@ for s in (steps[0], steps[-1]):
 # %% [markdown]
 # What the injection costs. The sweep also measured, at 40 and 160 steps, the general-domain loss
 # (100 validation documents) and the recall of the corpus's own 120 facts (all known before
-# fine-tuning, as the model card says):
+# fine-tuning, as the model card says), for every learning rate:
 
 # %%
 from course_lib.build.base_model import corpus_fact_recall
 
 base_general = cross_entropy(model, tok, val_texts[:100])
 base_recall = corpus_fact_recall(model, tok)
-print(f"{'steps':>6} {'general loss':>14} {'old-fact recall':>16}")
-print(f"{0:>6} {base_general:14.3f} {base_recall:16.3f}   (base model)")
-for s in fact_rec["config"]["cost_steps"]:
-    g = sweeps.summary(fact_rec, fact_arm, f"general_loss_{s}")
-    r = sweeps.summary(fact_rec, fact_arm, f"old_fact_recall_{s}")
-    print(f"{s:>6} {g.fmt(3):>14} {r.fmt(3):>16}")
+print(f"{'learning rate':>13} {'steps':>6} {'general loss':>14} {'old-fact recall':>16}")
+print(f"{'base model':>13} {0:>6} {base_general:14.3f} {base_recall:16.3f}")
+for arm in fact_rec["arms"]:
+    for s in fact_rec["config"]["cost_steps"]:
+        g = sweeps.summary(fact_rec, arm, f"general_loss_{s}")
+        r = sweeps.summary(fact_rec, arm, f"old_fact_recall_{s}")
+        print(f"{arm:>13} {s:>6} {g.fmt(3):>14} {r.fmt(3):>16}")
 
 # %% [markdown]
 # The claims of this section, each checked against the seed noise:
@@ -478,6 +492,10 @@ assert max(ref["zero-shot", k][0] for k in PHRASINGS) < chance + 0.15, "zero-sho
 assert min(ref["retrieval", k][0] for k in PHRASINGS) > 0.7, "retrieval works in both phrasings"
 assert max(para_first) < retrieval_para - 0.1, "a short fine-tune falls short of retrieval"
 assert spread(para_last).mean > spread(para_first).mean + 0.3, "more steps store the facts"
+cost = {a: sweeps.values(fact_rec, a, f"general_loss_{last}") for a in ("lr=3e-4", "lr=1e-3")}
+print(verdict(cost["lr=1e-3"], cost["lr=3e-4"], ("general loss at lr 1e-3", "at lr 3e-4")))
+assert differs(cost["lr=1e-3"], cost["lr=3e-4"]) and spread(cost["lr=1e-3"]).mean > spread(
+    cost["lr=3e-4"]).mean, "the larger learning rate should cost more general loss"
 
 # %% [markdown]
 # What the curve says:
@@ -491,12 +509,16 @@ assert spread(para_last).mean > spread(para_first).mean + 0.3, "more steps store
 #   tokenizer knows as tokens. The new people's names were chosen that way; with names split into
 #   single letters a model this small copies far less reliably, so test retrieval on your names.
 # * **Whether fine-tuning "loses" to retrieval depends on its budget.** A short fine-tune stores
-#   few facts; with enough steps at a learning rate chosen on other people's facts it reaches and
-#   passes the oracle retriever, in the unseen phrasing too (chapter 05's LoRA on the same facts
-#   agrees). An earlier version of this chapter compared retrieval with a single 80-step run and
-#   concluded that retrieval wins: a conclusion about an under-trained baseline.
-# * **Injection has a price**, printed above: many epochs over 120 sentences move the general
-#   loss, and every fact stored this way must be trained, checked and re-trained when it changes.
+#   few facts; with enough steps, at the learning rate chosen on the dev people, it reaches the
+#   oracle retriever's level in the unseen phrasing too (chapter 05's LoRA on the same facts
+#   agrees). An earlier version of this chapter compared retrieval with a single 80-step run at
+#   a different schedule and concluded that retrieval wins: a conclusion about an under-trained
+#   baseline.
+# * **Injection has a price, and the selection rule hid it.** Choosing the learning rate on
+#   accuracy alone picked the one that, by its last checkpoint, raised the general loss by more
+#   than a nat per token and lost a large share of the facts the base model knew (the cost table
+#   above); the smaller learning rate reached nearly the same paraphrase accuracy by 160 steps at
+#   a fraction of that cost. Select on what you care about: here accuracy *and* what is kept.
 #
 # **Knowledge-injection pitfalls** seen at scale. Fine-tuning on facts the model did not know is
 # learnt more slowly than on known ones, and as it is learnt it raises the model's tendency to
@@ -539,6 +561,15 @@ for name, kind in [("course base model", "causal"), ("SmolLM2-135M", "smollm2")]
               f"{bridge[name, how][1]:.0%}-{bridge[name, how][2]:.0%}), {dict(Counter(picks))}")
 
 # %% [markdown]
+# Read the answer counts first: a model that gives one label to every review has learnt nothing
+# from the examples, whatever its accuracy (that is the share of that label). Then compare each
+# Wilson interval with chance, one third; with 60 answers only a large difference is a finding,
+# and a real model's few-shot accuracy also moves with which examples are shown (a seed, as in
+# section 5). In-context learning is a capability that appears with scale and data: the course's
+# small model reproduces optimisation and systems effects exactly, capability effects like this
+# one only partly. On a task that matters, measure fair few-shot and a fine-tune before choosing.
+
+# %% [markdown]
 # ## Summary
 # * Pretraining and fine-tuning optimise the same next-token cross-entropy; they differ in data,
 #   learning rate and length.
@@ -547,7 +578,7 @@ for name, kind in [("course base model", "causal"), ("SmolLM2-135M", "smollm2")]
 # * Fine-tuning adapts fast to a new domain or task; with a large learning rate it also wrecks the
 #   old domain (more than a nat per token here).
 # * Few-shot prompting needs fair scoring (single-token verbalizers, calibration) before it is
-#   judged; the small base model stays near chance with it, a 135 M real model does not.
+#   judged; the small base model stays near chance with it (section 7 puts a real model beside it).
 # * Retrieval beats a short fact fine-tune; a well-budgeted fine-tune matches it, at a price in
 #   general loss. Compare methods at their best settings, chosen on data you do not report, over
 #   several seeds.

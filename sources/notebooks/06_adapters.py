@@ -42,8 +42,7 @@ from course_lib.lora import inject_lora, merge_lora
 from course_lib.measure import count_parameters, seconds_per_run
 from course_lib.training import TrainConfig, train, text_batches
 from course_lib import comparison as C, sweeps
-from course_lib.build.sweeps_peft import LR_GRID, lr_arm
-from course_lib.uncertainty import spread, verdict
+from course_lib.uncertainty import differs, spread, verdict
 
 device = course_lib.setup(seed=0)
 base, tok = load_model("causal", device=device)
@@ -255,19 +254,19 @@ for k, v in ys.references.items():
 # %% [markdown]
 # **Learning rates** are chosen on a tuning split (`clinic_val[100:200]`), never on the reported
 # one, by the shipped sweep `peft_methods`: three rates per method, three seeds each
-# (`make sweep NAME=peft_methods`). Mean tuning loss ± sd over the seeds:
+# (`make sweep NAME=peft_methods`). Mean tuning loss ± sd over the seeds, and the choice (flagged
+# when it is at an edge of the grid: a rate beyond it was not tried):
 
 # %%
 rec = sweeps.load("peft_methods")
 chosen = {}
 for method in ["Houlsby m=8", "LoRA q,v r=8", "(IA)³", "full fine-tuning"]:
-    cells = [f"{lr:g}: {sweeps.summary(rec, lr_arm(method, lr), 'tune_loss').fmt()}" for lr in LR_GRID[method]]
     chosen[method] = C.chosen_lr(rec, method)
-    print(f"{method:>16}  " + "   ".join(cells) + f"   → {chosen[method]:g}")
-assert all(chosen[m] == C.YARDSTICK_LR[m] for m in chosen), "the library's rates are the sweep's choice"
+    print(f"{method:>16}  {C.lr_line(rec, method)}")
+assert all(chosen[m] == C.YARDSTICK_LR[m] for m in chosen), "the library's rates are the sweep's"
 
 # %% [markdown]
-# IA3's vectors start at 1 and need steps a hundred times larger than LoRA's; the adapters (all
+# IA3's vectors start at 1 and need steps some thirty times larger than LoRA's; the adapters (all
 # three placements) run at the Houlsby adapter's rate, LoRA on all layers at LoRA's.
 #
 # One seed live, the Houlsby adapter at its rate, placed among the three shipped seeds:
@@ -284,17 +283,20 @@ print(sweeps.place(live_loss, rec_ad, "Houlsby m=8", "eval_loss"))
 
 # %%
 shipped = {  # label -> (record, arm)
-    "full fine-tune": (rec, lr_arm("full fine-tuning", chosen["full fine-tuning"])),
+    "full fine-tune": C.at_chosen_lr(rec, "full fine-tuning"),
     "Houlsby m=8": (rec_ad, "Houlsby m=8"),
     "Pfeiffer m=16": (rec_ad, "Pfeiffer m=16"),
     "parallel m=16": (rec_ad, "parallel m=16"),
     "LoRA q,v r=8": (rec_lora, "LoRA q,v r=8"),
     "LoRA all r=8": (rec_lora, "LoRA all r=8"),
-    "IA3": (rec, lr_arm("(IA)³", chosen["(IA)³"])),
+    "IA3": C.at_chosen_lr(rec, "(IA)³"),
 }
 losses = {k: sweeps.values(r, a, "eval_loss") for k, (r, a) in shipped.items()}
 for k, (r, a) in shipped.items():
-    print(f"{k:>15}: {sweeps.summary(r, a, 'eval_loss').fmt()}   {counts.get(k, count_parameters(base)):>9,} trainable")
+    print(
+        f"{k:>15}: {sweeps.summary(r, a, 'eval_loss').fmt()}   "
+        f"{counts.get(k, count_parameters(base)):>9,} trainable"
+    )
 for k, v in ys.references.items():
     print(f"{k:>33}: {v:.3f} (reference)")
 
@@ -308,8 +310,21 @@ fig, ax = plt.subplots(figsize=(6.4, 3.6))
 for i, (name, xs) in enumerate(losses.items()):
     s = spread(xs)
     n = counts.get(name, count_parameters(base))
-    ax.errorbar(n, s.mean, yerr=s.sd, fmt="s" if "LoRA" in name else "o", color=f"C{i}", capsize=3, label=name)
-ax.axhline(ys.references["after the vocabulary stage"], ls="--", color="grey", label="start (after stage 1)")
+    ax.errorbar(
+        n,
+        s.mean,
+        yerr=s.sd,
+        fmt="s" if "LoRA" in name else "o",
+        color=f"C{i}",
+        capsize=3,
+        label=name,
+    )
+ax.axhline(
+    ys.references["after the vocabulary stage"],
+    ls="--",
+    color="grey",
+    label="start (after stage 1)",
+)
 ax.set_xscale("log")
 ax.set_xlabel("trainable parameters")
 ax.set_ylabel("clinic loss (nats/token)")
@@ -334,7 +349,29 @@ for a, b in pairs:
     print(verdict(losses[a], losses[b], (a, b)))
 
 # %% [markdown]
-# HOULSBY_PROSE
+# The claims this chapter makes, asserted on the shipped seeds: every method learns from the
+# start, and after 20 steps the full fine-tune is ahead of every parameter-efficient method by
+# more than the noise. Rankings among the ~25 k-parameter methods are claimed only where a verdict
+# above says so.
+
+# %%
+start = ys.references["after the vocabulary stage"]
+assert all(max(xs) < start - 0.05 for xs in losses.values()), "every method learns"
+peft_names = [k for k in losses if k != "full fine-tune"]
+assert all(differs(losses["full fine-tune"], losses[k]) for k in peft_names)
+assert max(losses["full fine-tune"]) < min(min(losses[k]) for k in peft_names)
+
+# %% [markdown]
+# **Houlsby et al. vs this measurement.** On GLUE (BERT-Large, classification, thousands of steps)
+# adapters came *within 0.4 %* of full fine-tuning's score *with 3.6 % of the parameters per task*.
+# Here, after 20 steps, the full fine-tune is ahead of every parameter-efficient method, and the
+# ~25 k-parameter methods land close together; the verdicts above say which of their gaps exceed
+# the seed noise, and only those are findings. That is not a contradiction: 20 steps is early
+# training, and each step of the full fine-tune moves two million weights where the adapters move
+# 25 thousand; Houlsby et al. trained to convergence. Before the vocabulary stage (the raw clinic
+# notes), all of these methods stalled at the same loss whatever their size, because none of them
+# can train the embedding matrix: that comparison measured the vocabulary, not the methods
+# (chapter 04 §7).
 #
 # ## 5 · Inference: adapters cannot be merged
 #
@@ -411,7 +448,9 @@ assert (
 
 # %%
 total = count_parameters(base)
-print(f"{'method':>16} {'trainable':>10} {'share':>7} {'loss, 3 seeds':>12} {'latency, batch 1':>17}")
+print(
+    f"{'method':>16} {'trainable':>10} {'share':>7} {'loss, 3 seeds':>12} {'latency, batch 1':>17}"
+)
 lat_of = {
     "Houlsby m=8": "Houlsby m=8",
     "Pfeiffer m=16": "Pfeiffer m=16",
@@ -524,8 +563,12 @@ assert rows["clinic"][0] < rows["no adapter"][0] - 4, (
 #   $2dm + d + m$ parameters; a zero up-projection makes it start as the identity (asserted).
 # * Houlsby puts one after the attention and one after the MLP, Pfeiffer one after the MLP, the
 #   parallel adapter runs beside the MLP on its input.
-# * At ~25 k trainable parameters (1.3 %) adapters and LoRA on `q`,`v` reached similar clinic losses
-#   after 20 steps; IA3 did nearly as well with 3.6 k; all stayed far behind the full fine-tune here.
+# * Compared where the base model already beats a uniform guess (the yardstick: clinic notes after a
+#   vocabulary stage), three seeds each, rates chosen on a tuning split: at ~25 k parameters the
+#   adapters and LoRA on `q`,`v` land close together (the verdicts say which gaps exceed the noise),
+#   IA3 with 3.6 k is in the same range, and after 20 steps the full fine-tune is clearly ahead.
+# * On the raw clinic notes every method here stalls at the same loss whatever its size: none can
+#   train the embedding matrix, which is what those notes need first (chapter 04 §7).
 # * Adapters cannot be merged: they added measurable latency at batch size 1; merged LoRA did not.
 # * One base, many adapters, switched at run time; no adapter = the base model, exactly.
 #

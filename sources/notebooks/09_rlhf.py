@@ -220,7 +220,7 @@ live = {"SFT": evaluate_policy(sft, sft, tok, eval_prompts, EVAL_NEW, seed=0, te
 print({k: round(v, 3) for k, v in live["SFT"].items() if k != "answers"})
 print(live["SFT"]["answers"][:2])
 methods = sweeps.load("rlhf_methods")  # the shipped seeds (section 8)
-print(sweeps.place(live["SFT"]["gold_greedy"], methods, "SFT", "gold_greedy"))
+print(sweeps.place(live["SFT"]["gold_sampled"], methods, "SFT", "gold_sampled"))
 
 # %% [markdown]
 # ## 3 · Stage 2: a reward model with the Bradley–Terry loss
@@ -1017,8 +1017,24 @@ displacement = {
 }
 print({k: str(v) for k, v in displacement.items()}, "(the last window)")
 
+# %%
+fell = {side: displacement[side].mean < 0 for side in ("chosen", "rejected")}
+print(
+    f"over training the chosen answers' log-probability {'fell' if fell['chosen'] else 'rose'}, "
+    f"the rejected answers' {'fell' if fell['rejected'] else 'rose'}; the margin grew by "
+    f"{displacement['chosen'].mean - displacement['rejected'].mean:.1f} nats"
+)
+assert displacement["chosen"].mean > displacement["rejected"].mean + 1, "the margin must grow"
+
 # %% [markdown]
-# DPOPROSE
+# The DPO loss only asks the **margin** between chosen and rejected answers to grow; nothing in it
+# keeps the chosen answers' own probability up. On these pairs the rejected answers' log-probability
+# falls much faster than the chosen ones' moves (printed above), and when the chosen answers fall
+# too, the probability mass goes to answers that are in **neither** set. This is DPO's **likelihood
+# displacement** (Razin et al. 2025; Pal et al. 2024 propose DPOP, a penalty that keeps the chosen
+# log-probability from falling): it is why DPO's policy can drift far from the reference on its
+# own samples although β is the same as PPO's (the KL column of section 8), and why "the rewards of
+# the chosen answers went down" in a DPO log is not a bug.
 
 # %% [markdown]
 # ## 7 · GRPO: PPO without the value head

@@ -274,8 +274,8 @@ print(verdict(para["augmented"], para["plain"], ("augmented", "plain")))
 # <!-- BEGIN SOLUTION -->
 # Prompting first: it costs nothing, but it cannot add knowledge (zero-shot on new facts was at
 # chance in the lesson), and small models learn little from examples in the prompt (few-shot
-# sentiment stayed near chance even with single-token verbalizers and calibration, while a 135 M
-# real model did far better). Retrieval when the model needs facts that change or are many:
+# sentiment stayed near chance even with single-token verbalizers and calibration; larger models
+# do better, as the lesson's real-model section lets you check). Retrieval when the model needs facts that change or are many:
 # it works immediately, in any phrasing, at the cost of a retriever and longer prompts. Fine-tune
 # for behaviour, format, style, a domain's language, or a task with labelled data (clinic loss
 # fell by several nats per token; sentiment accuracy rose far above few-shot). For facts,

@@ -256,22 +256,31 @@ print(f"weight MSE: NF4 {nf4_mse:.3e}, zero-point int4 {int4_mse:.3e} ({ratio:.2
 # memory spikes. The adapters, their gradients and optimizer states stay in full precision. In the
 # lesson the 4-bit base model took 2.02 MB against 8.16 MB in fp32 and 4.08 MB in bf16 (the
 # linear layers alone: 4.27 bits/param including code tables, vs 32); the remaining bytes are the
-# embeddings, which stay in fp32. QLoRA learned the 80 new facts as LoRA did (100 % in the trained
-# phrasing for both after 150 steps; 85 % vs 91 % on paraphrases), at about 1.8× LoRA's training time
-# (12.0 s vs 6.5 s for 150 steps).
+# embeddings, which stay in fp32 (in Llama-3.2-1B, with its 128k vocabulary, the embeddings are
+# about a fifth of the parameters, so a "4-bit" model averages well above 6 bits per parameter).
+# On the 80 new facts QLoRA scored as LoRA did: one pair of runs gave 85 % vs 91 % on paraphrases,
+# but over 5 seeds the difference was within noise (the Welch interval of the difference of the
+# means contains 0), which is expected since 4-bit weights changed the base model's loss only in
+# the fourth decimal.
 # <!-- END SOLUTION -->
 #
 # **Q2. Why NF4 and not Int4 or FP4?**
 #
 # <!-- BEGIN SOLUTION -->
-# Weights are roughly normal; after dividing a block by its absmax most of them lie near zero.
-# NF4 puts its 16 levels at normal quantiles, so each code covers an equal share of the probability
-# mass (and keeps an exact zero). Measured on the base model's linear weights (block 64): MSE
-# NF4 1.63e-5 < FP4 (E2M1) 2.13e-5 < Int4 2.32e-5, and NF4 uses its codes most evenly (code
-# entropy 3.87 of 4 bits vs 3.62 for Int4): the QLoRA paper's ordering. Caveats: bitsandbytes'
-# own FP4 table (with a gap between 0.005 and 0.167) was worse than Int4 (2.92e-5), and on this
-# small model all formats changed validation loss by less than 0.001 nats, so the paper's
-# perplexity differences (Int4 34.34, FP4 31.07, NF4+DQ 27.41) need large models to show.
+# Weights are roughly normal (the lesson's model: kurtosis about 3.9 against 3 for a normal);
+# after dividing a block by its absmax most of them lie near zero. NF4 puts its 16 levels at normal
+# quantiles (and keeps an exact zero), so each level stands for an equal share of the probability
+# mass and the codes are used nearly equally: that is all "information-theoretically optimal"
+# means. Measured on the base model's linear weights (block 64): MSE NF4 1.63e-5 < FP4 (E2M1)
+# 2.13e-5 < Int4 2.32e-5, the QLoRA paper's ordering. Caveats: (1) the codes carry 3.87, not 4,
+# bits (rounding to the nearest level makes bins between midpoints, which do not hold equal mass,
+# and an absmax-normalised block always contains an exact ±1); (2) equal use is not least error:
+# Lloyd–Max levels fitted to normal samples have about 5 % less MSE than NF4 on normal samples and
+# on the weights (Yoshida 2023 makes this point; bitsandbytes ships the alternative `af4`);
+# (3) bitsandbytes' FP4 (most likely the paper's FP4) differs from OCP E2M1 in one subnormal level,
+# which alone makes it worse than Int4 (2.92e-5); (4) on this small model all formats changed the
+# validation loss by less than 0.001 nats, and weight MSE need not rank formats as large-model
+# perplexity does (the paper: Int4 34.34, FP4 (E2M1) 31.07, FP4 (E3M0) 29.48, NF4 + DQ 27.41).
 # <!-- END SOLUTION -->
 #
 # **Q3. What is double quantization and what does it save?**
@@ -287,38 +296,45 @@ print(f"weight MSE: NF4 {nf4_mse:.3e}, zero-point int4 {int4_mse:.3e} ({ratio:.2
 # **Q4. Is QLoRA faster than LoRA?**
 #
 # <!-- BEGIN SOLUTION -->
-# No, it is slower per step. Each 4-bit layer dequantizes its weight in the forward and again in
-# the backward pass, then runs the same matmul as LoRA. The lesson measured one forward+backward
-# on a 2-core CPU: about 1.7× LoRA's time for one short sequence, 1.4× for 16 short sentences,
-# 1.2× for 16 long clinic notes (the dequantization cost is fixed per step, so it matters less with more
-# tokens), and 2.3× with the gradient checkpointing that `prepare_model_for_kbit_training` turns on
-# by default. What QLoRA saves is memory, which can make training possible at all on given hardware
-# (65B on one 48 GB GPU), or allow a larger batch; that is where "faster" claims come from, not from the
-# 4-bit arithmetic.
+# Not with bitsandbytes' kernels, the ones QLoRA uses: each 4-bit layer dequantizes its weight to
+# the compute dtype in the forward and again in the backward pass, then runs the same matmul as
+# LoRA. The lesson measured one forward + backward on a 2-core CPU: about 1.5× LoRA's time for one
+# short sequence, 1.3× for 16 short sentences, close to 1× for 16 long clinic notes (the
+# dequantization cost is fixed per step, so it matters less with more tokens), and about 2.2× with
+# the gradient checkpointing that `prepare_model_for_kbit_training` turns on by default. That is a
+# property of the dequantize-then-matmul path, not of 4-bit weights: fused kernels dequantize
+# inside the matmul and read 4× fewer weight bytes, so in memory-bound work (decoding one token at a
+# time) 4-bit inference is often faster than 16-bit on GPUs, and training kernels that fuse the
+# dequantization (e.g. Unsloth's) shrink the overhead. What QLoRA always saves is memory, which
+# can make training possible at all on given hardware (65B on one 48 GB GPU) or allow a larger
+# batch; that is where honest "faster" claims come from.
 # <!-- END SOLUTION -->
 #
 # **Q5. What is the difference between the storage dtype and the compute dtype of a 4-bit layer?**
 #
 # <!-- BEGIN SOLUTION -->
-# The storage dtype is how the frozen weight sits in memory: 4-bit NF4 codes, two per byte, plus one
-# scale per block of 64 (itself quantized to 8 bits with double quantization). The compute dtype
-# (`bnb_4bit_compute_dtype`) is what each forward and backward pass *dequantizes* the weight to
-# before an ordinary matmul: float32 (exact, the lesson's check equals our own NF4 weights) or
-# bfloat16 (usual on GPUs; the lesson measured a loss within 0.02 of float32 compute). Nothing is
-# computed in 4 bits: the 4 bits save memory, the compute dtype sets speed and rounding, and the
-# dequantization in every pass is why QLoRA is slower per step than LoRA.
+# The storage dtype is what sits in memory: the 4-bit NF4 codes packed two per byte (a uint8
+# tensor), one absmax per block of 64 (itself 8-bit with double quantization) and the 16-entry code
+# table. The compute dtype (`bnb_4bit_compute_dtype`) is what the matmul runs in: for every forward
+# (and backward) pass the layer dequantizes its weight to that dtype, bf16 on most GPUs or fp32,
+# and multiplies the activations, which are never quantized. Nothing is computed in 4 bits. In the
+# lesson the loss of one validation batch was 0.40478 with fp32 compute and 0.40480 with bf16
+# compute: the storage format decides the weight error, the compute dtype adds only rounding.
 # <!-- END SOLUTION -->
 #
 # **Q6. GPTQ, AWQ, GGUF and NF4: what does each quantize, and which can you fine-tune on top of?**
 #
 # <!-- BEGIN SOLUTION -->
-# All four quantize the weights only, to about 4 bits in groups or blocks with their own scales;
-# they differ in how they round. NF4 (bitsandbytes) needs no calibration: a 16-level table fitted
-# to normal weights, absmax per block of 64, double-quantized constants. GPTQ quantizes layer by
-# layer and column by column, compensating each rounding error on the columns not yet quantized
-# with second-order information from calibration data. AWQ scales up the few salient weight
-# channels (those meeting large activations) before rounding, also with a little calibration data.
-# GGUF k-quants (llama.cpp) use super-blocks whose sub-block scales are themselves quantized. You
-# can train LoRA on a frozen NF4 base (QLoRA), a GPTQ base or an AWQ base with peft; GGUF is an
-# inference format: fine-tune in PyTorch, merge, then convert (chapter 13 decodes Q4_1 by hand).
+# All four quantize weights only; activations stay in 16 bits. NF4 (bitsandbytes) rounds each block
+# of 64 weights to a 16-level normal-quantile table at load time, with no calibration data, and is
+# the base QLoRA trains LoRA on. GPTQ quantizes column by column and compensates each rounding
+# error on the columns not yet quantized, using second-order information from calibration data;
+# AWQ scales up the salient weight channels (those that meet large activations) before rounding;
+# both store int4 groups with a scale and a zero point, and peft can train LoRA on a frozen GPTQ or
+# AWQ base. GGUF k-quants (llama.cpp, Ollama) are an inference format with double-quantized block
+# scales: fine-tune in PyTorch, merge the adapter, then convert. LLM.int8() also quantizes the
+# activations (with its outlier columns kept in 16 bits), and FP8 (Hopper/Blackwell) quantizes
+# weights and activations and supports training itself. A trap from the lesson: PyTorch's
+# `quantize_dynamic(model, {nn.Linear})` on GPT-2 converts nothing but the tied output head,
+# because GPT-2's layers are `Conv1D`; the saved model got bigger, not 4× smaller.
 # <!-- END SOLUTION -->

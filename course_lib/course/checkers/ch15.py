@@ -200,7 +200,14 @@ def check_truncate_batch(student_fn) -> None:
         out["text"],
         [t[:12] for t in TEXTS],
         "the truncated texts",
-        hints=[(TEXTS, "nothing was truncated: cut every string to max_chars")],
+        hints=[
+            (
+                TEXTS,
+                "nothing was truncated: with batched=True batch['text'] is a LIST of strings, so "
+                "batch['text'][:max_chars] slices the list of examples (shorter than max_chars "
+                "here, so nothing happens; longer lists lose rows), not each string",
+            )
+        ],
     )
 
 
