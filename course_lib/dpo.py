@@ -94,9 +94,18 @@ def dpo_loss(
     return DPOOutput(loss, chosen_rewards.detach(), rejected_rewards.detach())
 
 
+def dpo_batch_loss(policy, ref, tok, batch: list[dict], beta: float):
+    """DPO loss of one batch of preference rows (prompt, chosen, rejected), reference frozen."""
+    prompts = [r["prompt"] for r in batch]
+    b = [response_batch(tok, prompts, [r[side] for r in batch]) for side in ("chosen", "rejected")]
+    with torch.no_grad():
+        ref_lp = [sequence_logprobs(ref, x) for x in b]
+    return dpo_loss(*[sequence_logprobs(policy, x) for x in b], *ref_lp, beta=beta)
+
+
 def train_dpo(sft, tok, pairs, steps: int, batch_size=16, lr=1e-4, beta=0.1, seed=0):
-    """DPO from a copy of `sft` (all weights, AdamW, clip 1.0) on shuffled pairs; logs per step the
-    loss and the batch's mean log π − log π_ref of the chosen and of the rejected answers."""
+    """DPO from a copy of `sft` (all weights, AdamW, clip 1.0) on shuffled pairs; logs per step
+    the loss and the mean log π − log π_ref of chosen and rejected answers."""
     torch.manual_seed(seed)
     policy, ref = copy.deepcopy(sft).train(), copy.deepcopy(sft).eval()
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
@@ -105,14 +114,7 @@ def train_dpo(sft, tok, pairs, steps: int, batch_size=16, lr=1e-4, beta=0.1, see
         if len(order) < batch_size:  # a new epoch: a new shuffle
             order = rng.sample(range(len(pairs)), len(pairs))
         batch, order = [pairs[j] for j in order[:batch_size]], order[batch_size:]
-        prompts = [r["prompt"] for r in batch]
-        b = [
-            response_batch(tok, prompts, [r[side] for r in batch])
-            for side in ("chosen", "rejected")
-        ]
-        with torch.no_grad():
-            ref_lp = [sequence_logprobs(ref, x) for x in b]
-        out = dpo_loss(*[sequence_logprobs(policy, x) for x in b], *ref_lp, beta=beta)
+        out = dpo_batch_loss(policy, ref, tok, batch, beta)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()

@@ -151,14 +151,14 @@ def amp_accumulation_step(model, micro_batches, optimizer, scaler, scheduler=Non
     """One optimizer step of fp16 autocast + GradScaler over k equal micro-batches, in order."""
     check_amp_step_args(micro_batches, scaler, max_norm)
     device_type, k = next(model.parameters()).device.type, len(micro_batches)
-    for batch in micro_batches:  # every micro-batch: fp16 forward, backward on the SCALED loss
+    for batch in micro_batches:  # per micro-batch: backward on the SCALED loss
         with torch.autocast(device_type, dtype=torch.float16):
             loss = model(**batch).loss / k  # the sum of k means / k = the large batch's mean
         scaler.scale(loss).backward()  # .grad accumulates S x the gradient
-    scaler.unscale_(optimizer)  # once: .grad /= S, and record whether any entry is inf/NaN
+    scaler.unscale_(optimizer)  # once: .grad /= S, note any inf/NaN
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)  # on the TRUE gradient
     scaler.step(optimizer)  # optimizer.step(), skipped if an inf/NaN was found
-    scaler.update()  # halve S after an overflow, double it after 2000 clean steps
+    scaler.update()  # halve S on overflow, double after 2000 clean steps
     if scheduler is not None:
         scheduler.step()  # once per optimizer step, not per micro-batch
     optimizer.zero_grad(set_to_none=True)  # once, after the step

@@ -112,6 +112,18 @@ MISSING_EOS_PENALTY = 1.0  # taken off the reward of an answer that never reache
 
 
 @torch.no_grad()
+def sampled_kl(model, ref, sampled: dict) -> float:
+    """KL of `model` to `ref` on sampled answers: log-ratio summed over tokens, averaged."""
+    ids, att = sampled["input_ids"], sampled["attention_mask"]
+    pos = position_ids(att)
+    logp = [
+        token_logprobs(m(input_ids=ids, attention_mask=att, position_ids=pos).logits, ids)
+        for m in (model, ref)
+    ]
+    return ((logp[0] - logp[1]) * sampled["mask"]).sum(-1).mean().item()
+
+
+@torch.no_grad()
 def evaluate_policy(model, ref, tok, prompts, max_new=100, seed=0, texts=False) -> dict:
     """Gold reward of greedy and of sampled answers (−MISSING_EOS_PENALTY where cut), the share
     cut, and the KL to `ref` on the sampled answers (summed over their tokens, averaged)."""
@@ -126,13 +138,7 @@ def evaluate_policy(model, ref, tok, prompts, max_new=100, seed=0, texts=False) 
         gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, r["responses"])])
         out[f"gold_{mode}"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()
         out[f"cut_{mode}"] = cut.mean().item()
-    ids, att = sampled["input_ids"], sampled["attention_mask"]
-    pos = position_ids(att)
-    logp = [
-        token_logprobs(m(input_ids=ids, attention_mask=att, position_ids=pos).logits, ids)
-        for m in (model, ref)
-    ]
-    out["kl"] = ((logp[0] - logp[1]) * sampled["mask"]).sum(-1).mean().item()
+    out["kl"] = sampled_kl(model, ref, sampled)
     return out
 
 
@@ -197,25 +203,28 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
+def watched_gold(prompts: list[str], roll: dict) -> float:
+    """Mean gold reward of a rollout's answers, −MISSING_EOS_PENALTY where cut (only to watch)."""
+    gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, roll["responses"])])
+    return (gold - MISSING_EOS_PENALTY * (~roll["ended"]).float()).mean().item()
+
+
 @torch.no_grad()
 def experience(policy, ref, reward_model, tok, prompts, kl_coef: float, seed: int, max_new: int):
-    """One PPO batch: samples, learned scores (−MISSING_EOS_PENALTY if cut), KL-penalised rewards,
-    values, whitened GAE advantages; and, only to watch, the samples' gold reward and KL."""
+    """One PPO batch: samples, scores, KL-penalised rewards, GAE advantages."""
     roll = rollout(policy, tok, prompts, max_new_tokens=max_new, seed=seed)
     ids, att, mask = roll["input_ids"], roll["attention_mask"], roll["mask"]
-    cut = (~roll["ended"]).float()  # 1 where the answer ran out of tokens before its end
+    cut = (~roll["ended"]).float()
     scores = rm.score(reward_model, tok, prompts, roll["responses"]) - MISSING_EOS_PENALTY * cut
     logits, values = policy(ids, att)
     logp, values = token_logprobs(logits, ids), values[:, :-1]
-    ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=position_ids(att)).logits
+    ref_logits = ref(ids, attention_mask=att, position_ids=position_ids(att)).logits
     rewards, kl = kl_penalized_rewards(scores, logp, token_logprobs(ref_logits, ids), mask, kl_coef)
     advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
-    gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, roll["responses"])])
     b = dict(ids=ids, att=att, mask=mask, old_logp=logp, old_values=values, returns=returns)
     b["adv"], b["responses"] = whiten(advantages, mask), roll["responses"]
     b["learned"], b["kl"] = scores.mean().item(), kl.sum(-1).mean().item()
-    b["gold"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()  # the same rule for the gold
-    b["truncated"] = cut.mean().item()
+    b["gold"], b["truncated"] = watched_gold(prompts, roll), cut.mean().item()
     return b
 
 

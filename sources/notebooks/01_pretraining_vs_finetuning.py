@@ -492,6 +492,8 @@ assert max(ref["zero-shot", k][0] for k in PHRASINGS) < chance + 0.15, "zero-sho
 assert min(ref["retrieval", k][0] for k in PHRASINGS) > 0.7, "retrieval works in both phrasings"
 assert max(para_first) < retrieval_para - 0.1, "a short fine-tune falls short of retrieval"
 assert spread(para_last).mean > spread(para_first).mean + 0.3, "more steps store the facts"
+
+# %%
 cost = {a: sweeps.values(fact_rec, a, f"general_loss_{last}") for a in ("lr=3e-4", "lr=1e-3")}
 print(verdict(cost["lr=1e-3"], cost["lr=3e-4"], ("general loss at lr 1e-3", "at lr 3e-4")))
 assert differs(cost["lr=1e-3"], cost["lr=3e-4"]) and spread(cost["lr=1e-3"]).mean > spread(
@@ -546,6 +548,8 @@ sample, one_shot = rev_test[:60], pick_shots(rev_train, per_label=1, seed=0)
 query = [few_shot_prompt(one_shot, r["text"], VERBALIZER) for r in sample]
 free = [few_shot_prompt(one_shot, x, VERBALIZER) for x in CONTENT_FREE]
 bridge = {}
+
+# %%
 for name, kind in [("course base model", "causal"), ("SmolLM2-135M", "smollm2")]:
     if kind == "smollm2" and not REAL_MODEL_DIR.exists():
         print("data/real_model/ is missing: run `make real-model` to add the real model")

@@ -26,7 +26,6 @@ import torch
 from torch import nn
 import course_lib
 from course_lib.models import load_model
-from course_lib.data import load_jsonl
 from course_lib.evaluation import cross_entropy
 from course_lib.formats import IGNORE_INDEX
 from course_lib.lora import inject_lora

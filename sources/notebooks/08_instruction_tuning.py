@@ -611,6 +611,8 @@ def chat_rank(model, asked: list[str], subset: list[dict]) -> float:
     return right / len(subset)
 
 
+
+# %%
 zero_shot, in_prompt = chat_rank(chat, questions, facts), chat_rank(chat, with_notes, facts)
 em_prompt = exact_match(generate(chat, tok, with_notes, chat=True), answers)
 print(f"chat question, ranked: zero-shot {zero_shot:.3f}, facts in the prompt {in_prompt:.3f}")

@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 import course_lib
-from course_lib import dpo, models, ppo, reward_model as rm, sweeps, uncertainty
+from course_lib import dpo, models, reward_model as rm, sweeps, uncertainty
 from course_lib.build import rlhf_models, sweeps_rlhf as rlhf
 from course_lib.data import load_jsonl
 from course_lib.dpo import response_batch
@@ -190,6 +190,20 @@ MISSING_EOS_PENALTY = 1.0  # taken off the reward of an answer that never reache
 
 
 @torch.no_grad()
+def sampled_kl(model, ref, sampled: dict) -> float:
+    """KL of `model` to `ref` on sampled answers: log-ratio summed over tokens, averaged."""
+    ids, att = sampled["input_ids"], sampled["attention_mask"]
+    pos = position_ids(att)
+    logp = [
+        token_logprobs(m(input_ids=ids, attention_mask=att, position_ids=pos).logits, ids)
+        for m in (model, ref)
+    ]
+    return ((logp[0] - logp[1]) * sampled["mask"]).sum(-1).mean().item()
+
+
+# %%
+#| export course_lib.ppo
+@torch.no_grad()
 def evaluate_policy(model, ref, tok, prompts, max_new=100, seed=0, texts=False) -> dict:
     """Gold reward of greedy and of sampled answers (−MISSING_EOS_PENALTY where cut), the share
     cut, and the KL to `ref` on the sampled answers (summed over their tokens, averaged)."""
@@ -204,13 +218,7 @@ def evaluate_policy(model, ref, tok, prompts, max_new=100, seed=0, texts=False) 
         gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, r["responses"])])
         out[f"gold_{mode}"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()
         out[f"cut_{mode}"] = cut.mean().item()
-    ids, att = sampled["input_ids"], sampled["attention_mask"]
-    pos = position_ids(att)
-    logp = [
-        token_logprobs(m(input_ids=ids, attention_mask=att, position_ids=pos).logits, ids)
-        for m in (model, ref)
-    ]
-    out["kl"] = ((logp[0] - logp[1]) * sampled["mask"]).sum(-1).mean().item()
+    out["kl"] = sampled_kl(model, ref, sampled)
     return out
 
 
@@ -531,25 +539,30 @@ print("advantages (values 0):\n", advantages)
 
 # %%
 #| export course_lib.ppo
+def watched_gold(prompts: list[str], roll: dict) -> float:
+    """Mean gold reward of a rollout's answers, −MISSING_EOS_PENALTY where cut (only to watch)."""
+    gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, roll["responses"])])
+    return (gold - MISSING_EOS_PENALTY * (~roll["ended"]).float()).mean().item()
+
+
+# %%
+#| export course_lib.ppo
 @torch.no_grad()
 def experience(policy, ref, reward_model, tok, prompts, kl_coef: float, seed: int, max_new: int):
-    """One PPO batch: samples, learned scores (−MISSING_EOS_PENALTY if cut), KL-penalised rewards,
-    values, whitened GAE advantages; and, only to watch, the samples' gold reward and KL."""
+    """One PPO batch: samples, scores, KL-penalised rewards, GAE advantages."""
     roll = rollout(policy, tok, prompts, max_new_tokens=max_new, seed=seed)
     ids, att, mask = roll["input_ids"], roll["attention_mask"], roll["mask"]
-    cut = (~roll["ended"]).float()  # 1 where the answer ran out of tokens before its end
+    cut = (~roll["ended"]).float()
     scores = rm.score(reward_model, tok, prompts, roll["responses"]) - MISSING_EOS_PENALTY * cut
     logits, values = policy(ids, att)
     logp, values = token_logprobs(logits, ids), values[:, :-1]
-    ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=position_ids(att)).logits
+    ref_logits = ref(ids, attention_mask=att, position_ids=position_ids(att)).logits
     rewards, kl = kl_penalized_rewards(scores, logp, token_logprobs(ref_logits, ids), mask, kl_coef)
     advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
-    gold = torch.tensor([gold_reward(p, y) for p, y in zip(prompts, roll["responses"])])
     b = dict(ids=ids, att=att, mask=mask, old_logp=logp, old_values=values, returns=returns)
     b["adv"], b["responses"] = whiten(advantages, mask), roll["responses"]
     b["learned"], b["kl"] = scores.mean().item(), kl.sum(-1).mean().item()
-    b["gold"] = (gold - MISSING_EOS_PENALTY * cut).mean().item()  # the same rule for the gold
-    b["truncated"] = cut.mean().item()
+    b["gold"], b["truncated"] = watched_gold(prompts, roll), cut.mean().item()
     return b
 
 # %% [markdown]
@@ -959,9 +972,20 @@ assert abs(theirs - ours) < 1e-4 and abs(ours - 0.6931) > 1e-3, (
 
 # %%
 #| export course_lib.dpo
+def dpo_batch_loss(policy, ref, tok, batch: list[dict], beta: float):
+    """DPO loss of one batch of preference rows (prompt, chosen, rejected), reference frozen."""
+    prompts = [r["prompt"] for r in batch]
+    b = [response_batch(tok, prompts, [r[side] for r in batch]) for side in ("chosen", "rejected")]
+    with torch.no_grad():
+        ref_lp = [sequence_logprobs(ref, x) for x in b]
+    return dpo_loss(*[sequence_logprobs(policy, x) for x in b], *ref_lp, beta=beta)
+
+
+# %%
+#| export course_lib.dpo
 def train_dpo(sft, tok, pairs, steps: int, batch_size=16, lr=1e-4, beta=0.1, seed=0):
-    """DPO from a copy of `sft` (all weights, AdamW, clip 1.0) on shuffled pairs; logs per step the
-    loss and the batch's mean log π − log π_ref of the chosen and of the rejected answers."""
+    """DPO from a copy of `sft` (all weights, AdamW, clip 1.0) on shuffled pairs; logs per step
+    the loss and the mean log π − log π_ref of chosen and rejected answers."""
     torch.manual_seed(seed)
     policy, ref = copy.deepcopy(sft).train(), copy.deepcopy(sft).eval()
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
@@ -970,14 +994,7 @@ def train_dpo(sft, tok, pairs, steps: int, batch_size=16, lr=1e-4, beta=0.1, see
         if len(order) < batch_size:  # a new epoch: a new shuffle
             order = rng.sample(range(len(pairs)), len(pairs))
         batch, order = [pairs[j] for j in order[:batch_size]], order[batch_size:]
-        prompts = [r["prompt"] for r in batch]
-        b = [
-            response_batch(tok, prompts, [r[side] for r in batch])
-            for side in ("chosen", "rejected")
-        ]
-        with torch.no_grad():
-            ref_lp = [sequence_logprobs(ref, x) for x in b]
-        out = dpo_loss(*[sequence_logprobs(policy, x) for x in b], *ref_lp, beta=beta)
+        out = dpo_batch_loss(policy, ref, tok, batch, beta)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()

@@ -670,6 +670,8 @@ for k, m in models.items():
         f"{k:24s} same answer as fp32 {score[k][0]:.3f}   EM {em_k:.3f} ({lo:.3f}-{hi:.3f})   "
         f"answer CE {score[k][2]:.4f}"
     )
+
+# %%
 fp_ce = score["fp32"][2]
 cost_ours = score["int8 weight-only (ours)"][2] - fp_ce
 cost_torch = score["int8 dynamic (torch)"][2] - fp_ce

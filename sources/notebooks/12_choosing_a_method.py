@@ -23,7 +23,6 @@ import warnings
 import pandas as pd
 import matplotlib.pyplot as plt
 import course_lib
-from course_lib.models import load_model
 from course_lib.data import load_jsonl
 from course_lib.world.datasets import corpus_documents
 from course_lib.evaluation import cross_entropy
@@ -621,6 +620,8 @@ for method in ("full fine-tuning", "LoRA q,v r=8"):
         )
         for a in arms
     ]
+
+# %%
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
 for i, (method, points) in enumerate(curves.items()):
     xs = [uncertainty.spread(c) for c, _ in points]
