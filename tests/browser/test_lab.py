@@ -29,7 +29,8 @@ from course_lib.data import ROOT
 LESSON = "notebooks/00_welcome.ipynb"
 RUN_ALL_TIMEOUT = 180  # seconds; the lesson states its own runtime (well under a minute)
 # the test's own environment (conftest.py) sets these for nbval; a student's shell has none of them
-NOT_FROM_TESTS = ("COURSE_PLAIN_PROGRESS", "COURSE_BLOCK_NETWORK", "MPLBACKEND")
+# the lab runs as a student's would: checks report (COURSE_CHECKS unset), progress bars are widgets
+NOT_FROM_TESTS = ("COURSE_PLAIN_PROGRESS", "COURSE_BLOCK_NETWORK", "MPLBACKEND", "COURSE_CHECKS")
 # lab settings of a quiet, offline first start; autosave off so the test never writes the lesson
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},

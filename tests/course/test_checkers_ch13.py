@@ -143,7 +143,45 @@ def _h8_q4_1(mode: str):
     return fn
 
 
+def _share(mode: str):
+    """single_token_share with one typical mistake (13.2)."""
+
+    def fn(tok, words):
+        if mode == "no space":  # the word tokenized on its own, not as it appears in a sentence
+            ones = [len(tok(w, add_special_tokens=False)["input_ids"]) == 1 for w in words]
+        elif mode == "special":  # tokenizer(...) adds <|bos|> for the course tokenizer
+            ones = [len(tok(" " + w)["input_ids"]) == 1 for w in words]
+        else:
+            ones = [len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 for w in words]
+        if mode == "count":
+            return sum(ones)
+        if mode == "split":
+            return 1 - sum(ones) / len(words)
+        return sum(ones) / len(words)
+
+    return fn
+
+
+def _labels(mistake: str):
+    """chatml_labels with one typical mistake (13.3), built from the checker's own span finder."""
+
+    def fn(tok, messages):
+        ids, _ = ch13._spans(tok, messages)
+        return {"input_ids": ids, "labels": ch13.chatml_labels_variants(tok, messages)[mistake]}
+
+    return fn
+
+
 WRONG_ANSWERS = [
+    Wrong("no leading space", ch13.check_single_token_share, [_share("no space")], ("space",)),
+    Wrong("special tokens", ch13.check_single_token_share, [_share("special")], ("special",)),
+    Wrong("a count", ch13.check_single_token_share, [_share("count")], ("share",)),
+    Wrong("split share", ch13.check_single_token_share, [_share("split")], ("several tokens",)),
+    Wrong("last turn", ch13.check_chatml_labels, [_labels("last turn only")], ("every assistant",)),
+    Wrong("header", ch13.check_chatml_labels, [_labels("header")], ("header",)),
+    Wrong("newline", ch13.check_chatml_labels, [_labels("newline")], ("newline",)),
+    Wrong("no <|im_end|>", ch13.check_chatml_labels, [_labels("no end")], ("stop",)),
+    Wrong("every token", ch13.check_chatml_labels, [_labels("everything")], ("-100",)),
     Wrong("16 steps", ch13.check_quantize_q4_1, [_h8_q4_1("16")], ("divide by 15",)),
     Wrong("m = max", ch13.check_quantize_q4_1, [_h8_q4_1("max")], ("minimum",)),
     Wrong("floor", ch13.check_quantize_q4_1, [_h8_q4_1("floor")], ("floor",)),
