@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import math
 import statistics
 import tempfile
@@ -162,8 +163,37 @@ class Yardstick:
     references: dict[str, float]  # nats/token on `eval`
 
 
+CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache"  # gitignored
+
+
+def _yardstick_key(device: str) -> str:
+    """Hash of everything the vocabulary stage depends on: settings, base weights, clinic data."""
+    from course_lib.data import DATA_DIR
+    from course_lib.models import BASE_MODEL_DIR
+
+    digest = hashlib.sha256(repr((VOCAB_STAGE, YARDSTICK, device)).encode())
+    for path in sorted(BASE_MODEL_DIR.glob("*")) + [DATA_DIR / "clinic_train.jsonl"]:
+        digest.update(path.read_bytes())
+    digest.update((DATA_DIR / "clinic_val.jsonl").read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=2)
 def _yardstick_state(device: str) -> tuple[dict, dict[str, float]]:
+    """The vocabulary stage's result, computed once per machine (~20 s) and kept in .cache/."""
+    path = CACHE_DIR / f"yardstick-{_yardstick_key(device)}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location=device, weights_only=True)
+        return saved["state"], saved["refs"]
+    state, refs = _compute_yardstick_state(device)
+    CACHE_DIR.mkdir(exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save({"state": state, "refs": refs}, partial)
+    partial.replace(path)  # written whole or not at all
+    return state, refs
+
+
+def _compute_yardstick_state(device: str) -> tuple[dict, dict[str, float]]:
     from course_lib.models import load_model
 
     model, tok = load_model("causal", device=device)
