@@ -288,7 +288,7 @@ VOCAB_LR = {
     "LoRA q,v r=8": 3e-2,
     "embedding only": 3e-2,
     "LoRA q,v r=8 + embeddings": 1e-2,
-    "full fine-tuning": 3e-3,
+    "full fine-tuning": 1e-2,
 }
 
 

@@ -439,10 +439,10 @@ pd.DataFrame(
 # `memory_need` adds up for it, in GiB:
 
 # %%
-for seq_len, batch, ckpt in [(512, 1, False), (4096, 4, False), (4096, 4, True)]:
-    need = {m: memory_need(7, m, seq_len, batch, ckpt) for m in ("lora", "qlora")}
+for seq_len, n_seq, ckpt in [(512, 1, False), (4096, 4, False), (4096, 4, True)]:
+    need = {m: memory_need(7, m, seq_len, n_seq, ckpt) for m in ("lora", "qlora")}
     print(
-        f"{batch} × {seq_len:>4} tokens, checkpointing {ckpt!s:>5}: "
+        f"{n_seq} × {seq_len:>4} tokens, checkpointing {ckpt!s:>5}: "
         + ", ".join(
             f"{m} states {v['states'] / GIB:4.1f} + activations {v['activations'] / GIB:5.1f}"
             for m, v in need.items()
