@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 00 · Welcome and setup
 #
-# **Measured runtime:** 8 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 18 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # This course teaches fine-tuning of large language models by doing it: every method is built
 # from scratch in plain PyTorch, checked against the library people use (transformers, peft,

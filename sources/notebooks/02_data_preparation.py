@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Data preparation
 #
-# **Measured runtime:** 25 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 94 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A fine-tune can only be as good as its data. This chapter takes a "scraped" copy of the course's
 # reviews through the whole pipeline (cleaning, deduplication, balancing, splitting) and then

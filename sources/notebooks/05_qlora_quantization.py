@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · QLoRA and quantization
 #
-# **Measured runtime:** 39 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 49 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # LoRA (chapter 04) shrinks what you *train*; the frozen base model still has to sit in memory
 # in 16 or 32 bits. **QLoRA** (Dettmers et al., 2023) stores that frozen base in **4 bits** and

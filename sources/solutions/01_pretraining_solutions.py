@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Pretraining vs fine-tuning — Solutions
 #
-# **Measured runtime:** 17 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 56 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/01_pretraining_vs_finetuning.ipynb). Each exercise says
 # its level: ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the

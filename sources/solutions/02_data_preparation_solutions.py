@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Data preparation — Solutions
 #
-# **Measured runtime:** 7 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 9 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/02_data_preparation.ipynb). Each exercise says its level:
 # ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below

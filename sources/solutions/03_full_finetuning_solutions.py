@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Full fine-tuning — Solutions
 #
-# **Measured runtime:** 7 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 10 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/03_full_finetuning.ipynb). Each exercise says its level:
 # ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · LoRA, the math — Solutions
 #
-# **Measured runtime:** 13 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 14 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/04_lora.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · QLoRA and quantization — Solutions
 #
-# **Measured runtime:** 9 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 10 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/05_qlora_quantization.ipynb). Each exercise says
 # its level: ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the

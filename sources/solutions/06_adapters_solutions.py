@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Adapters — Solutions
 #
-# **Measured runtime:** 12 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 28 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/06_adapters.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 · RLHF: reward models, PPO and DPO — Solutions
 #
-# **Measured runtime:** 6 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 4 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/09_rlhf.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Evaluation and deployment — Solutions
 #
-# **Measured runtime:** 10 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 11 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/10_evaluation_deployment.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it

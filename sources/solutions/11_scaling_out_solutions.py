@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 11 · Scaling out — Solutions
 #
-# **Measured runtime:** 4 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 6 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/11_scaling_out.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 13 · A real model — Solutions
 #
-# **Measured runtime:** 8 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 9 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/13_real_model.ipynb). Each exercise says its level: ★ warm-up,
 # ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below it: it

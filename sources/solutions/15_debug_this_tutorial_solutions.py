@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 15 · Debug this tutorial — Solutions
 #
-# **Measured runtime:** 10 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 11 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Popular fine-tuning tutorials share a handful of bugs. Their code runs, often without a warning,
 # and quietly gives a wrong number or a model that misbehaves. Each exercise below shows a snippet
