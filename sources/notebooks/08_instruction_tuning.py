@@ -562,16 +562,18 @@ em_full_seeds = sweeps.values(rec, "full", "test_em_all")
 em_lora_seeds = sweeps.values(rec, lora_arm, "test_em_all")
 ce_full_seeds = sweeps.values(rec, "full", "general_ce")
 ce_lora_seeds = sweeps.values(rec, lora_arm, "general_ce")
-assert differs(ce_full_seeds, ce_lora_seeds) and min(ce_full_seeds) > max(ce_lora_seeds), (
-    "at a matched budget, full SFT should forget more general text than LoRA"
-)
+forgets_less = "full SFT" if max(ce_full_seeds) < min(ce_lora_seeds) else "LoRA"
+print(f"general-text CE after SFT: {forgets_less} forgets less in every seed")
+assert differs(ce_full_seeds, ce_lora_seeds), "the forgetting difference is beyond the seed spread"
 
 # %% [markdown]
 # Read the verdicts, not the means: a line that says "within noise" is not a ranking, whatever the
-# means. At a matched budget, LoRA changes far fewer parameters (chapter 04) and forgets less of
-# the general text, as asserted; the EM lines say whether it also learns less at this budget. Both
-# trade-offs move with the budget and the learning rate, so compare methods at budgets you would
-# actually use, over seeds.
+# means. The popular claim is that LoRA "forgets less" because it changes far fewer parameters
+# (chapter 04). Here, at LoRA's untuned rate of $10^{-2}$, the printed verdict says which run kept
+# more of the general text, and the EM lines say which learnt more: at this budget the LoRA run
+# learnt nothing measurable *and* drifted further on general text, so its rate, not the method, is
+# what this comparison measures. Both trade-offs move with the budget and the learning rate:
+# compare methods at rates chosen on a validation split, over seeds (chapter 04's yardstick does).
 #
 # ## 8 · Knowledge: in the weights or in the prompt?
 #
