@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 · RLHF: reward models, PPO, DPO and GRPO
 #
-# **Measured runtime:** 104 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 74 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Supervised fine-tuning (chapter 08) teaches a model to imitate good answers. **Reinforcement
 # learning from human feedback** (RLHF) goes one step further: people only say which of two answers
