@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Pretraining vs fine-tuning
 #
-# **Measured runtime:** 131 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 120 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A language model is trained twice. **Pretraining** teaches it the language and the world from a
 # lot of general text; **fine-tuning** continues the same training on a little data of the task
