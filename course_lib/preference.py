@@ -213,6 +213,8 @@ def train_preference(
         raise ValueError(f"unknown preference loss {name!r}; use one of {LOSSES}")
     if len(pairs) < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} pairs, got {len(pairs)}")
+    if not any(p.requires_grad for p in policy.parameters()):
+        raise ValueError("the policy has no trainable parameter: call policy.requires_grad_(True)")
     beta = DEFAULT_BETA[name] if beta is None else beta
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

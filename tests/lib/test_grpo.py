@@ -78,7 +78,7 @@ def test_grpo_loss_equals_trl_on_a_trl_batch():
     policy, tok = load_model("sft_policy")
     prompts = [
         "What is 3 plus 4?",
-        "Where does Ada Fenwick live?",
+        "Where does Yara Marsh live?",  # a person of the world: the verifier can solve it
         "What is 20 minus 7?",
         "What is 5 plus 9?",
     ]
