@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from course_lib.memory import GIB, LlamaShape, activation_bytes, training_memory, zero_memory
 
 TASKS = ("classification", "instruction", "domain", "knowledge", "preference", "verifiable")
+PREFERENCE_DATA = ("pairs", "unpaired")
 RESERVE = 0.10  # share of GPU memory kept free for the CUDA context, fragmentation and buffers
 # Public Llama-style shapes, used to estimate activations for a model of a given size:
 # (vocab, hidden, intermediate, layers, heads, kv_heads)
@@ -125,14 +126,22 @@ def recommend(
     batch: int = 1,
     teacher_available: bool = False,
     n_gpus: int = 1,
+    preference_data: str = "pairs",
+    reference_model: bool = True,
 ) -> Recommendation:
     """Suggest a method for fine-tuning a `params_b`-billion-parameter model on GPUs of `gpu_gib` GiB.
 
     task "verifiable": answers a program can check (arithmetic, code with tests, exact facts).
     teacher_available: a stronger model whose outputs you may train on (licence permitting).
+    preference_data ("pairs" or "unpaired" thumbs up/down) and reference_model (whether a frozen
+    reference copy can be afforded) pick among the preference family of chapter 14.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if preference_data not in PREFERENCE_DATA:
+        raise ValueError(
+            f"preference_data must be one of {PREFERENCE_DATA}, got {preference_data!r}"
+        )
     if params_b <= 0 or gpu_gib <= 0 or n_examples < 0 or n_tasks < 1:
         raise ValueError("need params_b > 0, gpu_gib > 0, n_examples >= 0 and n_tasks >= 1")
     if seq_len < 1 or batch < 1 or n_gpus < 1:
@@ -163,7 +172,20 @@ def recommend(
             "fine-tune the student on them; check the teacher's licence allows it"
         )
         prefix = "distillation from the teacher, then "
-    if task == "preference":
+    pref = "DPO"
+    if task == "preference" and preference_data == "unpaired":
+        pref = "KTO"
+        reasons.append(
+            "unpaired thumbs up / thumbs down: KTO trains on answers labelled good or bad one by "
+            "one, no pairs needed (chapter 14)"
+        )
+    elif task == "preference" and not reference_model:
+        pref = "SimPO"
+        reasons.append(
+            "no frozen reference model: SimPO (length-normalised) or ORPO (SFT and preference in one "
+            "loss) need none, which saves a model's memory and forward pass (chapter 14)"
+        )
+    elif task == "preference":
         reasons.append(
             "preference pairs: DPO on top of an SFT model is simpler than PPO, which needs a reward "
             "model, rollouts and a value model; at matched budgets the gold rewards were within "
@@ -181,7 +203,7 @@ def recommend(
             _memory_reason(params_b, gpu_gib, "full", seq_len, batch, full)
             + "; with ≥ 10k examples it is the strongest option (chapter 12's comparison)"
         )
-        method = {"preference": "DPO (full)", "verifiable": "GRPO (full)"}.get(task, "full")
+        method = {"preference": f"{pref} (full)", "verifiable": "GRPO (full)"}.get(task, "full")
         return Recommendation(
             prefix + ("full fine-tuning" if method == "full" else method), reasons
         )
@@ -224,7 +246,7 @@ def recommend(
             ],
         )
     if task == "preference":
-        method = f"DPO with {method}"
+        method = f"{pref} with {method}"
     elif task == "verifiable":
         method = f"GRPO with {method}"
     return Recommendation(prefix + method, reasons)

@@ -33,6 +33,22 @@ from course_lib.memory import GIB
             "retrieval (RAG)",
         ),
         (dict(params_b=7, gpu_gib=24, n_examples=5_000, task="preference"), "DPO with LoRA"),
+        (
+            dict(
+                params_b=7,
+                gpu_gib=24,
+                n_examples=5_000,
+                task="preference",
+                preference_data="unpaired",
+            ),
+            "KTO with LoRA",
+        ),
+        (
+            dict(
+                params_b=7, gpu_gib=24, n_examples=5_000, task="preference", reference_model=False
+            ),
+            "SimPO with LoRA",
+        ),
         (dict(params_b=0.5, gpu_gib=80, n_examples=50_000, task="instruction", n_tasks=5), "LoRA"),
         (dict(params_b=7, gpu_gib=24, n_examples=5_000, task="verifiable"), "GRPO with LoRA"),
         (
@@ -101,3 +117,8 @@ def test_bad_input():
         recommend(7, 24, 1000, "domain", seq_len=0)
     with pytest.raises(ValueError, match="n_gpus"):
         memory_need(7, "lora", n_gpus=2)
+
+
+def test_unknown_preference_data_is_refused():
+    with pytest.raises(ValueError, match="preference_data"):
+        recommend(7, 24, 5_000, "preference", preference_data="ranked")
