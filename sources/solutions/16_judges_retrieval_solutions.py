@@ -1,0 +1,161 @@
+# %% [markdown]
+# # 16 · LLM judges and a real retriever — Solutions
+#
+# **Measured runtime:** 10 s on a 2-core CPU (`make execute`; your machine may differ).
+#
+# Exercises for [the lesson](../notebooks/16_judges_retrieval.ipynb). Each exercise says its level:
+# ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below
+# it: it tells you what is wrong, not only that something is.
+
+# %%
+import math
+import numpy as np
+import course_lib
+from course_lib.course.checkers import ch16
+from course_lib.data import load_jsonl
+from course_lib.retrieval import BM25, failure_kind, gold_note, tokenize, world_notes
+
+device = course_lib.setup(seed=0)
+notes = world_notes()
+facts = load_jsonl("new_facts")
+gold = [gold_note(f, notes) for f in facts]
+docs = [tokenize(n["text"]) for n in notes]
+
+
+# %% [markdown]
+# ## Exercise 1 ★ — the Robertson–Spärck Jones idf
+#
+# Write `rsj_idf(n_docs, doc_freq)`: $\ln\frac{N - n + 0.5}{n + 0.5}$ for a word that occurs in
+# $n$ of $N$ documents. Then print the idf of a rare and a common word of the notes.
+
+# %%
+def rsj_idf(n_docs: int, doc_freq: int) -> float:
+    ### BEGIN SOLUTION
+    return math.log((n_docs - doc_freq + 0.5) / (doc_freq + 0.5))
+    ### END SOLUTION
+
+
+# %%
+ch16.check_rsj_idf(rsj_idf)
+for word in ("castell", "in", "a"):
+    n = sum(word in set(d) for d in docs)
+    print(f"{word!r}: in {n} of {len(docs)} notes, idf {rsj_idf(len(docs), n):+.2f}")
+
+# %% [markdown]
+# ## Exercise 2 ★★ — BM25 scores
+#
+# Write `bm25_scores(docs, query, k1, b)`: the BM25 score of every tokenized document for a
+# tokenized query, with the raw RSJ idf of exercise 1 (a word in no document adds nothing; a word
+# repeated in the query counts each time):
+#
+# $$\text{score}(q, d) = \sum_{t \in q} \text{idf}(t)\,
+#   \frac{f(t,d)\,(k_1 + 1)}{f(t,d) + k_1\left(1 - b + b\,\frac{|d|}{\text{avgdl}}\right)}$$
+#
+# The check compares it with course_lib's `BM25(idf="rsj")` on a small collection; the cell after it
+# runs yours on the notes and ranks the first fact's question.
+
+# %%
+def bm25_scores(docs: list[list[str]], query: list[str], k1: float = 1.5, b: float = 0.75):
+    ### BEGIN SOLUTION
+    lengths = np.array([len(d) for d in docs], dtype=float)
+    norm = k1 * (1 - b + b * lengths / lengths.mean())
+    out = np.zeros(len(docs))
+    for t in query:
+        f = np.array([d.count(t) for d in docs], dtype=float)
+        n = int((f > 0).sum())
+        if n:
+            out += rsj_idf(len(docs), n) * f * (k1 + 1) / (f + norm)
+    return out
+    ### END SOLUTION
+
+
+# %%
+ch16.check_bm25_scores(bm25_scores)
+query = tokenize(facts[0]["question"])
+mine = bm25_scores(docs[:400], query)
+print("equal to BM25(idf='rsj'):", np.allclose(mine, BM25(docs[:400], idf="rsj").scores(query)))
+print("best note:", notes[int(np.argmax(mine))]["text"][:90])
+
+# %% [markdown]
+# ## Exercise 3 ★★ — swap-and-average
+#
+# A judge is a function `judge(question, first, second)` returning the log-odds that the **first**
+# answer is better. Write `debiased_prefers_x(judge, pairs)`: for each pair (`question`, `x`,
+# `y`), ask the judge in both orders and return `True` when $s(x, y) - s(y, x) > 0$. The check uses
+# a toy judge with a strong pull towards the first answer.
+
+# %%
+def debiased_prefers_x(judge, pairs: list[dict]) -> list[bool]:
+    ### BEGIN SOLUTION
+    out = []
+    for p in pairs:
+        ab = judge(p["question"], p["x"], p["y"])
+        ba = judge(p["question"], p["y"], p["x"])
+        out.append(ab - ba > 0)
+    return out
+    ### END SOLUTION
+
+
+# %%
+ch16.check_debiased(debiased_prefers_x)
+toy = ch16.biased_judge(pull=3.0)
+one_order = [toy(p["question"], p["x"], p["y"]) > 0 for p in ch16.JUDGE_PAIRS]
+print("one order:", one_order, "| swap-and-average:", debiased_prefers_x(toy, ch16.JUDGE_PAIRS))
+
+# %% [markdown]
+# ## Exercise 4 ★ — recall@k, and what it misses
+#
+# Write `recall_at_k(rankings, gold, k)`: the share of queries whose gold document is among the
+# first `k` of its ranking. Then measure it for the paraphrased probes and count why the misses at
+# $k = 1$ miss (`failure_kind`).
+
+# %%
+def recall_at_k(rankings: list[list[int]], gold: list[int], k: int) -> float:
+    ### BEGIN SOLUTION
+    return sum(g in list(r)[:k] for r, g in zip(rankings, gold)) / len(gold)
+    ### END SOLUTION
+
+
+# %%
+ch16.check_recall_at_k(recall_at_k)
+index = BM25(docs)
+rankings = [index.top_k(tokenize(f["probe_paraphrase"]), 5) for f in facts]
+print({k: recall_at_k(rankings, gold, k) for k in (1, 3, 5)})
+misses = [failure_kind(f, r[0], notes) for f, r in zip(facts, rankings)]
+print({kind: misses.count(kind) for kind in sorted(set(misses))})
+
+# %% [markdown]
+# **What would you change first?** *(answer in a sentence or two)* Given the failure counts above,
+# which fix would raise recall@1 for the paraphrased probes most: stemming, a dense retriever, or a
+# filter on the person's name?
+#
+# <!-- BEGIN SOLUTION -->
+# Both kinds of miss are large. "Same person, other fact" (the right person's other notes came first) is the paraphrase problem: "has a house in" shares no word with "lives in … home", which stemming does not fix and a dense retriever trained on paraphrases would. "Name collision" (a namesake's note came first) is not a wording problem at all: the name matched perfectly, in the wrong person's document; a filter on the entity (metadata) or a re-ranker that reads the whole note fixes it, a dense retriever does not. So: a dense retriever or a re-ranker for the first, entity metadata for the second; stemming helps neither much.
+# <!-- END SOLUTION -->
+
+# %% [markdown]
+# ## Interview questions
+#
+# **Q1. How do you evaluate a retriever, and how do you tell a RAG system's retrieval errors from its reader's?**
+#
+# <!-- BEGIN SOLUTION -->
+# Measure the retriever alone with recall@k on queries whose relevant document you know, then the reader with the right document given (an oracle), then the two together. In chapter 16, BM25 over 3,380 notes found the right note first for 68 % of the probes phrased like the note but only 20 % of paraphrased ones (80 facts), and in the top 5 for 99 % and 93 %. The course model answered the paraphrased probes 89 % right with the oracle's note, and far less with BM25's top 3 (the lesson prints the paired bootstrap interval of the gap, which excludes zero). The gap between "oracle" and "retrieved" is retrieval's share of the errors; the gap between the oracle and 100 % is the reader's. Then look at the misses: here they were namesakes' notes and the person's other facts.
+# <!-- END SOLUTION -->
+#
+# **Q2. Explain BM25's k1 and b.**
+#
+# <!-- BEGIN SOLUTION -->
+# A term's contribution is idf · f(k1 + 1) / (f + k1(1 − b + b|d|/avgdl)). k1 controls saturation: with k1 = 0 only presence counts, as k1 grows the score approaches idf · f (linear in repetitions); 1.2–2 is usual, so the tenth repetition of a word adds little. b controls length normalisation: b = 0 ignores length, b = 1 divides the term frequency by the document's relative length; 0.75 is usual. The idf is Robertson–Spärck Jones's ln((N − n + 0.5)/(n + 0.5)), negative for words in more than half the documents, which libraries clip (rank_bm25 to 0.25 × the mean idf; Lucene uses ln(1 + …)). The course's implementation equals rank_bm25's BM25Okapi to 1e-15 on the chapter's notes.
+# <!-- END SOLUTION -->
+#
+# **Q3. What biases do LLM judges have, and how do you measure and reduce them?**
+#
+# <!-- BEGIN SOLUTION -->
+# Position bias (preferring the first or second answer), verbosity bias (longer answers), politeness or style bias, and self-preference (a model favouring its own outputs). Measure each on pairs whose truth you know, built to differ in one thing: swap the order and count how often the verdict flips; pad a right answer with neutral words; make the polite answer the wrong one. In chapter 16, SmolLM2-135M as a pairwise judge said "A" for essentially every pair (P(first wins) printed by the lesson), so shown in the dataset's order (the better answer usually first) it looked about as good as the labels, and in the reverse order it was as bad; swap-and-average, ½[s(x, y) − s(y, x)], cancels the constant pull and left it near chance. The course's reward model has no position bias (it scores each answer alone) but preferred the polite wrong answer over the plain right one in 89 of 100 constructed pairs, while it did not prefer padded answers (8 of 100). Swap-and-average fixes position, not content-driven biases; for those, use reference answers, rubrics, or a stronger judge, and re-measure.
+# <!-- END SOLUTION -->
+#
+# **Q4. When is an LLM judge good enough to replace human labels?**
+#
+# <!-- BEGIN SOLUTION -->
+# When its agreement with the truth, measured with an interval, is not worse than the labels it replaces, on the distribution you will use it on, in both presentation orders, and its biases do not line up with what you optimise (a judge that likes politeness will reward polite wrong answers in RLHF). In chapter 16 the annotators agreed with the gold reward on 89 % of 500 test pairs; the reward model trained on their labels agreed on 71 % [66 %, 74 %] (Wilson 95 %), clearly above chance but clearly below the labels (the paired bootstrap interval of the difference excludes zero); SmolLM2 judging pairwise with swap-and-average, or pointwise, was not far from chance, improving when the right answer was put in the prompt (reference-guided). Neither is good enough to replace the labels here; the reward model is good enough to rank candidates roughly, as best-of-n does.
+# <!-- END SOLUTION -->
