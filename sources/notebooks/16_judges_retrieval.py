@@ -168,7 +168,8 @@ dev = [f["person"] in set(people[:10]) for f in facts]
 answers = {}
 for form in ("probe_seen", "probe_paraphrase"):
     for k in (0, 1, 3):
-        answers[form, k] = answer_hits(model, tok, facts, retrieved_prompts(facts, form, index, notes, k))
+        prompts = retrieved_prompts(facts, form, index, notes, k)
+        answers[form, k] = answer_hits(model, tok, facts, prompts)
     oracle = [notes[g]["text"] + " " + f[form] for g, f in zip(gold, facts)]
     answers[form, "oracle"] = answer_hits(model, tok, facts, oracle)
 
@@ -208,7 +209,8 @@ assert np.mean(answers["probe_paraphrase", k_best]) > zero + 0.2, "retrieval bea
 
 # %%
 rag = sweeps.load("ch16_rag_vs_ft")
-cols = [f"test_{kind}_{c}" for kind in ("seen", "paraphrase") for c in ("k0", f"k{k_best}", "oracle")]
+kinds_cols = ("k0", f"k{k_best}", "oracle")
+cols = [f"test_{kind}_{c}" for kind in ("seen", "paraphrase") for c in kinds_cols]
 print(sweeps.table(rag, cols, digits=2).to_string())
 base = {c: np.mean(split(answers[f"probe_{c.split('_')[1]}", k], False))
         for c, k in ((f"test_seen_k{k_best}", k_best), (f"test_paraphrase_k{k_best}", k_best))}
@@ -234,7 +236,8 @@ rag_only = base[f"test_paraphrase_{kb}"]
 lo, hi = wilson_interval(round(rag_only * 40), 40)
 print(f"paraphrase, base model + BM25 top-{k_best}: {rag_only:.2f} [{lo:.2f}, {hi:.2f}]")
 for arm, p in para.items():
-    print(f"{arm:>9}: fine-tuned {spread(p['k0']).fmt(2)}, fine-tuned + BM25 {spread(p[kb]).fmt(2)}")
+    ft, both = spread(p["k0"]).fmt(2), spread(p[kb]).fmt(2)
+    print(f"{arm:>9}: fine-tuned {ft}, fine-tuned + BM25 {both}")
     print("           " + verdict(p[kb], p["k0"], ("with BM25", "without")))
 assert min(para["160 steps"]["k0"]) > hi, "160 steps of fine-tuning beat BM25 on paraphrases"
 assert max(para["40 steps"]["k0"]) < min(para["160 steps"]["k0"]), "40 steps store far less"
@@ -311,7 +314,8 @@ ba = judges.pairwise_logodds(real, real_tok, qs, ys, xs)
 pos = judges.position_bias(ab, ba)
 print(f"P(first shown wins) {pos['p_first']:.2f}; the winner flips with the order in "
       f"{pos['flip_rate']:.0%} of pairs")
-for name, s in (("x first", ab), ("y first", -ba), ("swap-and-average", judges.swap_and_average(ab, ba))):
+orders = {"x first": ab, "y first": -ba, "swap-and-average": judges.swap_and_average(ab, ba)}
+for name, s in orders.items():
     print(f"{name:>17}: agrees with gold on {share(judges.agreement((s > 0).tolist(), sample))}")
 assert pos["p_first"] > 0.8, "SmolLM2 should mostly answer 'A' whatever the answers"
 
@@ -344,9 +348,18 @@ for arm, metric in [("pairwise", "p_first"), ("pairwise", "agree_swapped"),
           f"{sweeps.summary(jud, arm, metric).fmt(2)})")
 m = jud["config"]["bias_pairs_per_kind"]
 for kind in judges.BIAS_KINDS:
-    print(f"{kind:>10} picks the worse, swap-averaged: {pooled('bias', f'{kind}_picks_worse_swapped', m)}")
+    worse = pooled("bias", f"{kind}_picks_worse_swapped", m)
+    print(f"{kind:>10} picks the worse, swap-averaged: {worse}")
 
 # %% [markdown]
+# How to read these lines: each share pools the three samples (Wilson interval over all of them),
+# and the seed spread beside it shows how much one sample of 40 can mislead. Reference-guided
+# judging gives the judge what it lacks here, the facts of the course world (the people are
+# invented, so SmolLM2 cannot know where they live): compare its line with the plain pointwise one.
+# The bias lines are measured after swap-and-average, so they are free of the position bias: a
+# judge without a verbosity or politeness bias would pick the worse answer in none of those pairs,
+# and a judge that cannot tell the answers apart picks it about half the time.
+#
 # ## 11 · When is a judge good enough?
 #
 # A judge replaces labels, so compare it with the labels: the annotators agree with the gold reward
@@ -365,7 +378,8 @@ for name, a in agree.items():
     print(f"{name:>26}: {share(a)} on {len(a)} pairs, {above}")
 paired = [a - r for a, r in zip(annotators, rm_agree)]
 low, high = bootstrap_interval(paired)
-print(f"annotators − reward model: {np.mean(paired):+.2f} (paired 95% CI {low:+.2f} to {high:+.2f})")
+print(f"annotators − reward model: {np.mean(paired):+.2f} "
+      f"(paired 95% CI {low:+.2f} to {high:+.2f})")
 assert wilson_interval(sum(rm_agree), len(rm_agree))[0] > 0.5, "the reward model beats chance"
 assert low > 0, "the labels should beat the reward model trained on them"
 
