@@ -271,9 +271,10 @@ def yardstick_loss(
 
 
 # Learning rates on the yardstick, chosen on the tuning split by the shipped sweep `peft_methods`
-# (three rates per method, three seeds; `chosen_lr` reads the choice off the record, and a test
-# checks that these constants equal it). LoRA's rate serves every LoRA arm (α/r keeps it valid
-# across ranks), the Houlsby adapter's every adapter placement.
+# (three rates per method, three seeds) and `peft_methods_edges` (one rate more beyond the grid's
+# edge wherever the choice fell on it); `chosen_lr` reads the choice off the pooled records
+# (`lr_records`), and a test checks that these constants equal it. LoRA's rate serves every LoRA
+# arm (α/r keeps it valid across ranks), the Houlsby adapter's every adapter placement.
 YARDSTICK_LR = {
     "full fine-tuning": 1e-3,
     "LoRA q,v r=8": 3e-3,
@@ -290,6 +291,20 @@ VOCAB_LR = {
     "LoRA q,v r=8 + embeddings": 1e-2,
     "full fine-tuning": 1e-2,
 }
+
+
+def lr_records(kind: str = "yardstick") -> list[dict]:
+    """The shipped learning-rate sweeps, main grid first, then the rates added beyond its edges.
+
+    `kind` "yardstick": `peft_methods` + `peft_methods_edges` (chapters 04, 06, 07, 12); "vocab":
+    the cold notes, `peft_vocab` + `peft_vocab_edges` (chapter 04). Pass the list to `chosen_lr`,
+    `lr_line` and `at_chosen_lr`, which pool the arms of both."""
+    from course_lib.sweeps import load
+
+    names = {"yardstick": "peft_methods", "vocab": "peft_vocab"}
+    if kind not in names:
+        raise ValueError(f"kind must be one of {sorted(names)}, got {kind!r}")
+    return [load(names[kind]), load(names[kind] + "_edges")]
 
 
 def chosen_lr(record: dict | list[dict], method: str, metric: str = "tune_loss") -> float:

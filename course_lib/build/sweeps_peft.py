@@ -197,6 +197,20 @@ BUILDERS = {
     "prompt tuning (random init)": _peft(lambda: _prompt_config("RANDOM")),
     "prefix tuning + MLP": _peft(lambda: _prefix_config(projection=True)),
 }
+
+
+def _method(name):
+    def build(base):
+        from course_lib.comparison import METHODS
+
+        return METHODS[name].build(base)
+
+    return build
+
+
+# chapter 12's two methods the rate grids do not cover: at their family's chosen rate
+BUILDERS["QLoRA q,v r=8 (NF4 base)"] = _method("QLoRA q,v r=8 (NF4 base)")
+BUILDERS["freeze-tuning (top block + head)"] = _method("freeze-tuning (top block + head)")
 RANKS = (2, 8, 32, 128)
 for _r in RANKS:
     BUILDERS[f"LoRA α/r r={_r}"] = _lora(QV, _r, alpha=16)
@@ -212,11 +226,25 @@ LR_GRID = {
     "prefix tuning": (0.1, 0.3, 1.0),
     "P-tuning": (3e-3, 1e-2, 3e-2),
 }
+# one more rate, √10 beyond the edge, for every method whose choice fell on an edge of LR_GRID
+# (a choice at the edge may be the edge's artefact, not the method's best rate)
+LR_GRID_EDGES = {
+    "LoRA q,v r=8": (1e-3,),
+    "(IA)³": (0.03,),
+    "Houlsby m=8": (1e-3,),
+    "prompt tuning (text init)": (0.01,),
+    "P-tuning": (1e-3,),
+}
 VOCAB_LR_GRID = {
     "LoRA q,v r=8": (3e-3, 1e-2, 3e-2),
     "embedding only": (3e-3, 1e-2, 3e-2),
     "LoRA q,v r=8 + embeddings": (3e-3, 1e-2, 3e-2),
     "full fine-tuning": (1e-3, 3e-3, 1e-2),
+}
+VOCAB_LR_GRID_EDGES = {
+    "LoRA q,v r=8": (0.1,),
+    "embedding only": (0.1,),
+    "full fine-tuning": (3e-2,),
 }
 # which chosen rate each further arm uses (the family's rate: α/r keeps it valid across ranks)
 RATE_OF = {
@@ -225,6 +253,7 @@ RATE_OF = {
     "parallel m=16": "Houlsby m=8",
     "prompt tuning (random init)": "prompt tuning (text init)",
     "prefix tuning + MLP": "P-tuning",
+    "freeze-tuning (top block + head)": "full fine-tuning",
 }
 TOKEN_ARMS = (
     "peft LoRA + modules_to_save",
@@ -303,6 +332,11 @@ def _fixed_runner(methods):
 
 _methods_run, _methods_arms = _lr_runner(LR_GRID, cold=False)
 _vocab_run, _vocab_arms = _lr_runner(VOCAB_LR_GRID, cold=True)
+_edges_run, _edges_arms = _lr_runner(LR_GRID_EDGES, cold=False)
+_vocab_edges_run, _vocab_edges_arms = _lr_runner(VOCAB_LR_GRID_EDGES, cold=True)
+_more_run, _more_arms = _fixed_runner(
+    ["QLoRA q,v r=8 (NF4 base)", "freeze-tuning (top block + head)"]
+)
 _tokens_run, _tokens_arms = _fixed_runner(TOKEN_ARMS)
 _lora_run, _lora_arms = _fixed_runner(
     ["LoRA q,v r=8", "LoRA attention r=4", "LoRA MLP r=3", "LoRA all r=2", "LoRA all r=8"]
@@ -338,6 +372,39 @@ SWEEPS = [
         chapter="06",
         check_arms=(lr_arm("LoRA q,v r=8", 1e-2),),
         extra=_references,
+    ),
+    SweepSpec(
+        name="peft_methods_edges",
+        what="one more learning rate for each method whose choice in peft_methods fell on an edge",
+        run=_edges_run,
+        arms=_edges_arms,
+        seeds=SEEDS,
+        config=_config(lr_grid={k: list(v) for k, v in LR_GRID_EDGES.items()}),
+        code_files=CODE,
+        chapter="06",
+        check_arms=(lr_arm("LoRA q,v r=8", 1e-3),),
+    ),
+    SweepSpec(
+        name="peft_methods_more",
+        what="QLoRA (NF4 base) and freeze-tuning on the yardstick at their family's chosen rate",
+        run=_more_run,
+        arms=_more_arms,
+        seeds=SEEDS,
+        config=_config(),
+        code_files=CODE + ("qlora.py", "freezing.py"),
+        chapter="12",
+        check_arms=("freeze-tuning (top block + head)",),
+    ),
+    SweepSpec(
+        name="peft_vocab_edges",
+        what="cold clinic notes: one more rate for each method whose choice in peft_vocab hit an edge",
+        run=_vocab_edges_run,
+        arms=_vocab_edges_arms,
+        seeds=SEEDS,
+        config=_config(lr_grid={k: list(v) for k, v in VOCAB_LR_GRID_EDGES.items()}),
+        code_files=CODE,
+        chapter="04",
+        check_arms=(lr_arm("LoRA q,v r=8", 0.1),),
     ),
     SweepSpec(
         name="peft_vocab",

@@ -541,13 +541,19 @@ print(
 #
 # The shipped sweep `peft_vocab` runs four methods on these cold notes, 20 steps of 16 notes, three
 # seeds each, at three learning rates each; the rate is chosen on a **tuning split**
-# (`clinic_val[100:200]`) and the loss reported on `clinic_val[:100]`. "LoRA + embeddings" trains
-# LoRA on `q`,`v` and the (tied) embedding matrix:
+# (`clinic_val[100:200]`) and the loss reported on `clinic_val[:100]`. Where the best rate fell on
+# an edge of the three, `peft_vocab_edges` tried one more beyond it (a choice on the edge may be the
+# grid's artefact). "LoRA + embeddings" trains LoRA on `q`,`v` and the (tied) embedding matrix.
+# Tuning loss by rate, then the choice:
 
 # %%
-rec_vocab, rec_tokens = sweeps.load("peft_vocab"), sweeps.load("peft_tokens")
-vocab_lr = {m: C.chosen_lr(rec_vocab, m) for m in C.VOCAB_LR}  # lowest mean tuning loss
+lr_vocab = C.lr_records("vocab")  # peft_vocab + peft_vocab_edges, pooled
+rec_vocab, rec_tokens = lr_vocab[0], sweeps.load("peft_tokens")
+for m in C.VOCAB_LR:
+    print(f"{m:>26}  {C.lr_line(lr_vocab, m)}")
+vocab_lr = {m: C.chosen_lr(lr_vocab, m) for m in C.VOCAB_LR}  # lowest mean tuning loss
 assert vocab_lr == C.VOCAB_LR, "the library's rates must be the ones the shipped sweep chose"
+assert all(lr in C.VOCAB_LR.values() for lr in vocab_lr.values())
 arms = {f"{m}, lr {lr:g}": lr_arm(m, lr) for m, lr in vocab_lr.items()}
 print(C.sweep_table(rec_vocab, arms, references=refs))
 print(f"(built in {rec_vocab['build_seconds']:.0f} s: `make sweep NAME=peft_vocab`)")
@@ -685,11 +691,12 @@ assert (
 # ## 9 · Which modules, which rank?
 #
 # **The learning rate first**, chosen on the tuning split by the shipped sweep `peft_methods`
-# (three rates × three seeds per method; chapters 06 and 07 use the same sweep). A choice at an
-# edge of the grid is flagged: a rate beyond it was not tried, so the best may lie there.
+# (three rates × three seeds per method; chapters 06 and 07 use the same sweep). Where the choice
+# fell on an edge of the three rates, `peft_methods_edges` tried one more beyond it; a choice still
+# on an edge would be flagged.
 
 # %%
-rec_m = sweeps.load("peft_methods")
+rec_m = C.lr_records("yardstick")  # peft_methods + peft_methods_edges, pooled
 print("LoRA q,v r=8, tuning loss by rate:", C.lr_line(rec_m, "LoRA q,v r=8"))
 lr_lora = C.chosen_lr(rec_m, "LoRA q,v r=8")
 assert lr_lora == C.YARDSTICK_LR["LoRA q,v r=8"]

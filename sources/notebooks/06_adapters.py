@@ -254,11 +254,12 @@ for k, v in ys.references.items():
 # %% [markdown]
 # **Learning rates** are chosen on a tuning split (`clinic_val[100:200]`), never on the reported
 # one, by the shipped sweep `peft_methods`: three rates per method, three seeds each
-# (`make sweep NAME=peft_methods`). Mean tuning loss ± sd over the seeds, and the choice (flagged
-# when it is at an edge of the grid: a rate beyond it was not tried):
+# (`make sweep NAME=peft_methods`), and one rate more beyond the grid wherever the best of the three
+# sat on its edge (`peft_methods_edges`; a choice on the edge may be the grid's artefact). Mean
+# tuning loss ± sd over the seeds, and the choice (flagged if it is still at an edge):
 
 # %%
-rec = sweeps.load("peft_methods")
+rec = C.lr_records("yardstick")  # the two sweeps' arms, pooled
 chosen = {}
 for method in ["Houlsby m=8", "LoRA q,v r=8", "(IA)³", "full fine-tuning"]:
     chosen[method] = C.chosen_lr(rec, method)

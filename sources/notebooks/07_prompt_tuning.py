@@ -269,11 +269,12 @@ for k, v in ys.references.items():
 # uniform guess and only the embedding matrix can fix that), then 20 steps of 16 notes from
 # there, scored on `clinic_val[:100]`. Every method gets the same data and steps and **its own
 # learning rate**, chosen on the tuning split `clinic_val[100:200]` by the shipped sweep
-# `peft_methods` (three rates, three seeds each). Virtual tokens need large rates: a few vectors
+# `peft_methods` (three rates, three seeds each; `peft_methods_edges` adds one rate beyond the grid
+# where the best of the three sat on its edge). Virtual tokens need large rates: a few vectors
 # have to move a long way, and their gradient arrives through the whole frozen network.
 
 # %%
-rec = sweeps.load("peft_methods")
+rec = C.lr_records("yardstick")  # the two sweeps' arms, pooled
 methods = [
     "full fine-tuning",
     "LoRA q,v r=8",

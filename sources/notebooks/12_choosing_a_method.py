@@ -30,7 +30,6 @@ from course_lib.training import text_batches
 from course_lib.measure import tensor_bytes, train_step_seconds
 from course_lib.memory import saved_activation_bytes
 from course_lib import comparison as C, memory, sweeps, uncertainty
-from course_lib.build.sweeps_peft import lr_arm
 from course_lib.choosing import memory_need, recommend
 from course_lib.memory import GIB
 
@@ -208,26 +207,32 @@ trained = table.dropna(subset=["step_s"])  # the eight trained methods
 # One run per method cannot rank methods whose losses differ by less than the seed-to-seed spread
 # (an earlier version of this chapter drew its Pareto front from one seed, and LoRA's
 # initialisation alone moved it on and off the front). The shipped sweep `peft_methods` trained six of
-# these methods (and P-tuning) with seeds 0, 1, 2 at the learning rate chosen on the tuning split.
-# The live runs above must land among them:
+# these methods (and P-tuning) with seeds 0, 1, 2 at the learning rate chosen on the tuning split
+# (pooled with `peft_methods_edges`, which tried a rate beyond the grid wherever the choice sat on
+# its edge); `peft_methods_more` trained the other two, QLoRA and freeze-tuning, at their family's
+# rate with the same seeds. The live runs above must land among them:
 
 # %%
-peft = sweeps.load("peft_methods")
+peft = C.lr_records("yardstick")  # peft_methods + peft_methods_edges, pooled
+more = sweeps.load("peft_methods_more")
 
 
-def arm_of(name: str) -> str:
-    method = SWEEP_NAME[name]
-    return lr_arm(method, C.chosen_lr(peft, method))
+def arm_of(name: str) -> tuple[dict, str]:
+    """(shipped record, arm) of a method of this chapter at its chosen rate."""
+    if name in more["arms"]:
+        return more, name
+    return C.at_chosen_lr(peft, SWEEP_NAME[name])
 
 
+SEEDED = list(C.METHODS)  # all eight trained methods
 live_loss = {r["method"]: r["loss"] for r in rows}
-for name in ("full fine-tuning", "LoRA q,v r=8"):
-    print(sweeps.place(live_loss[name], peft, arm_of(name), "eval_loss"))
-seeded = {name: sweeps.values(peft, arm_of(name), "eval_loss") for name in SWEEP_NAME}
+for name in ("full fine-tuning", "LoRA q,v r=8", "QLoRA q,v r=8 (NF4 base)"):
+    print(sweeps.place(live_loss[name], *arm_of(name), "eval_loss"))
+seeded = {name: sweeps.values(*arm_of(name), "eval_loss") for name in SEEDED}
 three = pd.DataFrame(
     {
         name: {
-            "trainable": int(sweeps.values(peft, arm_of(name), "trainable")[0]),
+            "trainable": int(sweeps.values(*arm_of(name), "trainable")[0]),
             "loss (mean ± sd)": uncertainty.spread(v).fmt(3),
             "95% CI": f"{uncertainty.spread(v).lo:.3f}–{uncertainty.spread(v).hi:.3f}",
         }
@@ -264,12 +269,12 @@ def pareto(df, cost, score="loss"):
     return keep
 
 
-size = {name: int(sweeps.values(peft, arm_of(name), "trainable")[0]) for name in SWEEP_NAME}
+size = {name: int(sweeps.values(*arm_of(name), "trainable")[0]) for name in SEEDED}
 fronts = []
-for k in range(len(peft["seeds"])):
-    df = pd.DataFrame({n: {"trainable": size[n], "loss": seeded[n][k]} for n in SWEEP_NAME}).T
+for k in range(len(more["seeds"])):
+    df = pd.DataFrame({n: {"trainable": size[n], "loss": seeded[n][k]} for n in SEEDED}).T
     fronts.append(pareto(df, "trainable"))
-on_front = {n: sum(n in f for f in fronts) for n in SWEEP_NAME}
+on_front = {n: sum(n in f for f in fronts) for n in SEEDED}
 print({n: f"{c}/{len(fronts)} seeds" for n, c in on_front.items()})
 always = [n for n, c in on_front.items() if c == len(fronts)]
 flips = [n for n, c in on_front.items() if 0 < c < len(fronts)]
@@ -277,7 +282,7 @@ print("on the front in every seed:", always, "| in some seeds only:", flips)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
-for i, name in enumerate(SWEEP_NAME):
+for i, name in enumerate(SEEDED):
     sp = uncertainty.spread(seeded[name])
     marker = "o" if name in always else ("s" if name in flips else "x")
     ax.errorbar(

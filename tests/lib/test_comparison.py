@@ -158,8 +158,26 @@ def test_chosen_lr_reads_the_lowest_mean():
 
 def test_library_rates_are_the_shipped_choice():
     from course_lib import comparison as C
-    from course_lib.sweeps import load
 
-    methods, vocab = load("peft_methods"), load("peft_vocab")
+    methods, vocab = C.lr_records("yardstick"), C.lr_records("vocab")
     assert {m: C.chosen_lr(methods, m) for m in C.YARDSTICK_LR} == C.YARDSTICK_LR
     assert {m: C.chosen_lr(vocab, m) for m in C.VOCAB_LR} == C.VOCAB_LR
+
+
+def test_no_chosen_rate_sits_on_an_edge_of_the_pooled_grids():
+    """A choice on the edge of the rates tried may be the grid's artefact: the edge sweeps
+    (`peft_methods_edges`, `peft_vocab_edges`) add a rate beyond every such edge."""
+    from course_lib import comparison as C
+
+    for kind, rates in (("yardstick", C.YARDSTICK_LR), ("vocab", C.VOCAB_LR)):
+        records = C.lr_records(kind)
+        for method in rates:
+            line = C.lr_line(records, method)
+            assert "edge" not in line, f"{kind} {method}: the chosen rate is an edge: {line}"
+
+
+def test_lr_records_rejects_an_unknown_kind():
+    from course_lib import comparison as C
+
+    with pytest.raises(ValueError, match="kind must be one of"):
+        C.lr_records("cold")
