@@ -630,7 +630,8 @@ assert max(losses["full fine-tuning"]) < min(losses["LoRA q,v r=8"]), "full fine
 # part of the input); when the model is large (≥ 10 B) and the task is close to what it already does.
 # Otherwise LoRA is the better default: more capacity per parameter, mergeable, and stable with
 # ordinary learning rates.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # * A soft prompt is an $n \times d$ matrix prepended to the token embeddings; the attention mask gets
@@ -647,7 +648,8 @@ assert max(losses["full fine-tuning"]) < min(losses["LoRA q,v r=8"]), "full fine
 # * Compared on the yardstick (three seeds, rates chosen on a tuning split, uniform and unigram
 #   reference rows), full fine-tuning leads after 20 steps; differences among the prompt methods and
 #   LoRA count only where their verdict excludes zero: the small-model regime Lester et al. describe.
-#
+
+# %% [markdown]
 # ## Quiz
 #
 # 1. Why must the labels of the virtual tokens be $-100$, and what happens if you forget to extend the labels at all?
@@ -664,7 +666,8 @@ assert max(losses["full fine-tuning"]) < min(losses["LoRA q,v r=8"]), "full fine
 # 3. The logits have $n$ extra positions in front; they must be cut off first (`evaluation.cross_entropy` reads only the last $L$).
 # 4. It is discarded: peft saves only its output, the prefix ($n \times n_\text{layers} \cdot 2 \cdot$ kv dim).
 # </details>
-#
+
+# %% [markdown]
 # ## Interview questions
 #
 # * Compare prompt tuning, prefix tuning and P-tuning: where do the trainable vectors enter, and how many are there?

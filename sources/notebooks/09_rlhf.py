@@ -64,7 +64,8 @@ warnings.filterwarnings("ignore")  # library deprecation chatter
 # (`course_lib.uncertainty`). Three seeds of every method do not fit this chapter's time budget, so
 # they are shipped as **seed sweeps** (`data/sweeps/rlhf_methods.json` and `rlhf_hacking.json`,
 # rebuilt by `make sweep NAME=...` with the code in `course_lib.build.sweeps_rlhf`); this notebook
-# runs seed 0 of PPO and DPO live and places it among the shipped seeds.
+# runs seed 0 of SFT and PPO live and places them among the shipped seeds (DPO and GRPO run a few
+# steps live, to be checked against TRL; their seeds are in the sweeps).
 
 # %% [markdown]
 # ## 1 · The pipeline and the data
@@ -182,7 +183,11 @@ sft, _ = load_model("sft_policy")
 # pays its length penalty instead of being cut before it (a 20-token budget used to hide exactly
 # that). An answer that still has no end-of-turn token is not scored as complete: it loses
 # `MISSING_EOS_PENALTY` (as TRL's `missing_eos_penalty` does), here and in training, where samples
-# are shorter (`MAX_NEW` = 24 tokens). We also report the share of answers cut.
+# are shorter (`MAX_NEW` = 24 tokens). We also report the share of answers cut. Mind what the short
+# training budget does: the verbose template (98 tokens) cannot end within 24, so in PPO's and
+# GRPO's training every verbose sample pays the penalty, and part of what they learn is simply to
+# end early. The evaluation, at 100 tokens, does not penalise a template that completes; part of
+# the gain over SFT measured below is that lesson, not a better answer.
 
 # %%
 #| export course_lib.ppo
@@ -790,7 +795,8 @@ assert gold_rise[runaway] < min(gold_rise[a] for a in others) - 0.2, "its sample
 #   wrong.
 # * **Either change alone did not produce it within 30 iterations**: β = 0 at the small learning rate
 #   drifted further than the penalised run but still improved the gold reward, and the large
-#   learning rate with the penalty stayed near the penalised run's KL. So the earlier sentence "the
+#   learning rate with the penalty raised the KL (its verdict above says by how much, beyond the
+#   noise) but stayed far below the runaway corner and kept gaining gold. So the earlier sentence "the
 #   KL penalty is what kept the penalised run from going there" was not supported: at our budget the
 #   runaway needs both the missing leash and the large steps. With more iterations β = 0 alone
 #   would drift further (nothing pulls it back), which is why the KL is watched in every RLHF run.
@@ -1131,7 +1137,10 @@ assert clipped[1] == 0.0 and clipped[2] > 0, "ratio 1 at one iteration; clipping
 # %% [markdown]
 # GRPO's full run at the matched budget (30 rounds of 4 prompts × 8 answers, `num_iterations=2`, β =
 # 0.1, lr $10^{-4}$, `gradient_checkpointing=False`, the learned reward with the same missing-EOS
-# penalty) is in the sweep only: three seeds of it would not fit this notebook's budget.
+# penalty) is in the sweep only: three seeds of it would not fit this notebook's budget. It runs with
+# TRL's default aggregation, `loss_type="dapo"` (per-token losses averaged over all tokens of the
+# batch, not the per-answer mean of the formula above) and `scale_rewards="group"` (advantages divided
+# by the group's std); chapter 14 measures what these choices change.
 #
 # Two corrections to claims often made about GRPO. "No value head, so one model fewer in memory" is
 # true for InstructGPT-style PPO, whose critic is a separate network as large as the reward model; our

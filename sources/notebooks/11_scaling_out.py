@@ -14,7 +14,8 @@
 # 2. size 7B/13B/70B fine-tunes and say what popular figures ("56 GB for 7B", "65B QLoRA on 48 GB", "LoRA cuts memory 3×") assume and leave out;
 # 3. explain why data-parallel training with averaged gradients equals one big batch, and run it with `torchrun` (DDP), 🤗 Accelerate and FSDP;
 # 4. compute per-GPU memory for ZeRO stages 1–3, map them to FSDP's sharding strategies and read a DeepSpeed config;
-# 5. use gradient checkpointing and accumulation as memory levers, and put their effect on a 7B model in numbers.
+# 5. use gradient checkpointing and accumulation as memory levers, and put their effect on a 7B model in numbers;
+# 6. place tensor, pipeline and context parallelism beside data parallelism, size FSDP + QLoRA for 70B, count the all-reduces `no_sync` saves, and say what a memory reserve stands for.
 #
 # **Prerequisites:** chapters 03 (training loop, `saved_activation_bytes`, checkpointing, accumulation),
 # 04 (LoRA) and 05 (NF4, QLoRA with bitsandbytes).
@@ -831,6 +832,116 @@ assert act7["8 x micro-batch 1, checkpointing"] < act7["batch 8"] / 50, (
 # forward pass (we measured the slowdown above), accumulation $k$ sequential passes instead of one
 # parallel batch, ZeRO-3 1.5× DDP's communication.
 #
+# ## 7 · What the calculator leaves out
+#
+# ### Four ways to split the work
+#
+# Everything so far splits the **batch** (data parallelism) and, with ZeRO/FSDP, the **states**.
+# Two more axes matter when one layer or one sequence no longer fits:
+#
+# | parallelism | what each GPU holds | what travels | when you need it |
+# |---|---|---|---|
+# | data (DDP) | the whole model, its shard of the batch | gradients, once per step | the model fits on one GPU |
+# | ZeRO / FSDP | a shard of the states, gathered layer by layer | weights (all-gather) and gradients (reduce-scatter) | the states do not fit, the layers do |
+# | tensor (Megatron-LM) | a slice of every weight matrix (columns of one, rows of the next) | activations, twice per layer in forward and backward | one layer is too large or too slow; needs NVLink-class links, so it stays inside a node |
+# | pipeline | a block of consecutive layers | activations at the stage boundaries | very deep models across nodes; idle "bubbles" unless the batch is cut into micro-batches |
+# | sequence / context | a slice of every sequence's tokens | keys and values (ring attention) or activations | long contexts, whose activations exceed one GPU even with checkpointing |
+#
+# Large pre-training runs combine them ("3D parallelism"); fine-tuning usually needs only data
+# parallelism with ZeRO/FSDP, plus context parallelism for long sequences.
+#
+# ### FSDP + QLoRA: 70B on two 24 GB cards
+#
+# QLoRA alone puts a 70B model's frozen weights at about half a byte per parameter, too much for
+# one consumer card; FSDP can shard those 4-bit weights too, if bitsandbytes stores them in a dtype
+# FSDP can flatten (`bnb_4bit_quant_storage=torch.bfloat16`; Answer.AI and Hugging Face, 2024).
+# The calculator of section 2, split over two GPUs (checkpointed activations not counted):
+
+# %%
+sh = memory.KNOWN["Llama-2-70B"]
+n, lin = sh.n_params(), sh.layers * sum(a * b for a, b in sh.linear_shapes().values())
+qlora70 = memory.training_memory(
+    n, "qlora", "bf16", trainable=memory.lora_params(sh, 16), unquantized=n - lin
+)
+for gpus in (1, 2):
+    per_gpu = qlora70.total / gpus / 1e9  # FULL_SHARD splits every state evenly
+    print(f"70B QLoRA r=16 states on {gpus} GPU(s): {per_gpu:5.1f} GB per GPU")
+assert qlora70.total / 1e9 > 24 > qlora70.total / 2 / 1e9, "one 24 GB card: no; two: yes"
+
+# %% [markdown]
+# The states fit on two cards with a few GB left per card for activations, which is why that
+# recipe needs gradient checkpointing and short sequences, and often CPU offloading.
+#
+# ### Gradient accumulation under DDP: `no_sync`
+#
+# DDP all-reduces the gradients in the backward pass of **every** `loss.backward()`. With $k$
+# micro-batches per optimizer step, $k - 1$ of those all-reduces are wasted: only the sum at the
+# last one is used. `model.no_sync()` skips them. We count the all-reduces with a DDP
+# communication hook, on a one-process group (so it runs here; the count is the same on $N$):
+
+# %%
+import contextlib
+import os
+import tempfile
+
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+store = tempfile.NamedTemporaryFile(delete=False).name  # one-process group, no network needed
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+calls = []
+
+
+def counting_hook(state, bucket):
+    calls.append(bucket.buffer().numel())  # one call per gradient bucket all-reduced
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda f: f.value()[0])
+
+
+net = DDP(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)))
+net.register_comm_hook(None, counting_hook)
+x, k = torch.randn(4, 8, 64), 4  # k micro-batches of 8
+
+
+def accumulate(skip_sync: bool) -> int:
+    calls.clear()
+    for i in range(k):
+        last = i == k - 1
+        ctx = net.no_sync() if skip_sync and not last else contextlib.nullcontext()
+        with ctx:
+            net(x[i]).sum().backward()
+    net.zero_grad()
+    return len(calls)
+
+
+counts = {"plain": accumulate(False), "no_sync": accumulate(True)}
+dist.destroy_process_group()
+os.remove(store)
+print(f"all-reduce calls for one optimizer step of {k} micro-batches: {counts}")
+assert counts["plain"] == k * counts["no_sync"], "no_sync: one all-reduce per step, not per micro-batch"
+
+# %% [markdown]
+# On a 7B model each all-reduce moves about 13.5 GB of bf16 gradients; $k = 8$ without `no_sync`
+# moves eight times that per step. 🤗 Accelerate's `accelerator.accumulate(model)` and the
+# `Trainer`'s `gradient_accumulation_steps` apply `no_sync` for you; a hand-written DDP loop must.
+#
+# ### What the 10 % reserve stands for
+#
+# `choosing.RESERVE` keeps 10 % of a GPU's memory out of every "does it fit" answer in chapter 12.
+# It stands for what no formula above counts, each of which depends on the machine:
+# * the **CUDA context** of each process (the driver's and the kernels' own memory, typically a few
+#   hundred MB, more with many loaded kernel libraries);
+# * **allocator fragmentation**: PyTorch's caching allocator reserves blocks it cannot always reuse
+#   for tensors of other sizes (`PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True` reduces it);
+# * **communication buffers**: NCCL's, DDP's gradient buckets (25 MB by default), and under ZeRO-3 /
+#   FSDP the gathered full weights of the layer being computed plus the prefetched next one;
+# * temporary tensors of single operations (the logits of a 128 k vocabulary over a long sequence can
+#   take several GB on their own).
+#
+# The honest way to set it is to measure: `torch.cuda.max_memory_reserved()` after a few steps of the
+# real run, against the calculator's total. On this CPU-only course the reserve is a stated rule of
+# thumb, not a measurement.
+
+# %% [markdown]
 # ## Summary
 #
 # * Training memory = weights + gradients + optimizer state (+ fp32 master weights) + activations.
@@ -847,7 +958,12 @@ assert act7["8 x micro-batch 1, checkpointing"] < act7["batch 8"] / 50, (
 #   FSDP's `FULL_SHARD` is ZeRO-3, `SHARD_GRAD_OP` ≈ ZeRO-2; a DeepSpeed config states the same choice.
 # * Checkpointing and accumulation trade compute for activation memory; on a 7B model with long
 #   sequences they decide whether training fits at all.
-#
+# * Tensor, pipeline and context parallelism split layers, depth and sequences where data parallelism
+#   and sharding are not enough; FSDP can shard QLoRA's 4-bit weights (70B on two 24 GB cards, states
+#   only); under DDP, `no_sync` cuts accumulation's all-reduces from $k$ to one per step (counted);
+#   the 10 % memory reserve is a rule of thumb for what no formula counts.
+
+# %% [markdown]
 # ## Quiz
 #
 # 1. A 13 B-parameter model, full fine-tuning with mixed-precision AdamW: memory for the states, in GB?
@@ -868,7 +984,8 @@ assert act7["8 x micro-batch 1, checkpointing"] < act7["batch 8"] / 50, (
 # 5. With `--cpu`, accelerate's launcher uses its simple launcher and starts one process (multi-CPU needs
 #    `mpirun`); use `torchrun --nproc_per_node 2`.
 # </details>
-#
+
+# %% [markdown]
 # ## Interview questions
 #
 # * How much memory do you need to fine-tune a 7B model? Break it down.

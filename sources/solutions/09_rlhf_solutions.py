@@ -214,7 +214,7 @@ for rho in (0.5, 1.0, 2.0, 5.0, 20.0):
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
-# The learned reward of the samples rose by 0.45 between the first and the last quarter of the β = 0 run, the gold reward changed by -0.69, and the KL to the reference grew by 10.39 nats. Two warnings that need no gold reward: (1) the KL climbing without bound (the policy leaves the region where the reward model was trained); (2) the samples themselves: reading 20 of them shows the repeated style trick. A third: score the samples with a second, independently trained reward model or a small human evaluation and stop when it disagrees with the reward being optimised.
+# Read it off the lesson's 2 × 2 table (shipped sweep `rlhf_hacking`, three seeds), not off one run: in the corner that ran away (β = 0 with the 5× learning rate) the learned reward of the samples rose in every seed (Δlearned > 0), the gold reward of the samples rose the least of the four cells and ended lowest, and the KL to the reference grew to tens of nats, an order of magnitude above the other cells. Either change alone did not do it within 30 iterations. Two warnings that need no gold reward: (1) the KL climbing without bound (the policy leaves the region where the reward model was trained); (2) the samples themselves: reading 20 of them shows the repeated style trick. A third: score the samples with a second, independently trained reward model or a small human evaluation and stop when it disagrees with the reward being optimised.
 # <!-- END SOLUTION -->
 
 # %% [markdown]
