@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 16 · LLM judges and a real retriever
 #
-# **Measured runtime:** 90 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 102 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Two everyday tools of fine-tuning practice, measured against the course world's known truth.
 # **Retrieval**: chapters 01 and 08 compared fine-tuning with an *oracle* that pasted the right fact
@@ -63,7 +63,7 @@ gold = [gold_note(f, notes) for f in facts]
 print(len(notes), "notes:", dict(Counter(n["kind"] for n in notes)))
 print(notes[gold[0]]["text"])
 namesakes = [n["text"][:90] for n in notes if facts[0]["person"] in n["text"] and "person" not in n]
-print(f"{len(namesakes)} other notes name {facts[0]['person']}, e.g. {namesakes[0]!r}")
+print(f"other notes naming {facts[0]['person']}: {len(namesakes)}, e.g. {namesakes[0]!r}")
 
 # %% [markdown]
 # ## 2 · BM25 from scratch
@@ -214,7 +214,7 @@ cols = [f"test_{kind}_{c}" for kind in ("seen", "paraphrase") for c in kinds_col
 print(sweeps.table(rag, cols, digits=2).to_string())
 base = {c: np.mean(split(answers[f"probe_{c.split('_')[1]}", k], False))
         for c, k in ((f"test_seen_k{k_best}", k_best), (f"test_paraphrase_k{k_best}", k_best))}
-print("the base model with retrieval, for comparison:", {c: round(v, 2) for c, v in base.items()})
+print("the base model with retrieval, for comparison:", {c: round(float(v), 2) for c, v in base.items()})
 
 # %% [markdown]
 # One live run of the cheaper arm (40 steps, data order 0), placed in the shipped spread:
@@ -360,15 +360,23 @@ m = jud["config"]["bias_pairs_per_kind"]
 for kind in judges.BIAS_KINDS:
     worse = pooled("bias", f"{kind}_picks_worse_swapped", m)
     print(f"{kind:>10} picks the worse, swap-averaged: {worse}")
+plain, ref = (sweeps.values(jud, "pointwise", f"agree_{k}") for k in ("plain", "reference"))
+print("pointwise, over the samples: " + verdict(ref, plain, ("with the reference", "without")))
+for kind in judges.BIAS_KINDS:
+    picks = sum(round(v * m) for v in sweeps.values(jud, "bias", f"{kind}_picks_worse_swapped"))
+    assert wilson_interval(picks, 3 * m)[0] > 0.5, f"SmolLM2 should show a {kind} bias"
 
 # %% [markdown]
 # How to read these lines: each share pools the three samples (Wilson interval over all of them),
 # and the seed spread beside it shows how much one sample of 40 can mislead. Reference-guided
 # judging gives the judge what it lacks here, the facts of the course world (the people are
-# invented, so SmolLM2 cannot know where they live): compare its line with the plain pointwise one.
-# The bias lines are measured after swap-and-average, so they are free of the position bias: a
-# judge without a verbosity or politeness bias would pick the worse answer in none of those pairs,
-# and a judge that cannot tell the answers apart picks it about half the time.
+# invented, so SmolLM2 cannot know where they live); the verdict line says whether that helped
+# beyond the noise of three samples. The bias lines are measured after swap-and-average, so they
+# are free of the position bias: a judge without a verbosity or politeness bias would pick the
+# worse answer in none of those pairs, one that cannot tell the answers apart about half the time.
+# SmolLM2 picks the padded answer in most verbosity pairs and the polite wrong answer in nearly
+# all politeness pairs (both asserted above chance): biases that follow the content, which no
+# reordering removes. The reward model had the politeness bias too, but not the verbosity one.
 #
 # ## 11 · When is a judge good enough?
 #
@@ -437,6 +445,7 @@ assert low > 0, "the labels should beat the reward model trained on them"
 # * Explain BM25's parameters $k_1$ and $b$.
 # * What biases do LLM judges have, and how do you measure and reduce them?
 # * When is an LLM judge good enough to replace human labels?
+# * Should you combine retrieval with fine-tuning on the same facts?
 #
 # **Exercises:** [solutions/16_judges_retrieval_solutions.ipynb](../solutions/16_judges_retrieval_solutions.ipynb)
 # (the exercise version is in `exercises/`).
