@@ -252,6 +252,26 @@ gap_full_lora = uncertainty.difference(seeded["LoRA q,v r=8"], seeded["full fine
 print("LoRA − full fine-tuning:", gap_full_lora)
 
 # %% [markdown]
+# Two pairs the earlier chapters asked about, now with three seeds each. QLoRA is LoRA with the same
+# rate on a 4-bit copy of the base; freeze-tuning trains the top block and the (tied) head at full
+# fine-tuning's rate:
+
+# %%
+q_vs_l = (seeded["QLoRA q,v r=8 (NF4 base)"], seeded["LoRA q,v r=8"])
+f_vs_f = (seeded["freeze-tuning (top block + head)"], seeded["full fine-tuning"])
+print(uncertainty.verdict(*q_vs_l, ("QLoRA", "LoRA")))
+print(uncertainty.verdict(*f_vs_f, ("freeze-tuning", "full")))
+assert uncertainty.differs(*q_vs_l), "the prose below says the 4-bit base costs loss here"
+assert not uncertainty.differs(*f_vs_f), "the prose below says: within noise"
+
+# %% [markdown]
+# On these notes the NF4 base costs LoRA a little loss, beyond the seed noise (chapter 05 found no
+# difference beyond noise on its fact task: another task and another metric, so "QLoRA matches
+# LoRA" is a claim to check per task, not a law). Freeze-tuning the top block and head is within
+# noise of full fine-tuning here, with a third of its trainable parameters (the head is the tied
+# embedding matrix, most of them).
+
+# %% [markdown]
 # **Pareto-optimal** methods are those no other method beats on both axes at once (fewer trainable
 # parameters *and* lower loss). We compute the front once per seed, and report how often each method
 # is on it: a method on the front in only some seeds sits there by the luck of a seed.
@@ -606,25 +626,39 @@ assert min(t["QLoRA"] / t["LoRA"] for t in speed.values()) > 0.95, (
 # trained harder (a larger learning rate) both learns and forgets more, so comparing two runs at
 # arbitrary rates compares their rates. (An earlier version of this chapter compared two models that
 # were both broken, worse than uniform on general text.) The shipped sweep `ch12_forgetting` trains
-# full fine-tuning and LoRA at three learning rates each, three seeds, and measures the
-# clinic loss (learning) and the loss on 100 general documents of the pretraining corpus
-# (forgetting, as the rise over the yardstick's base). Each method traces a curve:
+# full fine-tuning and LoRA at the three learning rates of the rate sweep, and `ch12_forgetting_low`
+# at smaller ones (full fine-tuning learns so much faster than LoRA that, without them, only a
+# diverged full run came near LoRA's clinic loss); three seeds each. Each run gives the clinic loss
+# (learning) and the loss on 100 general documents of the pretraining corpus (forgetting, as the
+# rise over the yardstick's base). Each method traces a curve:
 
 # %%
 forget = sweeps.load("ch12_forgetting")
+forget_low = sweeps.load("ch12_forgetting_low")
 g0 = forget["extra"]["general_loss_after_vocabulary_stage"]
 raw_general = forget["extra"]["general_loss_base"]
 print(f"general-text loss: raw base {raw_general:.3f}, after the vocabulary stage {g0:.3f}")
-curves = {}
+c0 = forget["extra"]["clinic_loss_after_vocabulary_stage"]  # every curve starts here (lr 0)
+n_seeds = len(forget["seeds"])
+curves = {}  # method -> [(clinic losses per seed, general-loss rises per seed)], by rising rate
 for method in ("full fine-tuning", "LoRA q,v r=8"):
-    arms = [a for a in forget["arms"] if a.startswith(method + " lr")]
-    curves[method] = [
+    arms = [(rec, a) for rec in (forget, forget_low) for a in rec["arms"] if a.startswith(method)]
+    arms.sort(key=lambda ra: float(ra[1].rsplit(" ", 1)[1]))
+    curves[method] = [([c0] * n_seeds, [0.0] * n_seeds)] + [
         (
-            sweeps.values(forget, a, "clinic_loss"),
-            [g - g0 for g in sweeps.values(forget, a, "general_loss")],
+            sweeps.values(rec, a, "clinic_loss"),
+            [g - g0 for g in sweeps.values(rec, a, "general_loss")],
         )
-        for a in arms
+        for rec, a in arms
     ]
+    rates = ["0 (untrained)"] + [a.rsplit(" ", 1)[1] for _, a in arms]
+    print(f"{method:>18}: rates {rates}")
+
+# %% [markdown]
+# Note the first line: the vocabulary stage itself (training only the tied embedding matrix on the
+# clinic notes) already raised the general-text loss by several nats, because the same matrix is the
+# output layer. Every method below starts from that damaged base, and its forgetting is counted as
+# the rise *beyond* it.
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -651,35 +685,51 @@ plt.tight_layout()
 # %% [markdown]
 # At matched learning: for each seed, the forgetting of full fine-tuning and of LoRA interpolated
 # along its curve at the same clinic loss (the best loss the weaker of the two reached, when both
-# curves cover it):
+# curves cover it). Only the useful part of a curve counts: the rates up to the one with the lowest
+# clinic loss. Past it, training has diverged (it learns less *and* forgets more), and
+# interpolating through a diverged run would charge its damage to the comparison.
 
 # %%
 import numpy as np
 
 
-def rise_at(points, k: int, target: float) -> float:
-    pairs = sorted((c[k], r[k]) for c, r in points)
+def useful(points, k: int) -> list[tuple[float, float]]:
+    """(clinic, rise) of seed k at rising rates, up to the rate with the lowest clinic loss."""
+    pairs = [(c[k], r[k]) for c, r in points]
+    best = min(range(len(pairs)), key=lambda i: pairs[i][0])
+    return pairs[: best + 1]
+
+
+def rise_at(pairs, target: float) -> float:
+    pairs = sorted(pairs)
     return float(np.interp(target, [p[0] for p in pairs], [p[1] for p in pairs]))
 
 
 matched = {"full fine-tuning": [], "LoRA q,v r=8": []}
 targets = []
-for k in range(len(forget["seeds"])):
-    lo = {m: min(c[k] for c, _ in curves[m]) for m in matched}
-    hi = {m: max(c[k] for c, _ in curves[m]) for m in matched}
+for k in range(n_seeds):
+    part = {m: useful(curves[m], k) for m in matched}
+    lo = {m: min(c for c, _ in part[m]) for m in matched}
+    hi = {m: max(c for c, _ in part[m]) for m in matched}
     target = max(lo.values())
     if target <= min(hi.values()):
         targets.append(target)
         for m in matched:
-            matched[m].append(rise_at(curves[m], k, target))
+            matched[m].append(rise_at(part[m], target))
 print(f"matched clinic losses per seed: {[round(t, 3) for t in targets]}")
 for m, v in matched.items():
     print(f"{m:>18}: forgetting at matched learning {v}")
-if len(targets) >= 2:
-    lora_v, full_v = matched["LoRA q,v r=8"], matched["full fine-tuning"]
-    print(uncertainty.verdict(lora_v, full_v, ("LoRA", "full FT")))
+assert len(targets) == n_seeds, "the useful parts of both curves overlap in every seed"
+lora_v, full_v = matched["LoRA q,v r=8"], matched["full fine-tuning"]
+print(uncertainty.verdict(lora_v, full_v, ("LoRA", "full FT")))
+assert not uncertainty.differs(lora_v, full_v), "the prose below says: within noise"
 
 # %% [markdown]
+# At the clinic loss LoRA reaches at its best, full fine-tuning (at a small rate) forgets about as
+# little: the difference is within the noise of three seeds, and both rises are tiny next to what the
+# vocabulary stage cost. Full fine-tuning's large forgetting in the plot comes from rates that
+# learn far more than LoRA can in 20 steps, and above all from the diverged rate.
+#
 # Verdict: **false, and "forgets less" needs a matched comparison.** The frozen base weights are
 # intact, so *removing* the adapter gives the base model back exactly; but the *adapted* model, the
 # one you deploy, moves on general text as it learns the clinic notes, with every method that
@@ -745,7 +795,8 @@ for metric in ("gold_greedy", "gold_sampled", "kl"):
 #   measured on your text, and size against your GPU.
 # * Claims need matched measurements: QLoRA is slower, not faster; forgetting must be compared at
 #   matched learning; "DPO always beats PPO" does not survive matched budgets.
-#
+
+# %% [markdown]
 # ## Quiz
 #
 # 1. Why does every method get the same steps and batches but its own learning rate, and why is that rate chosen on a different split from the one reported?
@@ -772,7 +823,8 @@ for metric in ("gold_greedy", "gold_sampled", "kl"):
 # 6. The activations: they grow with batch × sequence length (16× here), and no longer fit beside a
 #    16-bit base; a 4-bit base with gradient checkpointing does.
 # </details>
-#
+
+# %% [markdown]
 # ## Interview questions
 #
 # * How do you choose between full fine-tuning, LoRA, QLoRA and prompt tuning for a given model, GPU and dataset?
