@@ -105,7 +105,7 @@ def rejection_sample(
     temperature: float = 1.0,
     seed: int = 0,
     verifier: Callable[[str, str], bool] | None = None,
-    max_new_tokens: int = 16,
+    max_new_tokens: int = 24,
 ) -> Sampled:
     """Sample n chat replies per prompt and judge each with the verifier (default: the world's
     `is_correct`)."""
@@ -141,11 +141,13 @@ def best_of_n(
     return [max(row, key=lambda s: score(p, s)) for p, row in zip(prompts, samples)]
 
 
-def verified_accuracy(model, tokenizer, prompts: Sequence[str], verifier=None) -> float:
+def verified_accuracy(
+    model, tokenizer, prompts: Sequence[str], verifier=None, max_new_tokens: int = 24
+) -> float:
     """Share of prompts whose greedy chat reply the verifier accepts."""
     from course_lib.generation import generate
     from course_lib.world.preferences import is_correct
 
     verifier = verifier or is_correct
-    replies = generate(model, tokenizer, list(prompts), chat=True, max_new_tokens=16)
+    replies = generate(model, tokenizer, list(prompts), chat=True, max_new_tokens=max_new_tokens)
     return sum(verifier(p, r) for p, r in zip(prompts, replies)) / len(prompts)

@@ -18,9 +18,9 @@ from course_lib.sweeps import SweepSpec
 SEEDS = (0, 1, 2)
 
 # --- 1. synthetic data: rejection sampling, STaR, contamination -----------------------------
-STAR = dict(pool=400, heldout=300, n=8, temperature=1.0, steps=30, lr=1e-3, rows_per_batch=8)
+STAR = dict(pool=400, heldout=200, n=8, temperature=1.0, steps=30, lr=1e-3, rows_per_batch=8)
 STAR_ARMS = (
-    "chat (no training)",
+    "policy (no training)",
     "self, verified (STaR)",
     "self, unfiltered",
     "generator (gold)",
@@ -30,37 +30,41 @@ STAR_ARMS = (
 
 @lru_cache(maxsize=1)
 def star_setting():
-    """The chat model, the arithmetic test prompts, a sampling pool and a held-out set disjoint
-    from the training instructions, the test set and each other."""
+    """Chapter 09's SFT policy, the arithmetic test prompts, a sampling pool of questions from the
+    policy's own training prompts (as STaR samples its training set), and a held-out set of questions
+    it never saw (in no instruction or preference split)."""
     from course_lib.data import load_jsonl
     from course_lib.models import load_model
     from course_lib.sft import user_text
     from course_lib.synthetic import all_arithmetic_prompts
 
-    chat, tok = load_model("chat")
-    seen = {user_text(r) for r in load_jsonl("instructions_train") if r["skill"] == "arithmetic"}
+    policy, tok = load_model("sft_policy")
     test = [r for r in load_jsonl("instructions_test") if r["skill"] == "arithmetic"]
-    test_prompts = [user_text(r) for r in test]
-    rest = [qa for qa in all_arithmetic_prompts() if qa[0] not in seen | set(test_prompts)]
-    random.Random(17).shuffle(rest)
-    pool = rest[: STAR["pool"]]
-    heldout = rest[STAR["pool"] : STAR["pool"] + STAR["heldout"]]
-    return chat, tok, test, pool, heldout
+    test_prompts = {user_text(r) for r in test}
+    trained = {r["prompt"] for r in load_jsonl("preferences_train")}
+    seen = trained | {r["prompt"] for r in load_jsonl("preferences_test")}
+    seen |= {user_text(r) for s in ("train", "val") for r in load_jsonl(f"instructions_{s}")}
+    space = all_arithmetic_prompts()
+    pool = [qa for qa in space if qa[0] in trained and qa[0] not in test_prompts]
+    unseen = [qa for qa in space if qa[0] not in seen | test_prompts]
+    random.Random(17).shuffle(pool)
+    random.Random(18).shuffle(unseen)
+    return policy, tok, test, pool[: STAR["pool"]], unseen[: STAR["heldout"]]
 
 
 @lru_cache(maxsize=3)
 def star_samples(seed: int):
-    """n samples per pool prompt from the chat model, judged by the verifier."""
+    """n samples per pool prompt from the policy, judged by the verifier."""
     from course_lib.synthetic import rejection_sample
 
-    chat, tok, _, pool, _ = star_setting()
+    policy, tok, _, pool, _ = star_setting()
     return rejection_sample(
-        chat, tok, [q for q, _ in pool], n=STAR["n"], temperature=STAR["temperature"], seed=seed
+        policy, tok, [q for q, _ in pool], n=STAR["n"], temperature=STAR["temperature"], seed=seed
     )
 
 
 def star_records(arm: str, seed: int) -> list[dict]:
-    """The training set of an arm; every arm but 'chat' has as many records as STaR accepted."""
+    """The training set of an arm; every arm but the untrained policy has as many records as STaR accepted."""
     from course_lib.world.instructions import make_record
 
     _, _, test, pool, _ = star_setting()
@@ -76,29 +80,29 @@ def star_records(arm: str, seed: int) -> list[dict]:
     if arm == "generator (gold)":
         return gold
     if arm == "generator + test leak":
-        return gold[: k - len(test)] + [copy.deepcopy(r) for r in test]
+        return gold[: max(k - len(test), 0)] + [copy.deepcopy(r) for r in test[:k]]
     raise ValueError(f"unknown arm {arm!r}; arms are {STAR_ARMS}")
 
 
 def run_star(arm: str, seed: int) -> dict[str, float]:
-    """Train the chat model on an arm's records; verified accuracy on the held-out and test prompts."""
+    """Train the policy on an arm's records; verified accuracy on the held-out and test prompts."""
     from course_lib.sft import train_sft, user_text
     from course_lib.synthetic import decontaminate, verified_accuracy
 
-    chat, tok, test, pool, heldout = star_setting()
+    policy, tok, test, pool, heldout = star_setting()
     sampled = star_samples(seed)
     out = {
         "sample_accuracy": sampled.sample_accuracy,
         "pass_at_n": sampled.pass_at_n,
         "accepted": len(sampled.accepted()),
     }
-    model = chat
-    if arm != "chat (no training)":
+    model = policy
+    if arm != "policy (no training)":
         records = star_records(arm, seed)
         kept, removed = decontaminate(records, [user_text(r) for r in test])
         out["removed_by_decontamination"] = removed
         model, _ = train_sft(
-            chat,
+            policy,
             tok,
             records,
             lr=STAR["lr"],
@@ -272,20 +276,20 @@ def run_merge(arm: str, seed: int) -> dict[str, float]:
 SWEEPS = [
     SweepSpec(
         name="ch17_star",
-        what="rejection-sampling fine-tuning of the chat model on its own verified arithmetic "
+        what="rejection-sampling fine-tuning of chapter 09's SFT policy on its own verified arithmetic "
         "answers vs unfiltered samples, the generator's gold data, and gold data with the test leaked",
         run=run_star,
         arms=STAR_ARMS,
         seeds=SEEDS,
         config={
             **STAR,
-            "model": "chat (data/chat_model)",
+            "model": "sft_policy (data/rlhf/sft_policy)",
             "verifier": "preferences.is_correct",
             "selection": "none: one untuned setting",
         },
         code_files=("synthetic.py", "sft.py", "generation.py", "build/sweeps_ch17.py"),
         chapter="17",
-        check_arms=("chat (no training)",),
+        check_arms=("policy (no training)",),
         rel_tol=0.1,
         abs_tol=0.04,
     ),

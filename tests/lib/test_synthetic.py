@@ -39,13 +39,16 @@ def test_rejection_sampling_keeps_only_verified_answers(base_model, tokenizer):
         synthetic.rejection_sample(base_model, tokenizer, prompts, n=0)
 
 
-def test_star_pool_and_heldout_are_disjoint_from_train_and_test():
+def test_star_heldout_is_unseen_and_the_pool_is_the_policys_training_prompts():
     from course_lib.build.sweeps_ch17 import star_setting
 
     _, _, test, pool, heldout = star_setting()
-    train = {r["instruction"] for r in load_jsonl("instructions_train")}
     pool_q, held_q = {q for q, _ in pool}, {q for q, _ in heldout}
     assert len(pool_q) == len(pool) and len(held_q) == len(heldout)
-    assert not (pool_q & held_q) and not (pool_q | held_q) & (
-        train | {r["instruction"] for r in test}
-    )
+    seen = {r["prompt"] for f in ("preferences_train", "preferences_test") for r in load_jsonl(f)}
+    seen |= {
+        r["instruction"] for s in ("train", "val", "test") for r in load_jsonl(f"instructions_{s}")
+    }
+    assert not held_q & seen, "the held-out questions must be unseen by the policy"
+    assert pool_q <= {r["prompt"] for r in load_jsonl("preferences_train")}
+    assert not pool_q & (held_q | {r["instruction"] for r in test})
