@@ -126,11 +126,24 @@ def packed_batches(
     max_length: int = 128,
     mask_prompt: bool = True,
     seed: int = 0,
+    texts: Sequence[str] = (),
 ) -> Iterable[dict]:
-    """Shuffled batches of packed rows (`pack_examples`) with reset positions and a block-diagonal mask."""
+    """Shuffled batches of packed rows (`pack_examples`) with reset positions and a block-diagonal mask.
+
+    `texts` (e.g. pretraining documents) are packed in as well, with the loss on every token and
+    truncated to max_length: replay of general text inside the SFT rows (chapter 08, §9).
+    """
     if not records:
         raise ValueError("records must be a non-empty list of chat records")
-    rows = pack_examples([sft_example(tokenizer, r, mask_prompt) for r in records], max_length)
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings (the general documents to replay)")
+    examples = [sft_example(tokenizer, r, mask_prompt) for r in records]
+    for t in texts:
+        ids = tokenizer(t + tokenizer.eos_token, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
+        examples.append({"input_ids": ids, "labels": list(ids)})
+    rows = pack_examples(examples, max_length)
     if not 1 <= rows_per_batch <= len(rows):
         raise ValueError(
             f"rows_per_batch must be in [1, {len(rows)}] (the packed rows), got {rows_per_batch}"
@@ -194,12 +207,14 @@ def train_sft(
     rows_per_batch: int = 8,
     seed: int = 0,
     lora_rank: int = 16,
+    texts: Sequence[str] = (),
 ):
     """SFT of a copy of `base` on chat `records`: all weights ("full") or a peft LoRA adapter on every
     linear layer ("lora", alpha = 2 * rank); response-only loss, packed rows of 128, the course loop.
 
     The same seed gives the same data order, the same LoRA initialisation and the same model, so two
-    methods run with one seed see identical batches: a matched budget. Returns (model, history).
+    methods run with one seed see identical batches: a matched budget. `texts` are general
+    documents replayed in the packed rows (`packed_batches`). Returns (model, history).
     """
     import copy
 
@@ -222,6 +237,8 @@ def train_sft(
             lora_dropout=0.0,
         )
         model = get_peft_model(model, config)
-    batches = packed_batches(tokenizer, records, rows_per_batch=rows_per_batch, seed=seed)
+    batches = packed_batches(
+        tokenizer, records, rows_per_batch=rows_per_batch, seed=seed, texts=texts
+    )
     hist = train(model, batches, TrainConfig(lr=lr, max_steps=steps, progress=False))
     return model.eval(), hist

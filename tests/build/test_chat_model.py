@@ -29,29 +29,30 @@ def test_shipped_model_matches_its_build_record(info):
 
 
 def test_shipped_model_answers_what_it_learnt(info):
-    """What this build does reach (its card states it): far above the base model's EM of 0, and the
-    skills the chapters lean on (rewrite, classify) well above their trivial baselines."""
+    """What this build reaches (its card states it): every skill answered, rewriting nearly always,
+    classifying far above one constant label, and replay keeping the general-text CE near the base
+    model's (the previous build, without replay, was at 7.59 nats against the base model's 0.44)."""
     test = info["test"]
-    assert test["all"]["lo"] > 0.25, f"overall EM {test['all']} should stay far above zero"
+    assert test["all"]["lo"] > 0.45, f"overall EM {test['all']} should stay near 0.59"
+    for skill in ("fact", "arithmetic", "rewrite", "classify", "list"):
+        assert test[skill]["right"] >= 10, f"{skill}: {test[skill]} (the build reaches 17 or more)"
     assert test["rewrite"]["em"] >= 0.9, (
         f"rewriting should be nearly always right: {test['rewrite']}"
     )
-    assert test["classify"]["em"] > 0.45, (
+    assert test["classify"]["lo"] > 0.5, (
         f"classify should beat one constant label: {test['classify']}"
     )
-    assert info["general_ce"] > info["general_ce_base"] + 0.5, "full SFT costs general-text CE"
+    assert info["general_ce"] < info["general_ce_base"] + 0.3, (
+        f"replay should keep general-text CE near the base model's: {info['general_ce']} vs "
+        f"{info['general_ce_base']}"
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14's target is not met by the 2 M base model in this build (lists and sums fail; "
-    "see data/chat_model/README.md, 'Limits'); strict: remove this marker once a build meets it",
-)
 def test_shipped_model_meets_the_course_target(info):
-    """Issue 14: overall EM >= 0.5 on instructions_test, no skill below 0.2."""
+    """Issue 14: overall EM >= 0.5 on instructions_test, no skill below 0.2 (met by this build)."""
     test = info["test"]
-    assert test["all"]["em"] >= 0.5, f"overall EM {test['all']['em']} < 0.5"
-    low = {k: v["em"] for k, v in test.items() if v["em"] < 0.2}
+    assert test["all"]["em"] >= chat_model.TARGET_ALL, f"overall EM {test['all']['em']} < 0.5"
+    low = {k: v["em"] for k, v in test.items() if v["em"] < chat_model.TARGET_SKILL}
     assert not low, f"skills below EM 0.2: {low}"
     assert all(v["lo"] <= v["em"] <= v["hi"] for v in test.values())
 
@@ -83,7 +84,11 @@ def test_first_steps_reproduce_the_recorded_losses(info):
             raise _Enough
 
     batches = sft.packed_batches(
-        tok, chat_model.training_records(), rows_per_batch=info["rows_per_batch"], seed=info["seed"]
+        tok,
+        chat_model.training_records(),
+        rows_per_batch=info["rows_per_batch"],
+        seed=info["seed"],
+        texts=chat_model.replay_texts(),
     )
     with pytest.raises(_Enough):
         train(
@@ -106,7 +111,13 @@ def test_build_runs_end_to_end_and_the_recipe_is_deterministic(tmp_path):
     assert (tmp_path / "a" / "README.md").read_text() == chat_model.model_card(info)
     again, tok = load_model("causal")
     model, _ = sft.train_sft(
-        again, tok, chat_model.training_records(), lr=chat_model.LR, steps=2, seed=chat_model.SEED
+        again,
+        tok,
+        chat_model.training_records(),
+        lr=chat_model.LR,
+        steps=2,
+        seed=chat_model.SEED,
+        texts=chat_model.replay_texts(),
     )
     model.save_pretrained(tmp_path / "b")
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (

@@ -121,6 +121,22 @@ def test_packed_batches_pad_short_rows_safely(lm_and_tok):
     assert torch.isfinite(loss), "a padded tail must not leave an attention row empty (NaN)"
 
 
+def test_packed_batches_replay_texts_with_every_token_labelled(lm_and_tok):
+    """Replay: general documents are packed in with the loss on every token (chapter 08, §9)."""
+    _, tok = lm_and_tok
+    records = load_jsonl("instructions_val")[:20]
+    texts = [r["text"] for r in load_jsonl("corpus_sample")[:10]]
+    plain = sft.packed_batches(tok, records, rows_per_batch=1, max_length=128)
+    mixed = sft.packed_batches(tok, records, rows_per_batch=1, max_length=128, texts=texts)
+    learnt = lambda bs: sum(int((b["labels"] != -100).sum()) for b in bs)  # noqa: E731
+    text_tokens = sum(
+        len(tok(t + tok.eos_token, truncation=True, max_length=128)["input_ids"]) for t in texts
+    )
+    assert learnt(mixed) - learnt(plain) == text_tokens, "every replayed token should carry a label"
+    with pytest.raises(ValueError, match="texts"):
+        sft.packed_batches(tok, records, rows_per_batch=1, texts="one string")
+
+
 def test_train_sft_full_and_lora_see_the_same_batches(lm_and_tok):
     """A matched budget: one seed gives both methods the same first batch, hence the same first loss."""
     lm, tok = lm_and_tok
