@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Evaluation and deployment
 #
-# **Measured runtime:** 52 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 75 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A fine-tuned model is only as good as the numbers that say so, and only useful once it runs
 # somewhere. This chapter first takes the usual metrics apart (each one computed by hand and then
@@ -54,7 +54,8 @@ warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|past_key_va
 #
 # An evaluation chapter needs a model that can do the task. The main subject is the course's **chat
 # model**, `load_model("chat")`: the base model after chapter 08's full SFT recipe, run for longer
-# than a lesson can afford (`make chat-model` rebuilds it; its model card,
+# than a lesson can afford and with general text replayed in its batches (chapter 08, §9), so that
+# it keeps its language model (`make chat-model` rebuilds it; its model card,
 # `data/chat_model/README.md`, gives the recipe, the build time and the exact match per skill with
 # intervals). Beside it we train two small LoRA adapters on the frozen base model (peft, all linear
 # layers, $r = 16$):
@@ -479,11 +480,11 @@ for key in [k for k in cm if k.startswith("EM ")]:
     print(f"{key:16s} {right[key]:3d} / {n_items:3d} = {cm[key]:.2f}   95 % interval {lo:.2f}-{hi:.2f}")
 
 # %% [markdown]
-# What the table shows, checked with margins: the chat model is far above the base model, with most
-# of its right answers in the skills it learnt (rewriting, classifying, some facts) and few or none in
-# the number skills (lists, sums: its model card shows why); it paid for all of it in general-text
-# CE; the clinic adapter learned its domain; the base model models text well and follows no
-# instructions:
+# What the table shows, checked with margins: the chat model is far above the base model and gets
+# every skill right some of the time, rewriting nearly always and the number skills (lists, sums)
+# least often (its model card shows why); with general text replayed in its training it kept a
+# general-text CE close to the base model's; the clinic adapter learned its domain; the base model
+# models text well and follows no instructions:
 
 # %%
 skills = [k for k in right if k != "EM all"]
@@ -491,7 +492,9 @@ assert len(skills) == 5, f"the harness should score all five skills, got {skills
 assert right["EM rewrite"] >= per_skill - 5, "the chat model should rewrite sentences almost always"
 assert cm["EM all"] > b["EM all"] + 0.2, "the chat model should be far above the base model"
 print("skills with no right answer:", [k for k in skills if right[k] == 0] or "none")
-assert cm["general CE"] > b["general CE"] + 0.3, "full SFT should cost general-text modelling"
+MIN_RIGHT = 1  # of 20 per skill: every skill answered (the weakest gets a few)
+assert min(right[k] for k in skills) >= MIN_RIGHT, f"every skill should be answered: {right}"
+assert cm["general CE"] < b["general CE"] + 0.3, "replay should keep general-text CE near the base"
 assert cli["clinic CE"] < b["clinic CE"] - 1.0, "the clinic adapter should learn the clinic domain"
 assert b["general CE"] < 1.0 and b["EM all"] < 0.05, (
     "the base model: low perplexity, no instruction following"
@@ -502,11 +505,13 @@ print(
 )
 
 # %% [markdown]
-# Read the table by rows. The chat model is the only one that answers instructions, and it pays for
-# that with a much higher general-text CE (chapter 08 §9: full SFT forgets; its card notes that it
-# is above a uniform guess): evaluating only the task you trained for would hide that cost. Its
-# skills differ widely (the intervals above say how far the differences can be trusted), and a skill
-# at zero is a finding to report, not to hide by averaging: "EM all" alone would not show it. Its "facts" rows are near chance: those are facts about people it
+# Read the table by rows. The chat model is the only one that answers instructions. Its general-text
+# CE is the row that tells whether that cost the language model: full SFT on instructions alone
+# forgets (chapter 08 §9; an earlier build of this model, trained without replay, had a general CE
+# above a uniform guess), and evaluating only the task you trained for would hide that cost. Its
+# skills differ widely (the intervals above say how far the differences can be trusted); a skill at
+# zero would be a finding to report, not to hide by averaging: "EM all" alone would not show it.
+# Its "facts" rows are near chance: those are facts about people it
 # never read about, probed by ranking 8 candidates, and no SFT teaches them. The clinic adapter wins
 # its own task by a wide margin and nothing else. The base model's row is the "perplexity is not
 # enough" lesson in one line: the best general-text CE and an exact match of zero, because it never
