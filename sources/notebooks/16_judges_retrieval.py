@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 16 · LLM judges and a real retriever
 #
-# **Measured runtime:** 102 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 104 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Two everyday tools of fine-tuning practice, measured against the course world's known truth.
 # **Retrieval**: chapters 01 and 08 compared fine-tuning with an *oracle* that pasted the right fact
@@ -239,6 +239,8 @@ for arm, p in para.items():
     ft, both = spread(p["k0"]).fmt(2), spread(p[kb]).fmt(2)
     print(f"{arm:>9}: fine-tuned {ft}, fine-tuned + BM25 {both}")
     print("           " + verdict(p[kb], p["k0"], ("with BM25", "without")))
+
+# %%
 assert min(para["160 steps"]["k0"]) > hi, "160 steps of fine-tuning beat BM25 on paraphrases"
 assert max(para["40 steps"]["k0"]) < min(para["160 steps"]["k0"]), "40 steps store far less"
 assert max(para["40 steps"]["k0"]) < lo, "after 40 steps, the base model with BM25 does better"
@@ -360,6 +362,8 @@ m = jud["config"]["bias_pairs_per_kind"]
 for kind in judges.BIAS_KINDS:
     worse = pooled("bias", f"{kind}_picks_worse_swapped", m)
     print(f"{kind:>10} picks the worse, swap-averaged: {worse}")
+
+# %%
 plain, ref = (sweeps.values(jud, "pointwise", f"agree_{k}") for k in ("plain", "reference"))
 print("pointwise, over the samples: " + verdict(ref, plain, ("with the reference", "without")))
 for kind in judges.BIAS_KINDS:
