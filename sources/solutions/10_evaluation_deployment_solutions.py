@@ -214,7 +214,8 @@ assert results["int8 per-channel"][0] < results["int8 per-tensor"][0], (
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
 # * (a) **Exact match** after a stated normalisation (strip, maybe case): one right answer. Misleads when the
-#   format varies ("33." vs "33"): the lesson showed exact match moving with the normalisation choice.
+#   format varies ("33." vs "33"). In the lesson the chat model answers in the references' own format, so
+#   the normalisations it tried changed little; on free-form output they decide the score, so state yours.
 # * (b) **ROUGE** (and a human or model judge): many right summaries. Misleads by rewarding word overlap: in the
 #   lesson, a baseline that copies the input got a high ROUGE-L and BLEU with zero exact match.
 # * (c) **Perplexity / mean token CE** on held-out domain text: it measures exactly the fit. It misleads as a
