@@ -510,6 +510,9 @@ assert differs(cost["lr=1e-3"], cost["lr=3e-4"]) and spread(cost["lr=1e-3"]).mea
 #   copying facts from context, which our corpus teaches with its visitor documents, for names the
 #   tokenizer knows as tokens. The new people's names were chosen that way; with names split into
 #   single letters a model this small copies far less reliably, so test retrieval on your names.
+#   For a real retriever in place of this oracle (BM25 over 3,380 notes with namesakes, its
+#   recall@k and failures, and retrieval vs fine-tuning vs both over seeds) see
+#   [chapter 16](16_judges_retrieval.ipynb), sections 3–6.
 # * **Whether fine-tuning "loses" to retrieval depends on its budget.** A short fine-tune stores
 #   few facts; with enough steps, at the learning rate chosen on the dev people, it reaches the
 #   oracle retriever's level in the unseen phrasing too (chapter 05's LoRA on the same facts
