@@ -247,8 +247,14 @@ def train_grpo(
     lr: float = 1e-4,
     seed: int = 0,
     max_new_tokens: int = 20,
+    reference_state: dict | None = None,
 ):
-    """Train `policy` in place with TRL's GRPOTrainer; returns the trainer (its log in state.log_history)."""
+    """Train `policy` in place with TRL's GRPOTrainer; returns the trainer (its log in state.log_history).
+
+    With beta > 0 TRL loads its reference model from the policy's `name_or_path` on disk; pass
+    `reference_state` (a state dict) when the policy's starting weights differ from that checkpoint
+    (chapter 14: otherwise the KL term pulls towards the wrong model).
+    """
     import tempfile
 
     from datasets import Dataset
@@ -290,6 +296,10 @@ def train_grpo(
             [{"prompt": [{"role": "user", "content": p}]} for p in prompts]
         ),
     )
+    if reference_state is not None:
+        if trainer.ref_model is None:
+            raise ValueError("reference_state needs beta > 0 (with beta = 0 there is no reference)")
+        trainer.ref_model.load_state_dict(reference_state)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the log stays in trainer.state.log_history
