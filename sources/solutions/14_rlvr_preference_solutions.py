@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 14 · Reasoning with verifiable rewards and the preference family — Solutions
 #
-# **Measured runtime:** 5 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 6 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/14_rlvr_preference.ipynb). Each exercise says its level:
 # ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below
@@ -113,14 +113,16 @@ for gamma in (0.0, 0.5, 1.0):
 # ## Interview questions
 #
 # The numbers below come from the lesson's shipped sweeps (`data/sweeps/rlvr_reward.json`,
-# `rlvr_reasoning.json`, `preference_family.json`); the cell prints them.
+# `rlvr_variants.json`, `rlvr_reasoning.json`, `preference_family.json`); the cell prints them.
 
 # %%
-for name in ("rlvr_reward", "rlvr_reasoning", "preference_family"):
+shown = ("correct", "greedy_correct", "gold", "kl", "words", "frac_zero_std", "valid_working",
+         "chosen_logp_change", "rejected_logp_change")
+for name in ("rlvr_reward", "rlvr_variants", "rlvr_reasoning", "preference_family"):
     rec = sweeps.load(name)
     print(name)
-    print(sweeps.table(rec, [m for m in ("correct", "gold", "kl", "words") if m in
-                             rec["results"][rec["arms"][0]][str(rec["seeds"][0])]]))
+    everywhere = [m for m in shown if all(m in rec["results"][a]["0"] for a in rec["arms"])]
+    print(sweeps.table(rec, everywhere))
 
 # %% [markdown]
 # **Q1. How does GRPO differ from PPO, and what replaces the value function?**
@@ -132,23 +134,23 @@ for name in ("rlvr_reward", "rlvr_reasoning", "preference_family"):
 # **Q2. What is RLVR, and why did it work for reasoning models? What can a verifier not fix?**
 #
 # <!-- BEGIN SOLUTION -->
-# Reinforcement learning from verifiable rewards: the reward is a program that checks the answer (an exact number, unit tests, a proof checker), so there is no reward model to hack and no annotators. It works when the policy already produces a right answer some of the time, pass@k well above pass@1, and RL moves probability onto those answers. In the lesson the SFT policy answered fact questions right on about half of its samples and nearly always within 8, but arithmetic almost never. With chapter 09's budget (20 steps of 32 answers) the verifier and the learned reward both raised greedy correctness from 0.060 to about 0.31 (3 seeds, far beyond the spread), mostly by flipping the greedy answer from a truncated template to a short one; sampled correctness rose +0.046 with the verifier (within noise of 3 seeds) and +0.051 with the learned reward (beyond it). The learned reward also raised KL (1.03 vs 0.32 nats) and politeness (0.68 vs 0.52): a style effect the verifier does not have. What a verifier cannot fix: a policy that cannot do the task (on chained arithmetic the format-trained 2 M model had 0 % valid working and GRPO did not raise correctness; greedy correctness even fell from 0.110 to 0.030), and wasted batches, 72 % of the verifier's groups were all-equal and taught nothing. A final-answer verifier also rewards lucky guesses with wrong working.
+# Reinforcement learning from verifiable rewards: the reward is a program that checks the answer (an exact number, unit tests, a proof checker), so there is no reward model to hack and no annotators. It works when the policy already produces a right answer some of the time, pass@k well above pass@1, and RL moves probability onto those answers. In the lesson the SFT policy answered fact questions right on about half of its samples and nearly always within 8, but arithmetic almost never. GRPO on the verifier (80 steps of 32 answers, 5 seeds) raised sampled correctness from 0.148 ± 0.013 to 0.249 ± 0.022 (+0.102, 95 % CI +0.074 to +0.129) and greedy correctness from 0.060 to 0.346, the latter mostly by flipping the greedy answer from a truncated template to a short one. The learned reward model reached the same correctness (−0.024, within noise) but a KL of 2.27 nats against 0.48 and 0.906 polite answers against 0.473: a style drift the verifier does not cause. What a verifier cannot fix: wasted batches (0.74 of the verifier's groups had equal rewards and taught nothing), and answers that are right for the wrong reasons. On chained arithmetic with the working shown, the format-trained policy was right on 0.357 of its samples but had valid working on only 0.237; 20 GRPO steps on the final-answer verifier did not raise correctness (−0.025, within noise) and lowered greedy correctness from 0.630 to 0.440, because a final-answer check rewards lucky guesses with wrong working as much as correct reasoning. (A practical trap found on the way: TRL's GRPOTrainer loads its reference model from the policy's checkpoint on disk, so a policy changed in memory gets a KL leash to the wrong model unless you set the reference yourself.)
 # <!-- END SOLUTION -->
 #
 # **Q3. What do Dr. GRPO and DAPO change in GRPO's loss, and why?**
 #
 # <!-- BEGIN SOLUTION -->
-# The original GRPO loss averages each answer's per-token losses over its own length and then over answers, so every answer gets the same total weight and a token of a long answer counts less: long wrong answers are punished less per token, which lets answers grow long. DAPO (`loss_type="dapo"`, TRL's default) averages over all tokens of the batch, so every token counts the same; it also clips the ratio higher (`epsilon_high`, 0.28) and drops groups whose rewards are all equal (dynamic sampling). Dr. GRPO divides by a constant (answers × `max_completion_length`) and stops dividing advantages by the group's std, because the std gives near-uniform groups (questions that are too easy or too hard) as much weight as informative ones. The lesson read the per-token weights off the gradient on a TRL batch: under `grpo` the short answer's tokens weighed several times the long one's, under DAPO and Dr. GRPO the same. A training comparison of the variants over seeds is declared in `course_lib/build/sweeps_rlvr.py` (PLANNED) but not shipped yet.
+# The original GRPO loss averages each answer's per-token losses over its own length and then over answers, so every answer gets the same total weight and a token of a long answer counts less: long wrong answers are punished less per token, which lets answers grow long. DAPO (`loss_type="dapo"`, TRL's default) averages over all tokens of the batch, so every token counts the same; it also clips the ratio higher (`epsilon_high`, 0.28) and drops groups whose rewards are all equal (dynamic sampling). Dr. GRPO divides by a constant (answers × `max_completion_length`) and stops dividing advantages by the group's std, because the std gives near-uniform groups (questions that are too easy or too hard) as much weight as informative ones. The lesson read the per-token weights off the gradient on a TRL batch: under `grpo` the short answer's tokens weighed several times the long one's, under DAPO and Dr. GRPO the same. In training (the shipped `rlvr_variants` sweep, 20 steps on the verifier, 3 seeds each against the recipe's 5) none of the loss changes moved correctness, length or KL beyond the seed spread: no std scaling, the per-answer mean and Dr. GRPO each changed sampled correctness by about −0.02, within noise, because these answers are about 15 tokens long and capped at 20, so the averaging barely matters. Only the group size moved something measurable: with G = 2 the share of groups with equal rewards rose from 0.740 to 0.888, almost nine batches in ten teaching nothing. The length bias is a problem of long, variable reasoning chains, which this run cannot show.
 # <!-- END SOLUTION -->
 #
 # **Q4. Compare DPO, IPO, KTO, ORPO and SimPO: what does each need and what does it change?**
 #
 # <!-- BEGIN SOLUTION -->
-# TODO-Q4
+# DPO needs pairs and a frozen reference model: −log σ(β h), h the chosen log-ratio minus the rejected one, so it keeps pushing the margin up. IPO replaces the sigmoid by a squared distance to a target margin 1/(2β) (per token in TRL), so the margin stops growing; it needs the same data. KTO needs only answers labelled good or bad one at a time, and a reference: each answer's log-ratio is pushed above or below a reference point (an estimate of the KL). ORPO needs no reference: the SFT loss on the chosen answer plus β times a log-odds-ratio term. SimPO needs no reference either: it compares per-token mean log-probabilities with a margin γ, so length is not rewarded. In the lesson's sweep (the same pairs, 40 steps of 8, learning rate 1e-4, each paper's β, 3 seeds) DPO raised gold from −0.565 to −0.142 ± 0.033 and correctness from 0.155 to 0.242 at KL 4.10 nats; KTO, from unpaired labels, was within noise of DPO on gold, correctness and KL; ORPO stayed near the reference (KL 0.41) with correctness +0.078 but gold within noise of the SFT policy; SimPO shortened the answers to 2.8 words and raised neither gold nor correctness; IPO at β = 0.1 (a target of 5 nats per token) went three different ways in three seeds (KL 1.7 to 11.8). So: DPO by default when you have pairs and memory for a reference; KTO for thumbs-up/down data; ORPO or SimPO when a reference does not fit (ORPO also does the SFT), with their β and learning rate tuned on held-out data; IPO only with a β chosen on its own scale.
 # <!-- END SOLUTION -->
 #
 # **Q5. What is likelihood displacement in DPO, and why does it matter?**
 #
 # <!-- BEGIN SOLUTION -->
-# TODO-Q5
+# DPO's loss depends only on the margin between the chosen and rejected log-ratios, so it falls whenever the rejected answer's log-probability falls faster than the chosen one's, even if both fall. The probability mass then goes to answers that are in neither set. The lesson measured it on 32 held-out pairs: over 40 DPO steps the chosen answers lost 9.5 ± 2.7 nats and the rejected 11.3 ± 3.2 (3 seeds; the chosen fell in every seed), while gold still rose. A smaller β displaced far more (−38.8 nats at β = 0.03 against −2.8 at β = 0.3). It matters because the chosen answer is usually the best answer you have, and the freed mass can land on answers nobody checked (here SimPO's went to 2-3 word answers); it also shows up as KL (4.1 nats for DPO at β = 0.1). Remedies: a larger β, an SFT term on the chosen answers (ORPO's chosen answers lost only 0.43 nats, KL 0.41; RPO adds the same term to DPO), fewer steps with the held-out log-probabilities watched, and judging the result with a gold or held-out metric, not the training margin.
 # <!-- END SOLUTION -->

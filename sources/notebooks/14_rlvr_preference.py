@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 14 · Reasoning with verifiable rewards (GRPO / RLVR) and the preference family
 #
-# **Measured runtime:** 100 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 54 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Chapter 09 optimised a policy against a **learned** reward model, and watched it find the reward
 # model's blind spots. Many tasks need no reward model at all: the answer to an arithmetic question
@@ -48,7 +48,7 @@ from course_lib.formats import preference_to_conversations
 from course_lib.generation import generate
 from course_lib.models import load_model
 from course_lib.plotting import plot_lines
-from course_lib.uncertainty import differs, spread, verdict
+from course_lib.uncertainty import differs, verdict
 from course_lib.world import reasoning
 from course_lib.world.preferences import is_correct
 from course_lib.grpo import LOSS_TYPES, SCALES, _check_grpo_inputs  # used by the exported cells
@@ -338,12 +338,14 @@ assert max(diffs.values()) < 1e-5
 # 8 sampled answers, rewarded by the verifier; β = 0.1 and learning rate $10^{-4}$ as in chapter 09
 # (not tuned on the questions we report). Then we judge the policy on the 100 held-out questions: 4
 # sampled answers each, their correctness, gold reward, KL to the SFT policy, length and politeness.
+# (20 steps fit the lesson's time budget; the shipped sweep below also trains for 80.)
 
 # %%
 policy = copy.deepcopy(sft)
 torch.manual_seed(0)
 run = grpo.train_grpo(policy, tok, sweeps_rlvr.train_prompts(0), [grpo.verifier_reward], seed=0,
-                      **{k: sweeps_rlvr.RLVR[k] for k in ("steps", "group_size", "lr", "beta")})
+                      steps=sweeps_rlvr.SHORT_STEPS,
+                      **{k: sweeps_rlvr.RLVR[k] for k in ("group_size", "lr", "beta")})
 log = [h for h in run.state.log_history if "reward" in h]
 print("reward per step:", [round(h["reward"], 2) for h in log])
 print("frac_reward_zero_std:", [round(h["frac_reward_zero_std"], 2) for h in log])
@@ -351,50 +353,59 @@ live = grpo.evaluate(policy, sft, tok, test_prompts, samples=4, seed=1000)
 print({k: round(v, 3) for k, v in live.items()})
 
 # %% [markdown]
-# One run is one draw. The shipped sweep `rlvr_reward` ran the same recipe with seeds 0, 1, 2 (the
-# live run above is its seed 0), and the same with the learned reward model of chapter 09 instead
-# of the verifier, and the SFT policy itself (its spread is sampling noise alone):
+# One run is one draw. The shipped sweep `rlvr_reward` ran the same recipe with seeds 0–4 (the live
+# run above is its seed 0 of the arm "verifier 20 steps"), the same recipe for 80 steps, the same 80
+# steps with the learned reward model of chapter 09 instead of the verifier, and the SFT policy
+# itself (its spread is sampling noise alone):
 
 # %%
 rec = sweeps.load("rlvr_reward")
 metrics = ["correct", "greedy_correct", "gold", "kl", "words", "polite"]
-print(sweeps.place(live["correct"], rec, "verifier", "correct"))
+print(sweeps.place(live["correct"], rec, "verifier 20 steps", "correct"))
 sweeps.table(rec, metrics)
 
 # %%
 val = {arm: {m: sweeps.values(rec, arm, m) for m in metrics} for arm in rec["arms"]}
-for m in ("correct", "greedy_correct", "gold", "kl", "polite"):
-    print(f"{m:>14}:", verdict(val["verifier"][m], val["sft"][m], ("verifier", "SFT")), "|",
-          verdict(val["learned"][m], val["verifier"][m], ("learned", "verifier")))
+for m in metrics:
+    print(f"{m:>14}:", verdict(val["verifier"][m], val["sft"][m], ("verifier", "SFT")))
+    print(f"{'':>14}  ", verdict(val["learned"][m], val["verifier"][m], ("learned", "verifier")))
+print(verdict(val["verifier"]["correct"], val["verifier 20 steps"]["correct"], ("80 steps", "20")))
+assert differs(val["verifier"]["correct"], val["sft"]["correct"])  # sampled: +0.10, CI +0.07..
 assert differs(val["verifier"]["greedy_correct"], val["sft"]["greedy_correct"])
 assert differs(val["learned"]["polite"], val["verifier"]["polite"])
+assert min(val["learned"]["kl"]) > max(val["verifier"]["kl"])
 assert live["greedy_correct"] > max(val["sft"]["greedy_correct"]) + 0.1
 
 # %% [markdown]
-# What the three seeds say (every number is in the table and the verdicts above):
+# What the five seeds say (every number is in the table and the verdicts above):
 #
-# * **Both rewards flipped the greedy answer.** Greedy correctness went from 0.060 to 0.310 ± 0.026
-#   (verifier) and 0.317 ± 0.040 (learned), far beyond the spread: the SFT policy's greedy answer is
-#   the long "verbose" template, cut off at 20 tokens before it names anything, and 20 steps suffice
-#   to make a short answer the mode. That is one behavioural flip, not 25 points of new knowledge.
-# * **Sampled answers moved less.** The verifier's gain in sampled correctness (+0.046) is within
-#   the noise of 3 seeds (one seed barely moved); the learned reward's (+0.051) is beyond it. At this
-#   budget (20 steps of 32 answers, chapter 09's learning rate) RLVR did not beat the learned reward
-#   on correctness, and we do not claim it did.
-# * **Where they differ is what else moved.** The learned reward pulled the policy more than three
-#   times as far from the reference (KL 1.028 against 0.321 nats) and made it polite (0.684 of the
-#   answers open with "Sure"/"Glad"/… against 0.523): the style its training pairs favoured. Here the
-#   gold reward pays for politeness too (+0.5), so that style hack raised gold; with a reward model
-#   that overrated length or flattery it would not. The verifier rewards only correctness, and style
-#   stayed where it was.
-# * **Most verifier groups were wasted** (next section): mixed batches of fact and arithmetic
-#   questions, and the arithmetic groups are all wrong.
+# * **The verifier raised correctness, sampled and greedy, beyond the seed spread.** After 80 steps
+#   sampled correctness is 0.249 ± 0.022 against the SFT policy's 0.148 ± 0.013: +0.102, 95 % CI
+#   +0.074 to +0.129. The 20-step run gains +0.047 (CI +0.014 to +0.079), and 60 more steps add
+#   +0.055 (CI +0.019 to +0.091). (With three seeds the 20-step gain was inside the noise: five seeds
+#   narrowed the interval.) Greedy correctness went from 0.060 to 0.346 ± 0.026. Much of that is one
+#   behavioural flip: the SFT policy's greedy answer is the long "verbose" template, cut off at 20
+#   tokens before it names anything, and a few steps make a short answer the mode.
+# * **On correctness the learned reward did no better.** Learned − verifier is −0.024 sampled
+#   (CI −0.052 to +0.005) and −0.022 greedy: within noise. Both rewards find the right answers the
+#   policy already samples sometimes.
+# * **What else moved is the difference.** The learned reward pulled the policy almost five times as
+#   far from the reference (KL 2.27 ± 0.35 against 0.48 ± 0.10 nats), made 0.906 of the answers open
+#   politely (against 0.473) and lengthened them (7.7 words against 6.1): the style its training pairs
+#   favoured. This world's gold reward pays +0.5 for politeness, so the learned arm's gold is higher
+#   (+0.39, CI +0.28 to +0.50) with no more correct answers; a reward model that overrated length or
+#   flattery, against a gold that did not pay for them, would turn the same drift into reward hacking
+#   (chapter 09). The verifier rewards only correctness, and politeness stayed where it was (verifier
+#   − SFT within noise).
+# * **Most verifier groups were wasted** (next section): the training questions mix facts and
+#   arithmetic, and many groups are all right or all wrong.
 #
 # ## 4 · Group size, std scaling and length normalisation
 #
 # **Wasted groups.** The verifier's 0/1 rewards make most groups uniform: the `frac_zero_std` column
-# of the sweep (the mean over the 20 steps) says which share of each batch taught nothing. The learned
-# reward is a real number, different for almost every answer, so its groups are never uniform:
+# of the sweep (the mean over the training steps) says which share of each batch taught nothing.
+# The learned reward is a real number, different for almost every answer, so its groups are never
+# uniform:
 
 # %%
 for arm in ("verifier", "learned"):
@@ -429,8 +440,39 @@ for loss_type in LOSS_TYPES:
 # %% [markdown]
 # Under `grpo` a long answer gets the same total push as a short one, so each of its tokens gets less:
 # a long wrong answer is punished less per token, which is the length bias Dr. GRPO and DAPO remove
-# (there, the whole-answer push grows with the length). A training comparison of these variants over
-# seeds (`PLANNED` in `course_lib/build/sweeps_rlvr.py`) is declared but not shipped yet.
+# (there, the whole-answer push grows with the length).
+#
+# **Measured in training.** The shipped sweep `rlvr_variants` changes one thing at a time in the
+# 20-step verifier recipe of section 3 (3 seeds each): no std scaling; the original per-answer mean
+# (`grpo`); Dr. GRPO (constant divisor, no std); groups of 2 or 16 answers at the same 32 answers per
+# step. Each is compared with the unchanged recipe, the arm "verifier 20 steps" of `rlvr_reward`:
+
+# %%
+var = sweeps.load("rlvr_variants")
+vm = ["correct", "greedy_correct", "frac_zero_std", "completion_tokens", "kl"]
+base = {m: sweeps.values(rec, "verifier 20 steps", m) for m in vm}
+print("unchanged recipe (5 seeds):",
+      {m: sweeps.summary(rec, "verifier 20 steps", m).fmt(3) for m in vm})
+sweeps.table(var, vm)
+
+# %%
+for arm in var["arms"]:
+    for m in ("correct", "frac_zero_std", "completion_tokens"):
+        print(f"{arm:>9} {m:>17}:", verdict(sweeps.values(var, arm, m), base[m], (arm, "recipe")))
+assert differs(sweeps.values(var, "G=2", "frac_zero_std"), base["frac_zero_std"])
+
+# %% [markdown]
+# Measured, one change at a time, against the unchanged recipe's five seeds: **only the group size
+# moved anything beyond the noise, and only the share of wasted groups.** With G = 2 the share of
+# groups whose two answers got the same reward rose from 0.740 ± 0.052 to 0.888 ± 0.006 (+0.148,
+# CI +0.084 to +0.211): almost nine batches in ten taught nothing. G = 16 lowered it to
+# 0.625 ± 0.132, within noise of G = 8 over three seeds. Dropping the std scaling, the original
+# per-answer mean and Dr. GRPO changed sampled correctness by −0.018 to −0.019 (all within noise),
+# and answer length and KL not at all. That is what the gradient weights above predict for *this*
+# task: the answers are 15 tokens on average and capped at 20, so how tokens are averaged barely
+# matters. The length bias Dr. GRPO and DAPO remove is a problem of long, variable reasoning chains
+# (hundreds to thousands of tokens), which a 20-step run on 20-token answers cannot show; we do not
+# claim it from these numbers.
 #
 # ## 5 · Multi-step arithmetic: working shown, then the answer
 #
@@ -446,26 +488,44 @@ print(reasoning.is_correct("What is 7 plus 5 minus 3?", "7 plus 5 is 11. 11 minu
 # The verifier reads only the final answer, as RLVR verifiers do (the last line above has a wrong
 # step and a right answer: it counts as correct). `working_is_valid` checks the steps as well, so we
 # can see whether a better final answer comes with better working. The sweep `rlvr_reasoning` first
-# teaches the SFT policy the format (60 steps on 400 worked answers, the same start for every seed),
-# then runs GRPO on the verifier, or not:
+# teaches the SFT policy the format (300 steps on 1000 worked answers at learning rate $10^{-3}$, the
+# same start for every seed; the budget was chosen on 60 validation questions that are not reported,
+# see `REASONING` in `course_lib/build/sweeps_rlvr.py`), then runs GRPO on the final-answer verifier
+# (20 steps of 4 questions × 8 answers, chapter 09's learning rate and β), or not. Both are judged on
+# 100 held-out questions, 4 sampled answers each (pass@1 and pass@4) and the greedy answer:
 
 # %%
 rsn = sweeps.load("rlvr_reasoning")
-print(sweeps.table(rsn, ["correct", "pass_at_k", "greedy_correct", "valid_working"]))
-rv = {m: {arm: sweeps.values(rsn, arm, m) for arm in rsn["arms"]} for m in ("correct", "pass_at_k")}
-print(verdict(rv["correct"]["grpo"], rv["correct"]["sft"], ("GRPO", "SFT")))
-assert spread(rv["pass_at_k"]["sft"]).lo > spread(rv["correct"]["sft"]).hi  # RL has signal
+rm = ["correct", "pass_at_k", "greedy_correct", "valid_working"]
+rv = {m: {arm: sweeps.values(rsn, arm, m) for arm in rsn["arms"]} for m in rm}
+for m in rm:
+    print(f"{m:>14}:", verdict(rv[m]["grpo"], rv[m]["sft"], ("GRPO", "SFT")))
+print("GRPO groups with equal rewards:", sweeps.summary(rsn, "grpo", "frac_zero_std").fmt(2))
+assert min(rv["valid_working"]["sft"]) > 0.15  # the format stage taught the worked format
+assert differs(rv["greedy_correct"]["sft"], rv["greedy_correct"]["grpo"])  # GRPO lowered greedy
+sweeps.table(rsn, rm)
 
 # %% [markdown]
-# Measured, and not what we hoped. The format-trained policy is right on 0.074 of its sampled answers
-# and at least once in 4 samples on 0.260 of the questions, so RL has signal; but none of its answers
-# has fully valid working (the 2 M-parameter model copies the format, not the arithmetic), and 20 GRPO
-# steps did not raise correctness: the sampled change is within noise and greedy correctness fell
-# (0.110 to 0.030). With a final-answer verifier and a policy whose right answers are mostly lucky
-# guesses, RL reinforces guesses, and the greedy answer drifted to another guess. RLVR raises
-# reasoning accuracy when the policy can already do the steps some of the time (DeepSeek-R1 started
-# from a strong base model); it did not teach this one to add. (`working_is_valid` is what a
-# process reward would check; the course leaves that experiment to you.)
+# Measured, and not what we hoped. The format stage worked: the policy writes the working and is
+# right on 0.357 ± 0.010 of its sampled answers, 0.630 of its greedy ones, and at least once in 4
+# samples on 0.790 of the questions, so RL has signal (only 0.133 of the GRPO groups were uniform,
+# against 0.74 on the mixed questions of section 3). Yet 20 GRPO steps on the verifier did **not**
+# raise correctness: sampled correctness moved −0.025 (within noise), greedy correctness *fell*
+# 0.630 → 0.440 ± 0.030 (CI of the drop −0.265 to −0.115), and valid working fell too (−0.032).
+#
+# Two things we checked. (1) TRL's `GRPOTrainer` loads its reference model from the policy's
+# `name_or_path` on disk, which here is the SFT policy *before* the format stage, so a first build of
+# this sweep had a KL term pulling back to a model that does not know the format (TRL logged a KL near
+# 5 nats per token); `grpo.train_grpo(..., reference_state=...)` now sets the reference to the
+# format-trained start, and the result above is with that fix: the drop remained. (2) A lower
+# learning rate ($2\times10^{-5}$, tried on the 60 validation questions, not these) did not raise
+# correctness there either. What we believe, not measured further: about a third of the format-trained
+# policy's correct sampled answers have wrong working (0.357 correct against 0.237 valid), and a
+# final-answer verifier rewards those lucky guesses as much as right working, so 640 sampled answers
+# of reinforcement move probability onto wrong steps as well as right ones. RLVR raised correctness
+# in section 3, where a right answer is one short phrase; on multi-step answers this budget and this
+# 2 M-parameter policy were not enough, and a process check (`working_is_valid` as the reward) is the
+# experiment we leave to you.
 #
 # ## 6 · The preference family
 #
@@ -658,15 +718,25 @@ assert max(diffs.values()) < 1e-5
 
 # %%
 pairs, held = load_jsonl("preferences_train"), load_jsonl("preferences_test")
-dpo_policy = copy.deepcopy(sft)
+# fresh copies, as in the sweep: the TRL trainers above wrapped `sft` (as their reference model),
+# and a deep copy of it does not train
+dpo_policy, _ = load_model("sft_policy")
+dpo_ref, _ = load_model("sft_policy")
 budget = {k: sweeps_rlvr.PREFERENCE[k] for k in ("steps", "batch_size", "lr")}
-hist = pf.train_preference("dpo", dpo_policy, sft, tok, pairs, held[:32], seed=0, **budget)
+hist = pf.train_preference("dpo", dpo_policy, dpo_ref, tok, pairs, held[:32], seed=0, **budget)
 plot_lines(hist["step"], {"chosen": hist["chosen"], "rejected": hist["rejected"]},
            "DPO: log π of held-out answers over training", "step", "mean log-probability")
 print({k: [round(v, 2) for v in vs] for k, vs in hist.items()})
+assert hist["chosen"][-1] < hist["chosen"][0] - 1 and hist["rejected"][-1] < hist["rejected"][0] - 1
 
 # %% [markdown]
-# TODO-PROSE-DISPLACEMENT
+# Both lines fall. The cell above prints the held-out pairs' mean log-probabilities every 10 steps:
+# the rejected answers lost more than the chosen ones, so the margin grew and the loss fell, but the
+# chosen answers became *less* likely than under the SFT policy. This is **likelihood
+# displacement** (Razin et al. 2024): DPO's loss sees only the difference of the two log-ratios, so
+# it is satisfied when both fall, and the probability mass goes to answers in neither set. The
+# shipped sweep `preference_family` (3 seeds; the live run is DPO's seed 0) places it, and runs
+# every loss of the family on the same pairs:
 
 # %%
 fam = sweeps.load("preference_family")
@@ -676,14 +746,39 @@ sweeps.table(fam, pm)
 
 # %%
 pv = {arm: {m: sweeps.values(fam, arm, m) for m in pm} for arm in fam["arms"]}
-for arm in ("ipo", "kto", "orpo", "simpo"):
-    print(verdict(pv[arm]["gold"], pv["dpo"]["gold"], (arm, "dpo")))
 for arm in pf.LOSSES:
-    print(verdict(pv[arm]["gold"], pv["sft"]["gold"], (arm, "SFT")), "|",
-          verdict(pv[arm]["kl"], pv["dpo"]["kl"], (arm, "dpo")), "(KL)")
+    for m in ("gold", "correct"):
+        print(f"{m:>7}:", verdict(pv[arm][m], pv["sft"][m], (arm, "SFT")))
+for arm in ("ipo", "kto", "orpo", "simpo"):
+    for m in ("gold", "correct", "kl"):
+        print(f"{m:>7}:", verdict(pv[arm][m], pv["dpo"][m], (arm, "dpo")))
+assert differs(pv["dpo"]["gold"], pv["sft"]["gold"])
+assert max(pv["dpo"]["chosen_logp_change"]) < 0  # displaced in every seed
+assert max(pv["orpo"]["kl"]) < min(pv["dpo"]["kl"])
 
 # %% [markdown]
-# TODO-PROSE-FAMILY
+# At the matched budget (40 steps of 8 pairs, learning rate $10^{-4}$, each paper's β), over 3 seeds:
+#
+# * **DPO**: gold −0.565 → −0.142 ± 0.033 and correctness 0.155 → 0.242 ± 0.015, both beyond the
+#   spread; KL 4.10 ± 0.37 nats. Its chosen answers lost 9.5 ± 2.7 nats and the rejected 11.3 ± 3.2:
+#   displaced in every seed.
+# * **KTO**, which saw each answer alone with a good/bad label, reached the same place: KTO − DPO is
+#   within noise on gold, correctness and KL. Pairs were not needed here.
+# * **ORPO** (no reference model) stayed closest to the SFT policy (KL 0.41 ± 0.07) and its chosen
+#   answers barely moved (−0.43 nats): its SFT term holds them up. Correctness rose beyond noise
+#   (+0.078), gold did not (within noise of SFT, and 0.30 below DPO): at this budget it changed less.
+# * **SimPO** (no reference, per-token means, β = 2, γ = 0.5) moved the policy as far as DPO (KL
+#   within noise of DPO's) but somewhere else: answers of 2.8 ± 0.8 words instead of 6.7, hardly
+#   ever polite (0.083), correctness and gold within noise of the SFT policy and below DPO's. Its
+#   objective does not pay for length, and nothing anchors it to a reference: short answers were the
+#   shortcut it found.
+# * **IPO** at β = 0.1 asks for a per-token margin of $1/(2\beta) = 5$ nats, far beyond the margins
+#   of these answers, and its three seeds went three ways (KL from 1.7 to 11.8, chosen log-probability
+#   from −2.5 to −140): every comparison with it is within noise. IPO's β lives on another scale than
+#   DPO's; a larger β (a smaller target) is what it needs, and we did not tune it.
+#
+# So on this world DPO and KTO are the robust defaults; what each loss *needs* (pairs, a reference)
+# matters more than small differences in gold, which three seeds cannot resolve.
 #
 # ### DPO's β
 #
@@ -695,10 +790,16 @@ betas = {"dpo β=0.03": 0.03, "dpo": 0.1, "dpo β=0.3": 0.3}
 for arm, beta in betas.items():
     s_kl, s_gold = sweeps.summary(fam, arm, "kl"), sweeps.summary(fam, arm, "gold")
     print(f"β = {beta:<5} KL {s_kl.fmt(2)}  gold {s_gold.fmt(3)}")
-print(verdict(pv["dpo β=0.03"]["kl"], pv["dpo β=0.3"]["kl"], ("β=0.03", "β=0.3")))
+for m in ("kl", "gold", "chosen_logp_change"):
+    print(f"{m:>18}:", verdict(pv["dpo"][m], pv["dpo β=0.3"][m], ("β=0.1", "β=0.3")), "|",
+          verdict(pv["dpo β=0.03"][m], pv["dpo β=0.3"][m], ("β=0.03", "β=0.3")))
+assert differs(pv["dpo"]["kl"], pv["dpo β=0.3"]["kl"])
 
 # %% [markdown]
-# TODO-PROSE-BETA
+# The order is the one the theory predicts: KL 9.7 ± 3.8 at β = 0.03, 4.1 ± 0.4 at β = 0.1 and
+# 1.7 ± 0.9 at β = 0.3 (0.1 vs 0.3 beyond noise; 0.03's seeds spread too widely to separate it), and
+# the smaller β displaced the chosen answers far more (−38.8 against −2.8 nats). Gold is within noise
+# across the three: at this budget the extra distance bought nothing the gold reward can see.
 #
 # ## 7 · When to pick which
 #
@@ -713,7 +814,23 @@ print(verdict(pv["dpo β=0.03"]["kl"], pv["dpo β=0.3"]["kl"], ("β=0.03", "β=0
 #
 # ## Summary
 #
-# TODO-SUMMARY
+# * GRPO replaces PPO's value head by the group mean: $A_i = (r_i - \bar r)/(\mathrm{std} + \varepsilon)$;
+#   its loss adds β·k3 per token; with one update per batch the clip never acts. Our loss equals
+#   TRL's for all four aggregations.
+# * With the world's verifier as the reward, GRPO raised sampled correctness from 0.148 to 0.249
+#   (80 steps, 5 seeds, CI of the gain +0.074 to +0.129) and greedy correctness from 0.060 to 0.346.
+#   The learned reward model reached the same correctness (within noise) but drifted almost five
+#   times as far (KL 2.27 against 0.48 nats) and towards its favourite style (0.906 polite answers).
+# * A 0/1 verifier wastes most groups (0.74 uniform here); G = 2 wastes more (0.888). Std scaling,
+#   the per-answer mean and Dr. GRPO made no measurable difference on 15-token answers.
+# * On chained arithmetic with the working shown, the format was learnt by SFT, but 20 GRPO steps on a
+#   final-answer verifier lowered greedy correctness (0.630 → 0.440): a verifier that checks only the
+#   answer also rewards lucky guesses. Set TRL's reference model yourself when the policy does not
+#   start from its checkpoint on disk.
+# * The preference family at a matched budget: DPO and KTO (unpaired) raised gold and correctness
+#   equally; ORPO stayed closest to the reference; SimPO shortened the answers and gained nothing;
+#   IPO at β = 0.1 was unstable. DPO's chosen answers lost 9.5 nats while the loss fell: likelihood
+#   displacement, larger at smaller β.
 #
 # ## Quiz
 #
