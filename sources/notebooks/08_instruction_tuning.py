@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Instruction tuning (supervised fine-tuning)
 #
-# **Measured runtime:** 164 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 146 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A pretrained model continues text. An assistant answers. **Supervised fine-tuning** (SFT, also
 # called instruction tuning) turns the first into the second by training on (instruction, answer)
@@ -532,16 +532,23 @@ assert ce_trl < ce_base - 1.0, "a short LoRA run should already teach much of th
 #
 # A fair comparison changes one thing: the parameters that train. `sft.train_sft` runs both methods
 # with the same data, the same number of steps and, for one seed, the very same batches in the same
-# order; LoRA adapts every linear layer ($r = 16$, $\alpha = 32$). Learning rates are not shared
-# (a low-rank update usually needs a larger one): full SFT keeps section 5's, LoRA runs at 5× that.
-# Neither was tuned, so this compares each method at one reasonable setting, not at its best; the
-# shipped sweep `ch08_lora_vs_full` has 3 seeds per method (`make sweep NAME=ch08_lora_vs_full`).
+# order; LoRA adapts every linear layer ($r = 16$, $\alpha = 32$). Learning rates are not shared:
+# full SFT keeps section 5's; LoRA's is chosen among three ($10^{-3}$, $3 \cdot 10^{-3}$ and
+# $10^{-2}$, the "a low-rank update needs 5× more" guess) by the mean exact match on the 100
+# *validation* instructions over the seeds (`best_lora_arm`), never by the test EM. Full SFT's rate
+# was not tuned, so this compares tuned LoRA with full SFT at one reasonable setting; the shipped
+# sweep `ch08_lora_vs_full` has 3 seeds per arm (`make sweep NAME=ch08_lora_vs_full`).
 
 # %%
+from course_lib.build.sweeps_ch08 import best_lora_arm
+
 rec = sweeps.load("ch08_lora_vs_full")
-lora_arm = next(a for a in rec["arms"] if a.startswith("lora"))
+lora_arm = best_lora_arm(rec)  # the highest mean validation EM; the test EM is not looked at
 lora_lr = float(lora_arm.split("=")[1])
 print("arms of the shipped sweep:", rec["arms"], "| seeds:", rec["seeds"])
+val_by_arm = {a: sweeps.summary(rec, a, "val_em").mean for a in rec["arms"] if a != "full"}
+print("LoRA, mean validation EM per rate:", {a: round(v, 3) for a, v in val_by_arm.items()})
+print("chosen on validation:", lora_arm)
 lora, hist_lora = sft.train_sft(base, tok, train_recs, method="lora", lr=lora_lr, steps=LIVE_STEPS)
 em_lora = sft.exact_match_by_skill(lora, tok, test_recs)
 print(f"live seed 0, {LIVE_STEPS} steps each: full EM {em_sft['all']:.3f}, LoRA {em_lora['all']:.3f}")
@@ -556,7 +563,7 @@ print(sweeps.place(em_lora["all"], rec, lora_arm, "test_em_all"))
 from course_lib.uncertainty import differs, verdict
 
 metrics = ["test_em_all", "test_em_classify", "val_em", "general_ce"]
-print(sweeps.table(rec, metrics + ["train_seconds"]).to_string())
+print(sweeps.table(rec, metrics + ["final_loss", "train_seconds"]).to_string())
 for m in metrics:
     a, b = sweeps.values(rec, "full", m), sweeps.values(rec, lora_arm, m)
     print(f"{m:18s}", verdict(a, b, ("full", "LoRA")))
@@ -567,15 +574,24 @@ ce_lora_seeds = sweeps.values(rec, lora_arm, "general_ce")
 forgets_less = "full SFT" if max(ce_full_seeds) < min(ce_lora_seeds) else "LoRA"
 print(f"general-text CE after SFT: {forgets_less} forgets less in every seed")
 assert differs(ce_full_seeds, ce_lora_seeds), "the forgetting difference is beyond the seed spread"
+for arm in val_by_arm:  # every LoRA rate, not only the chosen one
+    em_arm = sweeps.values(rec, arm, "test_em_all")
+    assert differs(em_full_seeds, em_arm) and min(em_full_seeds) > max(em_arm), (
+        f"full SFT should learn more than LoRA at {arm} in 100 steps"
+    )
 
 # %% [markdown]
 # Read the verdicts, not the means: a line that says "within noise" is not a ranking, whatever the
-# means. The popular claim is that LoRA "forgets less" because it changes far fewer parameters
-# (chapter 04). Here, at LoRA's untuned rate of $10^{-2}$, the printed verdict says which run kept
-# more of the general text, and the EM lines say which learnt more: at this budget the LoRA run
-# learnt nothing measurable *and* drifted further on general text, so its rate, not the method, is
-# what this comparison measures. Both trade-offs move with the budget and the learning rate:
-# compare methods at rates chosen on a validation split, over seeds (chapter 04's yardstick does).
+# means. At this budget no LoRA rate learnt a measurable exact match: the validation EMs printed
+# above are one or two right answers out of 300, so the rule "best validation EM" picked its rate by
+# noise. That is worth seeing: a selection rule is only as good as the signal it selects on, and
+# here the final training loss (in the table) would have been the better one; it ranks the rates
+# differently. Full SFT learnt more than LoRA at every rate tried (the check above). The popular
+# claim is that LoRA "forgets less" because it changes far fewer parameters (chapter 04); the
+# general-CE column shows that here it depends on the rate more than on the method: at the lowest
+# rate LoRA keeps the base model's general CE and learns nothing, at the highest it forgets more
+# than full SFT. Both trade-offs move with the budget and the learning rate: compare methods at rates
+# chosen on a validation signal that moves, over seeds (chapter 04's yardstick does).
 #
 # ## 8 · Knowledge: in the weights or in the prompt?
 #
@@ -796,8 +812,9 @@ print(
 # Replay keeps much of the general ability, and it is not free: about a quarter of each batch is
 # now corpus text, so the answers get fewer updates, and the response CE and the EM printed above
 # show the price at equal steps (one seed; an EM difference of a few points on 100 items is within
-# its noise). A low-rank update makes a similar trade (section 7: LoRA forgot less at a matched
-# budget), and so does a lower learning rate. Which trade is right depends on what else the model
+# its noise). A low-rank update at a low rate makes a similar trade (section 7: LoRA at the
+# lowest rate kept the base model's general CE and learnt no exact match), and so does a lower
+# learning rate. Which trade is right depends on what else the model
 # must still do.
 #
 # ## 10 · Decoding: greedy, temperature, top-p
@@ -939,8 +956,9 @@ print(f"decoding EM: greedy {decode['greedy'][0]:.2f}, T=2 {decode['T=2.0'][0]:.
 # * Full SFT taught the format and lifted held-out EM; the shipped chat model, the same recipe run
 #   longer with replay, answers every skill some of the time, lists and sums least often (its card
 #   gives the recipe search and the limits). At a
-#   matched budget, LoRA forgot less general text than full SFT; the EM comparison is a verdict over
-#   three seeds, not one run.
+#   matched budget of 100 steps, full SFT learnt more than LoRA at every rate tried (the rate chosen
+#   on validation, by noise at this budget); LoRA's forgetting depends on its rate (none at the
+#   lowest, more than full SFT at the highest); each comparison is a verdict over three seeds.
 # * Facts in the prompt beat facts fine-tuned into the weights as plain statements (the seen
 #   phrasing was learnt, the chat question barely); mixed training with other people's QA pairs is
 #   the remedy to test, and at this scale it helps at most partly.
