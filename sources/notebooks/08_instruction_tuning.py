@@ -603,7 +603,8 @@ for arm in val_by_arm:  # every LoRA rate, not only the chosen one
 # 1. **zero-shot**: ask the chat model; it has never seen these people, so it can only guess;
 # 2. **in the prompt** (retrieval-style, as in RAG): put the fact's statements before the question,
 #    in one user turn (the note, a line break, the question); the reading exercises in its SFT data
-#    taught the model to use such notes;
+#    taught the model to use such notes (here an oracle hands it the right note; chapter 16,
+#    sections 3–6, puts a real BM25 retriever in its place, with its recall and its failures);
 # 3. **in the weights**: continue training the chat model on the statements, then ask without context.
 #
 # One metric for every bar: each fact has 8 candidate answers, and we score whether the model ranks
@@ -637,8 +638,10 @@ zero_shot, in_prompt = chat_rank(chat, questions, facts), chat_rank(chat, with_n
 em_prompt = exact_match(generate(chat, tok, with_notes, chat=True), answers)
 print(f"chat question, ranked: zero-shot {zero_shot:.3f}, facts in the prompt {in_prompt:.3f}")
 print(f"generated EM with the facts in the prompt: {em_prompt:.3f}")
-for q, n, a in zip(questions[:3], notes, generate(chat, tok, with_notes[:3], chat=True)):
-    print(f"{n} | {q} -> {a}")
+shown = generate(chat, tok, with_notes[:4], chat=True)  # four examples, right or wrong marked
+for q, n, a, gold in zip(questions[:4], notes, shown, answers):
+    mark = "✔" if exact_match([a], [gold]) == 1.0 else f"✘ (right: {gold})"
+    print(f"{n} | {q} -> {a}  {mark}")
 assert in_prompt > zero_shot + 0.15, "a model trained to read notes should use facts in the prompt"
 
 
