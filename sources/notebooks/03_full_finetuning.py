@@ -1088,6 +1088,10 @@ for alpha in (1 / 3, 2 / 3):
     print(f"alpha {alpha:.2f}: clinic {wise[alpha][0]:.3f}  general {wise[alpha][1]:.3f}")
 
 # %% [markdown]
+# Chapter 17 (§4, [weight averaging as a cure for forgetting](17_synthetic_distillation_merging.ipynb))
+# traces the whole curve between the base and the shipped chat model, with intervals, and sets
+# weight averaging beside model merging.
+#
 # How to read a forgetting result: place every cure on the learning-rate curve, not only against the
 # one fine-tune it modifies. A cure is worth its cost only if it reaches a point (clinic loss, general
 # loss) that a lower learning rate alone does not reach, by more than the seed noise; and a general
