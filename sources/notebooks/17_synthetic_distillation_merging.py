@@ -533,8 +533,9 @@ plt.show()
 # * What is rejection-sampling fine-tuning, and when does it beat SFT on human data?
 # * How do you detect and measure benchmark contamination?
 # * Why the $T^2$ in knowledge distillation, and what does the temperature do?
-# * How do TIES and DARE reduce interference when merging task vectors?
-# * When would you merge models instead of training one multi-task model?
+# * How do TIES and DARE reduce interference when merging task vectors, and when would you merge
+#   instead of training one multi-task model?
+# * What is WiSE-FT, and why can weight interpolation cure forgetting?
 #
 # Answers, with this chapter's numbers, and the exercises are in
 # [the exercises notebook](../exercises/17_synthetic_distillation_merging_exercises.ipynb).
