@@ -165,3 +165,24 @@ def test_grpo_loss_rejects_bad_shapes():
         grpo.grpo_loss(x, torch.zeros(2, 4), x, torch.zeros(2), torch.ones(2, 3))
     with pytest.raises(ValueError, match="ref_logps"):
         grpo.grpo_loss(x, x, None, torch.zeros(2), torch.ones(2, 3), beta=0.1)
+
+
+def test_train_grpo_uses_the_reference_it_is_given():
+    """TRL loads its reference model from the policy's checkpoint on disk; `reference_state`
+    replaces it, for a policy whose starting weights live only in memory (chapter 14)."""
+    warnings.filterwarnings("ignore")
+    policy, tok = load_model("sft_policy")
+    start = {
+        k: v + 0.01 if v.is_floating_point() else v.clone() for k, v in policy.state_dict().items()
+    }
+    prompts = ["What is 3 plus 4?", "What is 5 plus 9?"]
+    small = dict(steps=1, group_size=2, prompts_per_step=2, max_new_tokens=4)
+    trainer = grpo.train_grpo(
+        policy, tok, prompts, [grpo.verifier_reward], reference_state=start, **small
+    )
+    ref = trainer.ref_model.state_dict()
+    assert all(torch.equal(ref[k], start[k]) for k in start), "the reference is not the given state"
+    with pytest.raises(ValueError, match="beta > 0"):
+        grpo.train_grpo(
+            policy, tok, prompts, [grpo.verifier_reward], beta=0.0, reference_state=start, **small
+        )
