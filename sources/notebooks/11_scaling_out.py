@@ -899,6 +899,11 @@ def counting_hook(state, bucket):
 
 net = DDP(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)))
 net.register_comm_hook(None, counting_hook)
+
+# %% [markdown]
+# One optimizer step of $k$ micro-batches, with and without `no_sync` on all but the last:
+
+# %%
 x, k = torch.randn(4, 8, 64), 4  # k micro-batches of 8
 
 

@@ -705,6 +705,7 @@ def rise_at(pairs, target: float) -> float:
     return float(np.interp(target, [p[0] for p in pairs], [p[1] for p in pairs]))
 
 
+# %%
 matched = {"full fine-tuning": [], "LoRA q,v r=8": []}
 targets = []
 for k in range(n_seeds):
