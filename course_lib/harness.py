@@ -29,8 +29,11 @@ def fact_recall(model, tokenizer, facts: list[dict], phrasing: str = "seen") -> 
     )
 
 
-def mean_gold_reward(model, tokenizer, prompts: list[str], max_new_tokens: int = 24) -> float:
-    """The gold reward of the model's greedy answers, averaged over the prompts."""
+def mean_gold_reward(model, tokenizer, prompts: list[str], max_new_tokens: int = 100) -> float:
+    """The gold reward of the model's greedy answers, averaged over the prompts (chapter 10).
+
+    100 new tokens, as chapter 09 evaluates: room for the longest training answer (98 tokens), so
+    that an answer is judged complete rather than cut (a 24-token budget used to truncate)."""
     replies = generate(model, tokenizer, prompts, chat=True, max_new_tokens=max_new_tokens)
     return sum(gold_reward(p, r) for p, r in zip(prompts, replies)) / len(prompts)
 
@@ -88,7 +91,18 @@ def evaluate_all(model, tokenizer, n: int = 100) -> dict[str, float]:
     )
     scores["facts seen"] = fact_recall(model, tokenizer, facts, "seen")
     scores["facts paraphrase"] = fact_recall(model, tokenizer, facts, "paraphrase")
-    scores["gold reward"] = mean_gold_reward(
-        model, tokenizer, [r["prompt"] for r in load_jsonl("preferences_test")[:n]]
-    )
+    scores["gold reward"] = mean_gold_reward(model, tokenizer, held_out_questions(n))
     return scores
+
+
+def held_out_questions(n: int) -> list[str]:
+    """The first n distinct questions of preferences_test that no training pair asks (chapter 10).
+
+    About a third of the test pairs' prompts also occur in preferences_train; scoring those would
+    measure recall of training questions (chapter 09 deduplicates the same way)."""
+    seen = {r["prompt"] for r in load_jsonl("preferences_train")}
+    fresh = [p for p in dict.fromkeys(r["prompt"] for r in load_jsonl("preferences_test"))]
+    fresh = [p for p in fresh if p not in seen]
+    if not isinstance(n, int) or not 0 < n <= len(fresh):
+        raise ValueError(f"n must be an int in [1, {len(fresh)}] (held-out questions), got {n!r}")
+    return fresh[:n]

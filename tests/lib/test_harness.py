@@ -105,3 +105,12 @@ def test_evaluate_all_scores_every_skill_and_attribute(monkeypatch, lm_and_tok, 
 def test_stratified_rejects_records_without_the_key():
     with pytest.raises(ValueError, match="key"):
         harness.stratified([{"skill": "fact"}, {"x": 1}], 2)
+
+
+def test_gold_reward_questions_are_distinct_and_never_trained_on():
+    qs = harness.held_out_questions(50)
+    trained = {r["prompt"] for r in load_jsonl("preferences_train")}
+    assert len(set(qs)) == 50, "each question once"
+    assert not trained & set(qs), "no question the preference data trained on"
+    with pytest.raises(ValueError, match="held-out questions"):
+        harness.held_out_questions(10**6)
