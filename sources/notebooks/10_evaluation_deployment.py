@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 import torch
 import torch.nn.functional as F
+import matplotlib.pyplot as plt
 import course_lib
 from course_lib import deploy, harness
 from course_lib.models import load_model
@@ -478,6 +479,26 @@ for key in [k for k in cm if k.startswith("EM ")]:
     right[key] = round(cm[key] * n_items)
     lo, hi = wilson_interval(right[key], n_items)
     print(f"{key:16s} {right[key]:3d} / {n_items:3d} = {cm[key]:.2f}   95 % interval {lo:.2f}-{hi:.2f}")
+
+# %% [markdown]
+# The same per skill and per model, as a picture (bars: exact match; whiskers: Wilson 95 %
+# intervals over the 20 items of each skill):
+
+# %%
+em_keys = [k for k in cm if k.startswith("EM ") and k != "EM all"]
+fig, ax = plt.subplots(figsize=(7.5, 3.4))
+for i, (name, scores) in enumerate(table.items()):
+    x = [j + (i - 1) * 0.27 for j in range(len(em_keys))]
+    ems = [scores[k] for k in em_keys]
+    bounds = [wilson_interval(round(e * per_skill), per_skill) for e in ems]
+    yerr = [[e - lo for e, (lo, _) in zip(ems, bounds)], [hi - e for e, (_, hi) in zip(ems, bounds)]]
+    ax.bar(x, ems, width=0.27, yerr=yerr, capsize=3, label=name, color=f"C{i}")
+ax.set_xticks(range(len(em_keys)), [k.removeprefix("EM ") for k in em_keys])
+ax.set_ylabel("exact match (20 items per skill)")
+ax.set_ylim(0, 1.05)
+ax.legend(fontsize=8)
+ax.set_title("One harness, three models: exact match per skill, Wilson 95 % intervals")
+plt.tight_layout()
 
 # %% [markdown]
 # What the table shows, checked with margins: the chat model is far above the base model and gets
