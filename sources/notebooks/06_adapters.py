@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Adapters
 #
-# **Measured runtime:** 21 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 26 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # LoRA (chapter 04) adds a low-rank update *beside* a frozen weight matrix. The older idea,
 # **adapters** (Houlsby et al. 2019, *Parameter-Efficient Transfer Learning for NLP*), adds a small

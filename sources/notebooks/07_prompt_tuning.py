@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Prompt tuning, prefix tuning, P-tuning
 #
-# **Measured runtime:** 24 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 34 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # LoRA (chapter 04) changes weights. The methods of this chapter change none: they learn a few
 # **virtual tokens**, vectors that the frozen model reads as if they were part of its input

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Instruction tuning (supervised fine-tuning)
 #
-# **Measured runtime:** 146 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 110 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A pretrained model continues text. An assistant answers. **Supervised fine-tuning** (SFT, also
 # called instruction tuning) turns the first into the second by training on (instruction, answer)

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Evaluation and deployment
 #
-# **Measured runtime:** 75 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 67 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # A fine-tuned model is only as good as the numbers that say so, and only useful once it runs
 # somewhere. This chapter first takes the usual metrics apart (each one computed by hand and then

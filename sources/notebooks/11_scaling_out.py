@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 11 · Scaling out: memory, data parallelism, ZeRO and FSDP
 #
-# **Measured runtime:** 97 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 37 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Every method so far trained a 2 M-parameter model on a laptop. A real 7 B model does not fit that way,
 # and the first question of every fine-tuning project is therefore **how much memory does it need, and

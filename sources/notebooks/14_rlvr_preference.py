@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 14 · Reasoning with verifiable rewards (GRPO / RLVR) and the preference family
 #
-# **Measured runtime:** 54 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 51 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Chapter 09 optimised a policy against a **learned** reward model, and watched it find the reward
 # model's blind spots. Many tasks need no reward model at all: the answer to an arithmetic question

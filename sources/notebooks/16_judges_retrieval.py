@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 16 · LLM judges and a real retriever
 #
-# **Measured runtime:** 111 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 67 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Two everyday tools of fine-tuning practice, measured against the course world's known truth.
 # **Retrieval**: chapters 01 and 08 compared fine-tuning with an *oracle* that pasted the right fact

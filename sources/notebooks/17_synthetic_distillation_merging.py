@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 17 · Synthetic data, distillation and model merging
 #
-# **Measured runtime:** 81 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 71 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Three everyday tools of fine-tuning practice, measured against the course world's ground truth:
 # **synthetic data** (a model writes its own training set and a verifier filters it), **distillation**

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 14 · Reasoning with verifiable rewards and the preference family — Solutions
 #
-# **Measured runtime:** 6 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 8 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/14_rlvr_preference.ipynb). Each exercise says its level:
 # ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below

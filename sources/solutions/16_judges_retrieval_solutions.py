@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 16 · LLM judges and a real retriever — Solutions
 #
-# **Measured runtime:** 5 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 7 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/16_judges_retrieval.ipynb). Each exercise says its level:
 # ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check cell below

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 17 · Synthetic data, distillation and model merging — Solutions
 #
-# **Measured runtime:** 11 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 12 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Exercises for [the lesson](../notebooks/17_synthetic_distillation_merging.ipynb). Each exercise says
 # its level: ★ warm-up, ★★ core, ★★★ stretch. Write your code where it says so, then run the check
