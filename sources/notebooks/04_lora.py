@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · LoRA, the math
 #
-# **Measured runtime:** 107 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 101 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Full fine-tuning updates every weight. **LoRA** (Hu et al. 2021, *LoRA: Low-Rank Adaptation of
 # Large Language Models*) freezes them and learns, beside each chosen weight matrix, a low-rank
