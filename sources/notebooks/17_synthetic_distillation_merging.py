@@ -96,7 +96,10 @@ assert sampled.pass_at_n > 2 * sampled.sample_accuracy
 
 # %%
 ks = [1, 2, 4, 8]
-gold_best = [max(row, key=lambda y, q=q: gold_reward(q, y)) for q, row in zip(sampled.prompts, sampled.samples)]
+gold_best = [
+    max(row, key=lambda y, q=q: gold_reward(q, y))
+    for q, row in zip(sampled.prompts, sampled.samples)
+]
 best_right = sum(sampled.correct[i][sampled.samples[i].index(y)] for i, y in enumerate(gold_best))
 for k in ks:
     hits = sum(any(row[:k]) for row in sampled.correct)
@@ -377,7 +380,8 @@ ours = {
     for layer in vectors[0]
 }
 print(f"{len(drawn)} masks recorded; DARE-TIES vs peft dare_ties_svd: "
-      f"max abs diff {max_diff(ours, peft_dare):.1e}; kept share {torch.cat([m.flatten() for m in drawn]).mean():.3f}")
+      f"max abs diff {max_diff(ours, peft_dare):.1e}; "
+      f"kept share {torch.cat([m.flatten() for m in drawn]).mean():.3f}")
 assert max_diff(ours, peft_dare) < 1e-5
 
 # %% [markdown]
@@ -432,8 +436,10 @@ for t in tasks:
               f"{verdict(merged(arm, f'ce_{t}'), merged('single adapters', f'ce_{t}'), (arm, 'single'))}")
 for arm in ("ties", "dare_linear", "dare_ties"):
     t = "classify"
-    print(f"{t:>10} CE: "
-          f"{verdict(merged(arm, f'ce_{t}'), merged('task arithmetic', f'ce_{t}'), (arm, 'task arithmetic'))}")
+    vs_ta = verdict(
+        merged(arm, f"ce_{t}"), merged("task arithmetic", f"ce_{t}"), (arm, "task arithmetic")
+    )
+    print(f"{t:>10} CE: {vs_ta}")
 
 # %% [markdown]
 # ## 4 · Weight averaging as a cure for forgetting (WiSE-FT)
