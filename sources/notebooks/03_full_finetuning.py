@@ -679,6 +679,11 @@ for _ in range(5):  # interleaved, so that both settings see the same machine lo
     m.train()
     step_times["ckpt"].append(train_step_seconds(m, big, repeats=1))
     m.activation_checkpointing_disable()
+
+# %% [markdown]
+# Then the saved activations of each, and the recomputation counted by the hooks:
+
+# %%
 plain = {"sec": sorted(step_times["plain"])[2], "bytes": saved_activation_bytes(m, big)}
 m.activation_checkpointing_enable(**CKPT)
 m.train()

@@ -224,6 +224,11 @@ def arm_of(name: str) -> tuple[dict, str]:
     return C.at_chosen_lr(peft, SWEEP_NAME[name])
 
 
+
+# %% [markdown]
+# The live runs placed among the shipped seeds, and the three-seed table:
+
+# %%
 SEEDED = list(C.METHODS)  # all eight trained methods
 live_loss = {r["method"]: r["loss"] for r in rows}
 for name in ("full fine-tuning", "LoRA q,v r=8", "QLoRA q,v r=8 (NF4 base)"):
