@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Full fine-tuning
 #
-# **Measured runtime:** 90 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 99 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Full fine-tuning continues training **every** weight of a pretrained model on your data. It is the
 # baseline every cheaper method (LoRA, adapters, prompt tuning) is compared with. This chapter takes

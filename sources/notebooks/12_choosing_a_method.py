@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 12 · Choosing a method
 #
-# **Measured runtime:** 46 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 44 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Chapters 03–07 each taught one way to adapt a model. This chapter puts all of them on **one task,
 # in one run**, under the same rules, and measures what each costs and what each buys: trainable
