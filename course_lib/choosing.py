@@ -195,7 +195,9 @@ def recommend(
         reasons.append(
             "answers a program can check: reinforcement learning with that verifiable reward "
             "(GRPO / RLVR, chapter 14) after SFT; a checker cannot be flattered by style the way a "
-            "learned reward model can (chapter 09's reward hacking)"
+            "learned reward model can (chapter 09's reward hacking); where the answers show their "
+            "working, check the steps too: a final-answer check also pays for lucky guesses "
+            "(chapter 14)"
         )
     full = _fit(params_b, gpu_gib, "full", seq_len, batch)
     if full and n_tasks == 1 and n_examples >= 10_000:

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 14 · Reasoning with verifiable rewards (GRPO / RLVR) and the preference family
 #
-# **Measured runtime:** 51 s on a 2-core CPU (`make execute`; your machine may differ).
+# **Measured runtime:** 50 s on a 2-core CPU (`make execute`; your machine may differ).
 #
 # Chapter 09 optimised a policy against a **learned** reward model, and watched it find the reward
 # model's blind spots. Many tasks need no reward model at all: the answer to an arithmetic question
@@ -33,6 +33,7 @@
 import copy
 import tempfile
 import warnings
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 import course_lib
@@ -486,46 +487,89 @@ print(reasoning.is_correct("What is 7 plus 5 minus 3?", "7 plus 5 is 11. 11 minu
 
 # %% [markdown]
 # The verifier reads only the final answer, as RLVR verifiers do (the last line above has a wrong
-# step and a right answer: it counts as correct). `working_is_valid` checks the steps as well, so we
-# can see whether a better final answer comes with better working. The sweep `rlvr_reasoning` first
-# teaches the SFT policy the format (300 steps on 1000 worked answers at learning rate $10^{-3}$, the
-# same start for every seed; the budget was chosen on 60 validation questions that are not reported,
-# see `REASONING` in `course_lib/build/sweeps_rlvr.py`), then runs GRPO on the final-answer verifier
-# (20 steps of 4 questions × 8 answers, chapter 09's learning rate and β), or not. Both are judged on
-# 100 held-out questions, 4 sampled answers each (pass@1 and pass@4) and the greedy answer:
+# step and a right answer: it counts as correct). `working_is_valid` checks the steps as well, and
+# `fully_correct` asks for both: a **step-checking** verifier, the simplest process reward (a
+# program checks every step, where a process reward model would *learn* to score steps, as in
+# Lightman et al. 2023, "Let's Verify Step by Step"):
+
+# %%
+lucky = "7 plus 5 is 11. 11 minus 3 is 9. The answer is 9."
+q = "What is 7 plus 5 minus 3?"
+print("final answer right:", reasoning.is_correct(q, lucky), "| every step right:", reasoning.fully_correct(q, lucky))
+
+# %% [markdown]
+# The sweep `rlvr_reasoning` first teaches chapter 09's SFT policy the format (300 steps on 1000
+# worked answers at learning rate $10^{-3}$; the same start for every arm and seed), then runs GRPO
+# with **one factor changed**, the reward: the final answer only (`outcome`) or every step
+# (`process`), or no RL (`sft`). The RL budget (150 steps of 8 questions × 8 answers, learning rate
+# $5\times10^{-5}$, β = 0) was chosen on 100 validation questions that are not reported here; chapter
+# 09's recipe (20 steps at $10^{-4}$) lowered greedy correctness there, and every run tried is listed
+# in the comment above `REASONING` in `course_lib/build/sweeps_rlvr.py`. All arms are judged on 100
+# held-out questions: 4 answers sampled at temperature 1 (pass@1 and pass@4), the same at 0.7, and
+# the greedy answer.
 
 # %%
 rsn = sweeps.load("rlvr_reasoning")
-rm = ["correct", "pass_at_k", "greedy_correct", "valid_working"]
-rv = {m: {arm: sweeps.values(rsn, arm, m) for arm in rsn["arms"]} for m in rm}
-for m in rm:
-    print(f"{m:>14}:", verdict(rv[m]["grpo"], rv[m]["sft"], ("GRPO", "SFT")))
-print("GRPO groups with equal rewards:", sweeps.summary(rsn, "grpo", "frac_zero_std").fmt(2))
-assert min(rv["valid_working"]["sft"]) > 0.15  # the format stage taught the worked format
-assert differs(rv["greedy_correct"]["sft"], rv["greedy_correct"]["grpo"])  # GRPO lowered greedy
-sweeps.table(rsn, rm)
+rm = ["correct", "pass_at_k", "greedy_correct", "valid_working", "fully_correct", "lucky"]
+rv = {m: {arm: sweeps.values(rsn, arm, m) for arm in rsn["arms"]} for m in rm + ["correct_cool"]}
+for a, b in [("outcome", "sft"), ("process", "sft"), ("process", "outcome")]:
+    print(f"{a} against {b}:")
+    for m in rm:
+        print(f"  {m:>14}:", verdict(rv[m][a], rv[m][b], (a, b)))
+sweeps.table(rsn, rm + ["correct_cool"])
 
 # %% [markdown]
-# Measured, and not what we hoped. The format stage worked: the policy writes the working and is
-# right on 0.357 ± 0.010 of its sampled answers, 0.630 of its greedy ones, and at least once in 4
-# samples on 0.790 of the questions, so RL has signal (only 0.133 of the GRPO groups were uniform,
-# against 0.74 on the mixed questions of section 3). Yet 20 GRPO steps on the verifier did **not**
-# raise correctness: sampled correctness moved −0.025 (within noise), greedy correctness *fell*
-# 0.630 → 0.440 ± 0.030 (CI of the drop −0.265 to −0.115), and valid working fell too (−0.032).
+# `lucky` is the share of correct answers whose working is wrong. The picture, with one standard
+# deviation over the 3 seeds:
+
+# %%
+shown = ["correct", "greedy_correct", "fully_correct", "correct_cool"]
+fig, ax = plt.subplots(figsize=(7.5, 3.4))
+for i, arm in enumerate(rsn["arms"]):
+    sp = [sweeps.summary(rsn, arm, m) for m in shown]
+    x = [j + 0.27 * (i - 1) for j in range(len(shown))]
+    ax.bar(x, [s.mean for s in sp], width=0.27, yerr=[s.sd for s in sp], capsize=3, label=arm)
+ax.set_xticks(range(len(shown)), ["sampled (T=1)", "greedy", "answer and every step", "sampled (T=0.7)"])
+ax.set(ylabel="share of held-out answers", title="Chained arithmetic: RL rewarded by the answer or by every step")
+ax.legend(fontsize=8)
+plt.show()
+
+# %%
+assert min(rv["valid_working"]["sft"]) > 0.15  # the format stage taught the worked format
+assert differs(rv["fully_correct"]["process"], rv["fully_correct"]["sft"])  # the step check raised it
+assert not differs(rv["correct"]["outcome"], rv["correct"]["sft"])  # the answer check did not
+
+# %% [markdown]
+# Measured:
 #
-# Two things we checked. (1) TRL's `GRPOTrainer` loads its reference model from the policy's
-# `name_or_path` on disk, which here is the SFT policy *before* the format stage, so a first build of
-# this sweep had a KL term pulling back to a model that does not know the format (TRL logged a KL near
-# 5 nats per token); `grpo.train_grpo(..., reference_state=...)` now sets the reference to the
-# format-trained start, and the result above is with that fix: the drop remained. (2) A lower
-# learning rate ($2\times10^{-5}$, tried on the 60 validation questions, not these) did not raise
-# correctness there either. What we believe, not measured further: about a third of the format-trained
-# policy's correct sampled answers have wrong working (0.357 correct against 0.237 valid), and a
-# final-answer verifier rewards those lucky guesses as much as right working, so 640 sampled answers
-# of reinforcement move probability onto wrong steps as well as right ones. RLVR raised correctness
-# in section 3, where a right answer is one short phrase; on multi-step answers this budget and this
-# 2 M-parameter policy were not enough, and a process check (`working_is_valid` as the reward) is the
-# experiment we leave to you.
+# * **The step-checking reward raised full correctness beyond noise**: a right answer with every step
+#   right went from 0.229 ± 0.013 to 0.271 ± 0.016 of the sampled answers (+0.042, CI +0.008 to
+#   +0.076), and valid working by +0.041 (CI +0.007 to +0.075). Against the final-answer reward the
+#   gain is +0.059 (CI +0.022 to +0.097).
+# * **Neither reward raised the final answer beyond noise**: sampled correctness 0.357 → 0.380 with
+#   either (+0.023, CIs −0.027 to +0.074 and −0.036 to +0.082), greedy and pass@4 unchanged. A
+#   difference inside the seed spread is not a finding.
+# * **The final-answer reward did not make the working better**: valid working −0.017 and full
+#   correctness −0.018 (both within noise), while the share of lucky answers went from 0.357 to 0.440
+#   (within noise, the seeds disagree: 0.52, 0.37, 0.43). It rewards a lucky guess with wrong steps as
+#   much as right working, so it has no reason to improve the steps; the step check rewards only
+#   right working, and the working is what improved.
+# * **RL here is sharpening, and a fair baseline is a lower temperature**: sampling the SFT policy at
+#   0.7 instead of 1 gives 0.409 ± 0.025 with no training at all, at least what either RL run reached
+#   at temperature 1 (0.380). RL moves probability onto answers the policy can already produce (pass@4 stayed at
+#   0.79); it did not teach this 2 M-parameter policy arithmetic it could not do. Yue et al. (2025,
+#   "Does Reinforcement Learning Really Incentivize Reasoning Capacity in LLMs Beyond the Base
+#   Model?") report the same pattern at scale: RLVR raises pass@1 and not pass@k for large k.
+#
+# Two traps found on the way. (1) TRL's `GRPOTrainer` loads its reference model from the policy's
+# `name_or_path` on disk, which here is the SFT policy *before* the format stage, so with β > 0 the
+# KL term pulls back to a model that does not know the format (TRL logged a KL near 5 nats per
+# token); `grpo.train_grpo(..., reference_state=...)` sets the right reference. (2) With chapter 09's
+# recipe (20 steps at $10^{-4}$) the final-answer reward lowered greedy correctness on the validation
+# questions, and every run at $10^{-4}$ ended lower there (one seed each; the comment above `REASONING`
+# lists them): on a small
+# policy, Adam's full-size first steps on a few hundred sampled answers move many near-tied greedy
+# choices at once. Tune RL's learning rate on validation questions like any other.
 #
 # ## 6 · The preference family
 #
@@ -775,7 +819,7 @@ assert max(pv["orpo"]["kl"]) < min(pv["dpo"]["kl"])
 # * **IPO** at β = 0.1 asks for a per-token margin of $1/(2\beta) = 5$ nats, far beyond the margins
 #   of these answers, and its three seeds went three ways (KL from 1.7 to 11.8, chosen log-probability
 #   from −2.5 to −140): every comparison with it is within noise. IPO's β lives on another scale than
-#   DPO's; a larger β (a smaller target) is what it needs, and we did not tune it.
+#   DPO's; a larger β (a smaller target) is what it needs: see "IPO's β" below.
 #
 # So on this world DPO and KTO are the robust defaults; what each loss *needs* (pairs, a reference)
 # matters more than small differences in gold, which three seeds cannot resolve.
@@ -801,13 +845,39 @@ assert differs(pv["dpo"]["kl"], pv["dpo β=0.3"]["kl"])
 # the smaller β displaced the chosen answers far more (−38.8 against −2.8 nats). Gold is within noise
 # across the three: at this budget the extra distance bought nothing the gold reward can see.
 #
+# ### IPO's β
+#
+# IPO's β is not DPO's: it sets the target margin $1/(2\beta)$ of the per-token log-ratio, so the
+# shared default β = 0.1 asked for 5 nats per token. The sweep `preference_ipo_beta` runs IPO on the
+# same pairs, order and budget at β = 0.3 and 1 (targets of 1.67 and 0.5 nats per token), 3 seeds:
+
+# %%
+ipo_b = sweeps.load("preference_ipo_beta")
+ipo_arms = {"ipo": (fam, 0.1), "ipo β=0.3": (ipo_b, 0.3), "ipo β=1": (ipo_b, 1.0)}
+for arm, (rec, beta) in ipo_arms.items():
+    s_kl, s_gold = sweeps.summary(rec, arm, "kl"), sweeps.summary(rec, arm, "gold")
+    print(f"IPO β = {beta:<4} KL {s_kl.fmt(2):>12}  gold {s_gold.fmt(3)}")
+iv = {m: sweeps.values(ipo_b, "ipo β=1", m) for m in ("gold", "correct", "kl")}
+for m in ("gold", "correct", "kl"):
+    print(f"{m:>7}:", verdict(iv[m], pv["sft"][m], ("IPO β=1", "SFT")), "|",
+          verdict(iv[m], pv["dpo"][m], ("IPO β=1", "DPO")))
+assert differs(iv["gold"], pv["sft"]["gold"]) and differs(pv["dpo"]["kl"], iv["kl"])
+
+# %% [markdown]
+# At β = 1 IPO is stable: KL 1.25 ± 0.35 nats instead of 7.25 ± 5.13, gold and correctness above the
+# SFT policy beyond noise (+0.269 and +0.070), gold and correctness within noise of DPO's, at a
+# KL 2.85 nats lower than DPO's (beyond noise). At β = 0.3 the seeds still spread (KL 2.34 ± 1.42).
+# The comparison of section 6 was fair to IPO only once its β was on its own scale: a method
+# compared at a borrowed hyper-parameter is not compared.
+#
 # ## 7 · When to pick which
 #
 # | you have | pick | why |
 # |---|---|---|
 # | a checker (tests, exact answers, a verifier) | GRPO / RLVR | rewards the policy's own samples; nothing to hack but the checker |
+# | a checker of every step, and the working matters | GRPO on the step check (process reward) | a final-answer check also pays for lucky guesses with wrong steps |
 # | a learned reward model | GRPO or PPO with a KL leash, and a held-out judge | it rewards what the reward model likes, including style |
-# | preference pairs, a reference model | DPO (default), IPO if labels are noisy and DPO overfits | offline, cheap, no sampling |
+# | preference pairs, a reference model | DPO (default), IPO if labels are noisy and DPO overfits (tune its β on its own scale) | offline, cheap, no sampling |
 # | only thumbs up / thumbs down, unpaired | KTO | needs no pairs |
 # | pairs, no memory for a reference, SFT not done yet | ORPO | SFT and preference in one pass |
 # | pairs, answers of very different lengths | SimPO | per-token means: length is not rewarded |
@@ -823,13 +893,17 @@ assert differs(pv["dpo"]["kl"], pv["dpo β=0.3"]["kl"])
 #   times as far (KL 2.27 against 0.48 nats) and towards its favourite style (0.906 polite answers).
 # * A 0/1 verifier wastes most groups (0.74 uniform here); G = 2 wastes more (0.888). Std scaling,
 #   the per-answer mean and Dr. GRPO made no measurable difference on 15-token answers.
-# * On chained arithmetic with the working shown, the format was learnt by SFT, but 20 GRPO steps on a
-#   final-answer verifier lowered greedy correctness (0.630 → 0.440): a verifier that checks only the
-#   answer also rewards lucky guesses. Set TRL's reference model yourself when the policy does not
-#   start from its checkpoint on disk.
+# * On chained arithmetic with the working shown (format taught by SFT), GRPO rewarded by a
+#   step-checking verifier raised full correctness (right answer, every step right) from 0.229 to
+#   0.271 (CI of the gain +0.008 to +0.076); rewarded by the final answer only it did not, and
+#   neither raised the final answer beyond noise (+0.023 each). RL sharpened what the policy could
+#   already do: sampling the SFT policy at temperature 0.7 did as well. Tune RL's learning rate on
+#   validation questions, and set TRL's reference model yourself when the policy does not start from
+#   its checkpoint on disk.
 # * The preference family at a matched budget: DPO and KTO (unpaired) raised gold and correctness
 #   equally; ORPO stayed closest to the reference; SimPO shortened the answers and gained nothing;
-#   IPO at β = 0.1 was unstable. DPO's chosen answers lost 9.5 nats while the loss fell: likelihood
+#   IPO was unstable at the shared β = 0.1 and stable at its own scale (β = 1: DPO's gold within
+#   noise, at a lower KL). DPO's chosen answers lost 9.5 nats while the loss fell: likelihood
 #   displacement, larger at smaller β.
 #
 # ## Quiz

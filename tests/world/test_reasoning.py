@@ -37,3 +37,11 @@ def test_exclude_keeps_held_out_questions_out():
     assert all(
         r["messages"][0]["content"] not in held for r in reasoning.records(50, 1, exclude=held)
     )
+
+
+def test_fully_correct_needs_the_answer_and_every_step():
+    q = "What is 7 plus 5 minus 3?"
+    assert reasoning.fully_correct(q, reasoning.worked_answer(q))
+    lucky = "7 plus 5 is 11. 11 minus 3 is 9. The answer is 9."  # right answer, wrong first step
+    assert reasoning.is_correct(q, lucky) and not reasoning.fully_correct(q, lucky)
+    assert not reasoning.fully_correct(q, "7 plus 5 is 12. 12 minus 3 is 9. The answer is 8.")
