@@ -193,8 +193,12 @@ def test_reasoning_rewards_check_the_answer_or_every_step():
     from course_lib.build.sweeps_rlvr import REASONING_REWARDS, reasoning_reward
 
     q = [[{"role": "user", "content": "What is 7 plus 5 minus 3?"}]]
-    lucky = [[{"role": "assistant", "content": "7 plus 5 is 11. 11 minus 3 is 9. The answer is 9."}]]
-    right = [[{"role": "assistant", "content": "7 plus 5 is 12. 12 minus 3 is 9. The answer is 9."}]]
+    lucky = [
+        [{"role": "assistant", "content": "7 plus 5 is 11. 11 minus 3 is 9. The answer is 9."}]
+    ]
+    right = [
+        [{"role": "assistant", "content": "7 plus 5 is 12. 12 minus 3 is 9. The answer is 9."}]
+    ]
     outcome, process = (reasoning_reward(REASONING_REWARDS[k]) for k in ("outcome", "process"))
     assert outcome(q * 2, lucky + right) == [1.0, 1.0]  # the final answer is all it reads
     assert process(q * 2, lucky + right) == [0.0, 1.0]  # a wrong step fails the whole answer
