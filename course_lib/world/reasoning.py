@@ -4,7 +4,8 @@ A question chains two or three additions and subtractions of small numbers ("Wha
 minus 3?"); a worked answer states every intermediate result, then the final one ("7 plus 5 is
 12. 12 minus 3 is 9. The answer is 9."). The verifier reads only the final answer, as RLVR
 verifiers do; `working_is_valid` checks the steps too, to see whether correct answers come from
-correct working, and `fully_correct` (both) is the step-checking verifier RL can be rewarded by. Prompts are generated in code, seeded (no data file). Taught in chapter 14.
+correct working, and `fully_correct` (both) is the step-checking verifier RL can be rewarded by.
+Prompts are generated in code, seeded (no data file). Taught in chapter 14.
 """
 
 from __future__ import annotations

@@ -495,7 +495,8 @@ print(reasoning.is_correct("What is 7 plus 5 minus 3?", "7 plus 5 is 11. 11 minu
 # %%
 lucky = "7 plus 5 is 11. 11 minus 3 is 9. The answer is 9."
 q = "What is 7 plus 5 minus 3?"
-print("final answer right:", reasoning.is_correct(q, lucky), "| every step right:", reasoning.fully_correct(q, lucky))
+print("final answer right:", reasoning.is_correct(q, lucky),
+      "| every step right:", reasoning.fully_correct(q, lucky))
 
 # %% [markdown]
 # The sweep `rlvr_reasoning` first teaches chapter 09's SFT policy the format (300 steps on 1000
@@ -529,8 +530,10 @@ for i, arm in enumerate(rsn["arms"]):
     sp = [sweeps.summary(rsn, arm, m) for m in shown]
     x = [j + 0.27 * (i - 1) for j in range(len(shown))]
     ax.bar(x, [s.mean for s in sp], width=0.27, yerr=[s.sd for s in sp], capsize=3, label=arm)
-ax.set_xticks(range(len(shown)), ["sampled (T=1)", "greedy", "answer and every step", "sampled (T=0.7)"])
-ax.set(ylabel="share of held-out answers", title="Chained arithmetic: RL rewarded by the answer or by every step")
+ax.set_xticks(range(len(shown)),
+              ["sampled (T=1)", "greedy", "answer and every step", "sampled (T=0.7)"])
+ax.set(ylabel="share of held-out answers",
+       title="Chained arithmetic: RL rewarded by the answer or by every step")
 ax.legend(fontsize=8)
 plt.show()
 
