@@ -558,20 +558,21 @@ assert not differs(rv["correct"]["outcome"], rv["correct"]["sft"])  # the answer
 #   much as right working, so it has no reason to improve the steps; the step check rewards only
 #   right working, and the working is what improved.
 # * **RL here is sharpening, and a fair baseline is a lower temperature**: sampling the SFT policy at
-#   0.7 instead of 1 gives 0.409 ± 0.025 with no training at all, at least what either RL run reached
-#   at temperature 1 (0.380). RL moves probability onto answers the policy can already produce (pass@4 stayed at
-#   0.79); it did not teach this 2 M-parameter policy arithmetic it could not do. Yue et al. (2025,
-#   "Does Reinforcement Learning Really Incentivize Reasoning Capacity in LLMs Beyond the Base
-#   Model?") report the same pattern at scale: RLVR raises pass@1 and not pass@k for large k.
+#   0.7 instead of 1 gives 0.409 ± 0.025 with no training at all, at least what either RL run
+#   reached at temperature 1 (0.380). RL moves probability onto answers the policy can already
+#   produce (pass@4 stayed at about 0.79); it did not teach this 2 M-parameter policy arithmetic it
+#   could not do. Yue et al. (2025, "Does Reinforcement Learning Really Incentivize Reasoning
+#   Capacity in LLMs Beyond the Base Model?") report the same pattern at scale: RLVR raises pass@1
+#   and not pass@k for large k.
 #
 # Two traps found on the way. (1) TRL's `GRPOTrainer` loads its reference model from the policy's
 # `name_or_path` on disk, which here is the SFT policy *before* the format stage, so with β > 0 the
-# KL term pulls back to a model that does not know the format (TRL logged a KL near 5 nats per
-# token); `grpo.train_grpo(..., reference_state=...)` sets the right reference. (2) With chapter 09's
-# recipe (20 steps at $10^{-4}$) the final-answer reward lowered greedy correctness on the validation
-# questions, and every run at $10^{-4}$ ended lower there (one seed each; the comment above `REASONING`
-# lists them): on a small
-# policy, Adam's full-size first steps on a few hundred sampled answers move many near-tied greedy
+# KL term pulls back to a model that does not know the format (a first build at β = 0.1 logged a KL
+# near 5 nats per token); `grpo.train_grpo(..., reference_state=...)` sets the right reference.
+# (2) With chapter 09's recipe (20 steps at $10^{-4}$) the final-answer reward lowered greedy
+# correctness on the validation questions, and every run at $10^{-4}$ ended lower there (one seed
+# each; the comment above `REASONING` lists them). Our reading, not measured further: on a small
+# policy, Adam's full-size first steps on a few hundred sampled answers flip many near-tied greedy
 # choices at once. Tune RL's learning rate on validation questions like any other.
 #
 # ## 6 · The preference family
