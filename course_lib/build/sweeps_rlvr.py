@@ -280,6 +280,10 @@ def run_reasoning(arm: str, seed: int) -> dict[str, float]:
 
 
 CODE = ("grpo.py", "preference.py", "dpo.py", "world/reasoning.py", "build/sweeps_rlvr.py")
+# What the two preference sweeps share: the runner, seeds, code and tolerances.
+PREFERENCE_SPEC = dict(
+    run=run_preference, seeds=SEEDS, code_files=CODE, chapter="14", abs_tol=0.05, rel_tol=0.05
+)
 SWEEPS = [
     SweepSpec(
         name="rlvr_reward",
@@ -327,15 +331,10 @@ SWEEPS = [
         name="preference_ipo_beta",
         what="IPO as in preference_family (same pairs, order, 40 steps of 8, learning rate) at two "
         "β of its own scale: target margins of 1.67 and 0.5 nats per token instead of 5",
-        run=run_preference,
         arms=tuple(IPO_BETAS),
-        seeds=SEEDS,
         config={**PREFERENCE, "betas": IPO_BETAS},
-        code_files=CODE,
-        chapter="14",
         check_arms=("ipo β=1",),
-        abs_tol=0.05,
-        rel_tol=0.05,
+        **PREFERENCE_SPEC,
     ),
     SweepSpec(
         name="rlvr_variants",
