@@ -461,11 +461,18 @@ def students(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
+def _needed_paths() -> list[Path]:
+    """What the sandbox user must reach: the course and the Python that runs the notebooks."""
+    return [Path(sys.prefix), Path(sys.base_prefix), ROOT, Path(sys.executable).resolve().parent]
+
+
 def user_isolation_possible() -> bool:
-    """Whether "user" isolation can be tried: root on Linux, with a free user id."""
-    return (
-        sys.platform.startswith("linux") and os.geteuid() == 0 and sandbox.sandbox_ids() is not None
-    )
+    """Whether "user" isolation can be tried: root on Linux, a free user id, and a course and
+    Python that user may enter (not, e.g., a clone inside a 0700 `mktemp -d` folder)."""
+    if not (sys.platform.startswith("linux") and os.geteuid() == 0):
+        return False
+    ids = sandbox.sandbox_ids()
+    return ids is not None and not sandbox.unenterable(_needed_paths(), *ids)
 
 
 def choose_isolation(isolation: str, hide: list[Path], limits: sandbox.Limits) -> dict | None:
@@ -480,10 +487,12 @@ def choose_isolation(isolation: str, hide: list[Path], limits: sandbox.Limits) -
         return None
     problem, plan = "", None
     if not user_isolation_possible():
-        problem = f"it needs root on Linux and a free user id in {sandbox.SANDBOX_UIDS}"
+        problem = (
+            f"it needs root on Linux, a free user id in {sandbox.SANDBOX_UIDS}, and a course and "
+            "Python in folders that user may enter (chmod o+x them, e.g. a `mktemp -d` folder)"
+        )
     else:
-        needed = [Path(sys.prefix), Path(sys.base_prefix), ROOT]
-        needed.append(Path(sys.executable).resolve().parent)
+        needed = _needed_paths()
         plan = sandbox.isolation_plan(hide + [Path.home()], needed, sandbox.sandbox_ids())
         probe = nbformat.v4.new_notebook()
         probe.cells = [nbformat.v4.new_code_cell(f"import {CHECKS_MODULE}")]

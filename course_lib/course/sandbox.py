@@ -250,19 +250,28 @@ def _environment(box: str) -> dict[str, str]:
     }
 
 
+def _may_enter(folder: Path, uid: int, gid: int) -> bool:
+    """Whether `uid` (group `gid`) has the execute bit that lets it enter `folder`."""
+    st = folder.stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
 def _hidden_ancestor(path: Path, uid: int, gid: int) -> Path | None:
     """The highest folder above `path` that `uid` may not enter (e.g. /root), or None."""
     for parent in reversed(path.parents):
-        st = parent.stat()
-        if st.st_uid == uid:
-            allowed = st.st_mode & stat.S_IXUSR
-        elif st.st_gid == gid:
-            allowed = st.st_mode & stat.S_IXGRP
-        else:
-            allowed = st.st_mode & stat.S_IXOTH
-        if not allowed:
+        if not _may_enter(parent, uid, gid):
             return parent
     return None
+
+
+def unenterable(paths: list[Path], uid: int, gid: int) -> list[Path]:
+    """Those of `paths` that `uid` may not enter themselves (e.g. a checkout in a 0700 folder made
+    by `mktemp -d`): an empty mount can hide a folder above them, but cannot open them."""
+    return [p for p in paths if p.is_dir() and not _may_enter(p.resolve(), uid, gid)]
 
 
 def isolation_plan(hide: list[Path], needed: list[Path], ids: tuple[int, int]) -> dict:

@@ -105,3 +105,17 @@ def test_unknown_notebook_is_reported(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(), tmp_path / "eve" / "my_homework.ipynb")
     [g] = grading.grade_folder(tmp_path, timeout=30)
     assert g.run == "unknown" and "matches" in g.detail, f"got {g.run}: {g.detail}"
+
+
+def test_a_course_in_a_private_folder_rules_out_user_isolation(tmp_path):
+    """A clone inside a 0700 folder (what `mktemp -d` makes) cannot be entered by the sandbox
+    user, so "user" isolation must be reported impossible, not fail inside the probe notebook."""
+    from course_lib.course import sandbox
+
+    private, shared = tmp_path / "private", tmp_path / "shared"
+    private.mkdir(mode=0o700)
+    shared.mkdir(mode=0o755)
+    private.chmod(0o700)  # mkdir's mode is filtered by the umask
+    shared.chmod(0o755)
+    ids = (61000, 61000)  # any user id that owns neither folder
+    assert sandbox.unenterable([private, shared], *ids) == [private]
